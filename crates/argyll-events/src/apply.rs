@@ -1,0 +1,588 @@
+//! Pure reducers: how each event changes the engine and flow projections.
+//!
+//! Reducers are total. An event that does not fit the current state (an unknown step or work
+//! item, a second `flow_started`, a transition the lifecycle does not allow) is returned as an
+//! [`ApplyError`] and leaves the state exactly as it was; nothing here panics. Applying is
+//! deterministic, so replaying a log rebuilds its projection exactly.
+
+use argyll_model::{
+    ActiveFlow, AttributeValue, DeactivatedFlow, EngineState, ExecutionState, FlowDigest,
+    FlowState, FlowStatus, HealthState, StepStatus, Timestamp, WorkState, WorkStatus,
+};
+
+use crate::catalog::{EngineEvent, EventKind, FlowEvent};
+
+/// An event that does not fit the state it is applied to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApplyError {
+    /// A flow event other than `flow_started` arrived before the flow exists.
+    #[error("{event_type} for a flow that has not started")]
+    FlowNotStarted {
+        /// The event type.
+        event_type: &'static str,
+    },
+    /// A second `flow_started`.
+    #[error("flow {flow_id} has already started")]
+    FlowAlreadyStarted {
+        /// The flow.
+        flow_id: String,
+    },
+    /// The event names another flow than the aggregate's.
+    #[error("{event_type} for flow {found} applied to flow {expected}")]
+    FlowMismatch {
+        /// The event type.
+        event_type: &'static str,
+        /// The aggregate's flow.
+        expected: String,
+        /// The flow the event names.
+        found: String,
+    },
+    /// `flow_completed` or `flow_failed` on a terminal flow.
+    #[error("flow {flow_id} is already {status}")]
+    FlowAlreadyTerminal {
+        /// The flow.
+        flow_id: String,
+        /// Its terminal status.
+        status: FlowStatus,
+    },
+    /// The step is not in the flow's plan, or not in the catalog.
+    #[error("step not in execution plan: {step_id}")]
+    UnknownStep {
+        /// The step.
+        step_id: String,
+    },
+    /// The token is not a work item of the step.
+    #[error("work item not found: {token} (step {step_id})")]
+    UnknownWorkItem {
+        /// The step.
+        step_id: String,
+        /// The token.
+        token: String,
+    },
+    /// `step_started` reuses a token of the step.
+    #[error("duplicate work item token {token} in step {step_id}")]
+    DuplicateWorkItem {
+        /// The step.
+        step_id: String,
+        /// The token.
+        token: String,
+    },
+    /// A step event the step's status does not allow.
+    #[error("{event_type} not allowed for step {step_id} in status {from}")]
+    StepTransition {
+        /// The step.
+        step_id: String,
+        /// Its status.
+        from: StepStatus,
+        /// The event type.
+        event_type: &'static str,
+    },
+    /// A work event the item's status does not allow.
+    #[error("{event_type} not allowed for work item {token} of step {step_id} in status {from}")]
+    WorkTransition {
+        /// The step.
+        step_id: String,
+        /// The token.
+        token: String,
+        /// The item's status.
+        from: WorkStatus,
+        /// The event type.
+        event_type: &'static str,
+    },
+    /// An attribute is set twice (the first value wins, so the engine never emits this).
+    #[error("attribute already set: {key}")]
+    AttributeAlreadySet {
+        /// The attribute.
+        key: String,
+    },
+    /// `step_registered` for an id already in the catalog.
+    #[error("step exists: {step_id}")]
+    StepAlreadyRegistered {
+        /// The step.
+        step_id: String,
+    },
+    /// `flow_activated` for a flow already in the index.
+    #[error("flow {flow_id} is already in the flow index")]
+    FlowAlreadyIndexed {
+        /// The flow.
+        flow_id: String,
+    },
+    /// A flow-index event for a flow in the wrong place of its lifecycle.
+    #[error("{event_type} for flow {flow_id}, which is not {expected}")]
+    FlowIndexTransition {
+        /// The flow.
+        flow_id: String,
+        /// The event type.
+        event_type: &'static str,
+        /// Where the flow had to be (`active`, `deactivated`, `archiving`).
+        expected: &'static str,
+    },
+}
+
+/// A projection rebuilt from an aggregate's events.
+pub trait Projection: Default {
+    /// The events of this aggregate kind.
+    type Event: EventKind;
+
+    /// Applies one event raised at `at`; on error the projection is unchanged.
+    fn apply(&mut self, event: &Self::Event, at: Timestamp) -> Result<(), ApplyError>;
+}
+
+/// A failure while replaying a log: which event did not apply, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("event {index} does not apply: {error}")]
+pub struct ReplayError {
+    /// Position of the offending event in the replayed sequence.
+    pub index: usize,
+    /// Why it did not apply.
+    pub error: ApplyError,
+}
+
+/// Folds events, in order, into a fresh projection.
+pub fn replay<'a, P, I>(events: I) -> Result<P, ReplayError>
+where
+    P: Projection,
+    P::Event: 'a,
+    I: IntoIterator<Item = (Timestamp, &'a P::Event)>,
+{
+    let mut projection = P::default();
+    for (index, (at, event)) in events.into_iter().enumerate() {
+        projection
+            .apply(event, at)
+            .map_err(|error| ReplayError { index, error })?;
+    }
+    Ok(projection)
+}
+
+// ------------------------------------------------------------------ engine aggregate
+
+impl Projection for EngineState {
+    type Event = EngineEvent;
+
+    fn apply(&mut self, event: &EngineEvent, at: Timestamp) -> Result<(), ApplyError> {
+        let event_type = event.event_type();
+        match event {
+            EngineEvent::StepRegistered(payload) => {
+                let step = &payload.step;
+                if self.steps.contains_key(&step.id) {
+                    return Err(ApplyError::StepAlreadyRegistered {
+                        step_id: step.id.clone(),
+                    });
+                }
+                self.attributes.replace_step(step);
+                self.health.insert(step.id.clone(), HealthState::default());
+                self.steps.insert(step.id.clone(), step.clone());
+            }
+            EngineEvent::StepUpdated(payload) => {
+                let step = &payload.step;
+                let Some(slot) = self.steps.get_mut(&step.id) else {
+                    return Err(ApplyError::UnknownStep {
+                        step_id: step.id.clone(),
+                    });
+                };
+                *slot = step.clone();
+                self.attributes.replace_step(step);
+            }
+            EngineEvent::StepUnregistered(payload) => {
+                if self.steps.remove(&payload.step_id).is_none() {
+                    return Err(ApplyError::UnknownStep {
+                        step_id: payload.step_id.clone(),
+                    });
+                }
+                self.attributes.remove_step(&payload.step_id);
+                // The original kept the health of deleted steps forever; it goes with the step.
+                self.health.remove(&payload.step_id);
+            }
+            EngineEvent::StepHealthChanged(payload) => {
+                if !self.steps.contains_key(&payload.step_id) {
+                    return Err(ApplyError::UnknownStep {
+                        step_id: payload.step_id.clone(),
+                    });
+                }
+                self.health.insert(
+                    payload.step_id.clone(),
+                    HealthState {
+                        status: payload.status,
+                        error: payload.error.clone(),
+                    },
+                );
+            }
+            EngineEvent::FlowActivated(payload) => {
+                let flow_id = &payload.flow_id;
+                if self.active.contains_key(flow_id) || self.flow_digests.contains_key(flow_id) {
+                    return Err(ApplyError::FlowAlreadyIndexed {
+                        flow_id: flow_id.clone(),
+                    });
+                }
+                self.active.insert(
+                    flow_id.clone(),
+                    ActiveFlow {
+                        parent_flow_id: payload.parent_flow_id.clone(),
+                        started_at: at,
+                        last_active: at,
+                    },
+                );
+                self.flow_digests.insert(
+                    flow_id.clone(),
+                    FlowDigest {
+                        status: FlowStatus::Active,
+                        created_at: at,
+                        completed_at: Timestamp::ZERO,
+                        error: String::new(),
+                    },
+                );
+            }
+            EngineEvent::FlowDeactivated(payload) => {
+                let Some(active) = self.active.remove(&payload.flow_id) else {
+                    return Err(ApplyError::FlowIndexTransition {
+                        flow_id: payload.flow_id.clone(),
+                        event_type,
+                        expected: "active",
+                    });
+                };
+                self.deactivated.push(DeactivatedFlow {
+                    flow_id: payload.flow_id.clone(),
+                    parent_flow_id: active.parent_flow_id,
+                    deactivated_at: at,
+                });
+            }
+            EngineEvent::FlowDigestUpdated(payload) => {
+                let created_at = self
+                    .flow_digests
+                    .get(&payload.flow_id)
+                    .map(|digest| digest.created_at)
+                    .or_else(|| self.active.get(&payload.flow_id).map(|a| a.started_at))
+                    .unwrap_or(Timestamp::ZERO);
+                self.flow_digests.insert(
+                    payload.flow_id.clone(),
+                    FlowDigest {
+                        status: payload.status,
+                        created_at,
+                        completed_at: payload.completed_at,
+                        error: payload.error.clone(),
+                    },
+                );
+            }
+            EngineEvent::FlowArchiving(payload) => {
+                let position = self
+                    .deactivated
+                    .iter()
+                    .position(|entry| entry.flow_id == payload.flow_id);
+                match position {
+                    Some(index) => {
+                        self.deactivated.remove(index);
+                    }
+                    // An expired archiving lease is taken over by a new claim.
+                    None if self.archiving.contains_key(&payload.flow_id) => {}
+                    None => {
+                        return Err(ApplyError::FlowIndexTransition {
+                            flow_id: payload.flow_id.clone(),
+                            event_type,
+                            expected: "deactivated",
+                        });
+                    }
+                }
+                self.archiving.insert(payload.flow_id.clone(), at);
+            }
+            EngineEvent::FlowArchived(payload) => {
+                if self.archiving.remove(&payload.flow_id).is_none() {
+                    return Err(ApplyError::FlowIndexTransition {
+                        flow_id: payload.flow_id.clone(),
+                        event_type,
+                        expected: "archiving",
+                    });
+                }
+                self.flow_digests.remove(&payload.flow_id);
+            }
+        }
+        self.last_updated = at;
+        Ok(())
+    }
+}
+
+// ------------------------------------------------------------------ flow aggregate
+
+/// The projection of one flow: `None` until `flow_started`.
+impl Projection for Option<FlowState> {
+    type Event = FlowEvent;
+
+    fn apply(&mut self, event: &FlowEvent, at: Timestamp) -> Result<(), ApplyError> {
+        if let FlowEvent::FlowStarted(payload) = event {
+            if let Some(existing) = self {
+                return Err(ApplyError::FlowAlreadyStarted {
+                    flow_id: existing.id.clone(),
+                });
+            }
+            *self = Some(FlowState {
+                id: payload.flow_id.clone(),
+                status: FlowStatus::Active,
+                error: String::new(),
+                created_at: at,
+                completed_at: Timestamp::ZERO,
+                last_updated: at,
+                plan: payload.plan.clone(),
+                metadata: payload.metadata.clone(),
+                attributes: payload
+                    .init
+                    .iter()
+                    .map(|(name, value)| {
+                        let attribute = AttributeValue {
+                            value: value.clone(),
+                            step: None,
+                        };
+                        (name.clone(), attribute)
+                    })
+                    .collect(),
+                executions: payload
+                    .plan
+                    .steps
+                    .keys()
+                    .map(|step_id| (step_id.clone(), ExecutionState::pending()))
+                    .collect(),
+            });
+            return Ok(());
+        }
+        let event_type = event.event_type();
+        let Some(flow) = self else {
+            return Err(ApplyError::FlowNotStarted { event_type });
+        };
+        apply_to_flow(flow, event, at)?;
+        flow.last_updated = at;
+        Ok(())
+    }
+}
+
+fn flow_id_of(event: &FlowEvent) -> &str {
+    match event {
+        FlowEvent::FlowStarted(p) => &p.flow_id,
+        FlowEvent::FlowCompleted(p) => &p.flow_id,
+        FlowEvent::FlowFailed(p) => &p.flow_id,
+        FlowEvent::StepStarted(p) => &p.flow_id,
+        FlowEvent::StepCompleted(p) => &p.flow_id,
+        FlowEvent::StepFailed(p) => &p.flow_id,
+        FlowEvent::StepSkipped(p) => &p.flow_id,
+        FlowEvent::AttributeSet(p) => &p.flow_id,
+        FlowEvent::WorkStarted(p) => &p.flow_id,
+        FlowEvent::WorkSucceeded(p) => &p.flow_id,
+        FlowEvent::WorkFailed(p) => &p.flow_id,
+        FlowEvent::WorkNotCompleted(p) => &p.flow_id,
+        FlowEvent::RetryScheduled(p) => &p.flow_id,
+    }
+}
+
+fn apply_to_flow(flow: &mut FlowState, event: &FlowEvent, at: Timestamp) -> Result<(), ApplyError> {
+    let event_type = event.event_type();
+    let named = flow_id_of(event);
+    if named != flow.id {
+        return Err(ApplyError::FlowMismatch {
+            event_type,
+            expected: flow.id.clone(),
+            found: named.to_owned(),
+        });
+    }
+    match event {
+        FlowEvent::FlowStarted(_) => {
+            return Err(ApplyError::FlowAlreadyStarted {
+                flow_id: flow.id.clone(),
+            });
+        }
+        FlowEvent::FlowCompleted(_) | FlowEvent::FlowFailed(_) => {
+            if flow.status.is_terminal() {
+                return Err(ApplyError::FlowAlreadyTerminal {
+                    flow_id: flow.id.clone(),
+                    status: flow.status,
+                });
+            }
+            flow.completed_at = at;
+            match event {
+                FlowEvent::FlowFailed(payload) => {
+                    flow.status = FlowStatus::Failed;
+                    flow.error = payload.error.clone();
+                }
+                _ => flow.status = FlowStatus::Completed,
+            }
+        }
+        FlowEvent::StepStarted(payload) => {
+            let execution = step_in(flow, &payload.step_id, event_type, &[StepStatus::Pending])?;
+            let mut work_items = indexmap::IndexMap::with_capacity(payload.work_items.len());
+            for (token, inputs) in &payload.work_items {
+                if work_items
+                    .insert(token.clone(), WorkState::pending(inputs.clone()))
+                    .is_some()
+                {
+                    return Err(ApplyError::DuplicateWorkItem {
+                        step_id: payload.step_id.clone(),
+                        token: token.clone(),
+                    });
+                }
+            }
+            *execution = ExecutionState {
+                status: StepStatus::Active,
+                started_at: at,
+                inputs: Some(payload.inputs.clone()),
+                work_items,
+                ..ExecutionState::pending()
+            };
+        }
+        FlowEvent::StepCompleted(payload) => {
+            let execution = step_in(flow, &payload.step_id, event_type, &[StepStatus::Active])?;
+            execution.status = StepStatus::Completed;
+            execution.completed_at = at;
+            execution.duration = payload.duration;
+            execution.outputs = payload.outputs.clone();
+        }
+        FlowEvent::StepFailed(payload) => {
+            let allowed = [StepStatus::Pending, StepStatus::Active];
+            let execution = step_in(flow, &payload.step_id, event_type, &allowed)?;
+            execution.status = StepStatus::Failed;
+            execution.completed_at = at;
+            execution.error = payload.error.clone();
+        }
+        FlowEvent::StepSkipped(payload) => {
+            let execution = step_in(flow, &payload.step_id, event_type, &[StepStatus::Pending])?;
+            execution.status = StepStatus::Skipped;
+            execution.completed_at = at;
+            execution.error = payload.reason.clone();
+        }
+        FlowEvent::AttributeSet(payload) => {
+            if flow.attributes.contains_key(&payload.key) {
+                return Err(ApplyError::AttributeAlreadySet {
+                    key: payload.key.clone(),
+                });
+            }
+            let step = (!payload.step_id.is_empty()).then(|| payload.step_id.clone());
+            flow.attributes.insert(
+                payload.key.clone(),
+                AttributeValue {
+                    value: payload.value.clone(),
+                    step,
+                },
+            );
+        }
+        FlowEvent::WorkStarted(payload) => {
+            use WorkStatus::{Active, NotCompleted, Pending};
+            // Active → active is a re-dispatch after a lost lease.
+            let item = item_in(
+                flow,
+                &payload.step_id,
+                &payload.token,
+                event_type,
+                &[Pending, Active, NotCompleted],
+            )?;
+            item.status = Active;
+            if item.started_at.is_zero() {
+                item.started_at = at;
+            }
+        }
+        FlowEvent::WorkSucceeded(payload) => {
+            use WorkStatus::{Active, NotCompleted, Pending};
+            // Pending → succeeded is a memoization hit.
+            let item = item_in(
+                flow,
+                &payload.step_id,
+                &payload.token,
+                event_type,
+                &[Pending, Active, NotCompleted],
+            )?;
+            item.status = WorkStatus::Succeeded;
+            item.completed_at = at;
+            item.outputs = payload.outputs.clone();
+        }
+        FlowEvent::WorkFailed(payload) => {
+            use WorkStatus::{Active, NotCompleted, Pending};
+            // Pending → failed is the cancellation of queued work on a terminal flow.
+            let item = item_in(
+                flow,
+                &payload.step_id,
+                &payload.token,
+                event_type,
+                &[Pending, Active, NotCompleted],
+            )?;
+            item.status = WorkStatus::Failed;
+            item.completed_at = at;
+            item.error = payload.error.clone();
+        }
+        FlowEvent::WorkNotCompleted(payload) => {
+            let item = item_in(
+                flow,
+                &payload.step_id,
+                &payload.token,
+                event_type,
+                &[WorkStatus::Active],
+            )?;
+            item.status = WorkStatus::NotCompleted;
+            item.completed_at = at;
+            item.error = payload.error.clone();
+        }
+        FlowEvent::RetryScheduled(payload) => {
+            use WorkStatus::{Active, NotCompleted};
+            let item = item_in(
+                flow,
+                &payload.step_id,
+                &payload.token,
+                event_type,
+                &[Active, NotCompleted],
+            )?;
+            item.status = WorkStatus::Pending;
+            item.retry_count = payload.retry_count;
+            item.next_retry_at = payload.next_retry_at;
+            item.error = payload.error.clone();
+        }
+    }
+    Ok(())
+}
+
+fn step_in<'f>(
+    flow: &'f mut FlowState,
+    step_id: &str,
+    event_type: &'static str,
+    allowed: &[StepStatus],
+) -> Result<&'f mut ExecutionState, ApplyError> {
+    let execution = flow
+        .executions
+        .get_mut(step_id)
+        .ok_or_else(|| ApplyError::UnknownStep {
+            step_id: step_id.to_owned(),
+        })?;
+    if allowed.contains(&execution.status) {
+        Ok(execution)
+    } else {
+        Err(ApplyError::StepTransition {
+            step_id: step_id.to_owned(),
+            from: execution.status,
+            event_type,
+        })
+    }
+}
+
+fn item_in<'f>(
+    flow: &'f mut FlowState,
+    step_id: &str,
+    token: &str,
+    event_type: &'static str,
+    allowed: &[WorkStatus],
+) -> Result<&'f mut WorkState, ApplyError> {
+    let execution = flow
+        .executions
+        .get_mut(step_id)
+        .ok_or_else(|| ApplyError::UnknownStep {
+            step_id: step_id.to_owned(),
+        })?;
+    let item = execution
+        .work_items
+        .get_mut(token)
+        .ok_or_else(|| ApplyError::UnknownWorkItem {
+            step_id: step_id.to_owned(),
+            token: token.to_owned(),
+        })?;
+    if allowed.contains(&item.status) {
+        Ok(item)
+    } else {
+        Err(ApplyError::WorkTransition {
+            step_id: step_id.to_owned(),
+            token: token.to_owned(),
+            from: item.status,
+            event_type,
+        })
+    }
+}
