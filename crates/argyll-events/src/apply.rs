@@ -59,14 +59,6 @@ pub enum ApplyError {
         /// The token.
         token: String,
     },
-    /// `step_started` reuses a token of the step.
-    #[error("duplicate work item token {token} in step {step_id}")]
-    DuplicateWorkItem {
-        /// The step.
-        step_id: String,
-        /// The token.
-        token: String,
-    },
     /// A step event the step's status does not allow.
     #[error("{event_type} not allowed for step {step_id} in status {from}")]
     StepTransition {
@@ -404,18 +396,11 @@ fn apply_to_flow(flow: &mut FlowState, event: &FlowEvent, at: Timestamp) -> Resu
         }
         FlowEvent::StepStarted(payload) => {
             let execution = step_in(flow, &payload.step_id, event_type, &[StepStatus::Pending])?;
-            let mut work_items = indexmap::IndexMap::with_capacity(payload.work_items.len());
-            for (token, inputs) in &payload.work_items {
-                if work_items
-                    .insert(token.clone(), WorkState::pending(inputs.clone()))
-                    .is_some()
-                {
-                    return Err(ApplyError::DuplicateWorkItem {
-                        step_id: payload.step_id.clone(),
-                        token: token.clone(),
-                    });
-                }
-            }
+            let work_items = payload
+                .work_items
+                .iter()
+                .map(|(token, inputs)| (token.clone(), WorkState::pending(inputs.clone())))
+                .collect();
             *execution = ExecutionState {
                 status: StepStatus::Active,
                 started_at: at,
