@@ -7,13 +7,6 @@
     clippy::indexing_slicing,
     clippy::panic
 )]
-// Test helpers outside #[test] functions may panic on broken fixtures: that is a test failure.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 
 use argyll_events::{
     AggregateId, EngineEvent, Event, EventEnvelope, EventKind, FlowEvent, FlowFailed, PartsError,

@@ -7,34 +7,6 @@
     clippy::indexing_slicing,
     clippy::panic
 )]
-// Test helpers outside #[test] functions may panic on broken fixtures: that is a test failure.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-// Test helpers outside #[test] functions may panic on broken fixtures: that is a test failure.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-// Test helpers outside #[test] functions may panic on broken fixtures: that is a test failure.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-// Test helpers outside #[test] functions may panic on broken fixtures: that is a test failure.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 
 use argyll_model::{Step, StepDocument, StepValidationError};
 use serde_json::{Value, json};
