@@ -445,43 +445,40 @@ fn apply_to_flow(flow: &mut FlowState, event: &FlowEvent, at: Timestamp) -> Resu
             );
         }
         FlowEvent::WorkStarted(payload) => {
-            use WorkStatus::{Active, NotCompleted, Pending};
             // Active → active is a re-dispatch after a lost lease.
             let item = item_in(
                 flow,
                 &payload.step_id,
                 &payload.token,
                 event_type,
-                &[Pending, Active, NotCompleted],
+                UNFINISHED_WORK,
             )?;
-            item.status = Active;
+            item.status = WorkStatus::Active;
             if item.started_at.is_zero() {
                 item.started_at = at;
             }
         }
         FlowEvent::WorkSucceeded(payload) => {
-            use WorkStatus::{Active, NotCompleted, Pending};
             // Pending → succeeded is a memoization hit.
             let item = item_in(
                 flow,
                 &payload.step_id,
                 &payload.token,
                 event_type,
-                &[Pending, Active, NotCompleted],
+                UNFINISHED_WORK,
             )?;
             item.status = WorkStatus::Succeeded;
             item.completed_at = at;
             item.outputs = payload.outputs.clone();
         }
         FlowEvent::WorkFailed(payload) => {
-            use WorkStatus::{Active, NotCompleted, Pending};
             // Pending → failed is the cancellation of queued work on a terminal flow.
             let item = item_in(
                 flow,
                 &payload.step_id,
                 &payload.token,
                 event_type,
-                &[Pending, Active, NotCompleted],
+                UNFINISHED_WORK,
             )?;
             item.status = WorkStatus::Failed;
             item.completed_at = at;
@@ -500,13 +497,13 @@ fn apply_to_flow(flow: &mut FlowState, event: &FlowEvent, at: Timestamp) -> Resu
             item.error = payload.error.clone();
         }
         FlowEvent::RetryScheduled(payload) => {
-            use WorkStatus::{Active, NotCompleted};
+            let retryable = [WorkStatus::Active, WorkStatus::NotCompleted];
             let item = item_in(
                 flow,
                 &payload.step_id,
                 &payload.token,
                 event_type,
-                &[Active, NotCompleted],
+                &retryable,
             )?;
             item.status = WorkStatus::Pending;
             item.retry_count = payload.retry_count;
@@ -517,18 +514,31 @@ fn apply_to_flow(flow: &mut FlowState, event: &FlowEvent, at: Timestamp) -> Resu
     Ok(())
 }
 
+/// Work statuses from which an item can still start, succeed or fail.
+const UNFINISHED_WORK: &[WorkStatus] = &[
+    WorkStatus::Pending,
+    WorkStatus::Active,
+    WorkStatus::NotCompleted,
+];
+
+fn execution_mut<'f>(
+    flow: &'f mut FlowState,
+    step_id: &str,
+) -> Result<&'f mut ExecutionState, ApplyError> {
+    flow.executions
+        .get_mut(step_id)
+        .ok_or_else(|| ApplyError::UnknownStep {
+            step_id: step_id.to_owned(),
+        })
+}
+
 fn step_in<'f>(
     flow: &'f mut FlowState,
     step_id: &str,
     event_type: &'static str,
     allowed: &[StepStatus],
 ) -> Result<&'f mut ExecutionState, ApplyError> {
-    let execution = flow
-        .executions
-        .get_mut(step_id)
-        .ok_or_else(|| ApplyError::UnknownStep {
-            step_id: step_id.to_owned(),
-        })?;
+    let execution = execution_mut(flow, step_id)?;
     if allowed.contains(&execution.status) {
         Ok(execution)
     } else {
@@ -547,13 +557,7 @@ fn item_in<'f>(
     event_type: &'static str,
     allowed: &[WorkStatus],
 ) -> Result<&'f mut WorkState, ApplyError> {
-    let execution = flow
-        .executions
-        .get_mut(step_id)
-        .ok_or_else(|| ApplyError::UnknownStep {
-            step_id: step_id.to_owned(),
-        })?;
-    let item = execution
+    let item = execution_mut(flow, step_id)?
         .work_items
         .get_mut(token)
         .ok_or_else(|| ApplyError::UnknownWorkItem {

@@ -226,3 +226,36 @@ fn reported_work_transitions_follow_the_table() {
         "invalid work state transition: failed -> failed"
     );
 }
+
+#[test]
+fn equality_for_idempotent_registration() {
+    let registered: Step = serde_json::from_str(QUICKSTART_STEP).expect("decodes");
+    // The same definition sent again, with fields in another order, explicit empty labels and
+    // a null memoizable flag, is the same step.
+    let again: Step = serde_json::from_value(json!({
+        "type": "script", "name": "Hello Script", "id": "hello-script", "labels": {}, "memoizable": null,
+        "script": {"script": "{:greeting name}", "language": "ale"},
+        "attributes": {"name": {"type": "string", "role": "required"}, "greeting": {"role": "output", "type": "string"}}
+    }))
+    .expect("decodes");
+    assert_eq!(again, registered);
+    let mut relabelled = registered.clone();
+    relabelled.labels.insert("team".into(), "x".into());
+    assert_ne!(relabelled, registered, "labels take part in equality");
+    let mut untyped = registered.clone();
+    untyped
+        .attributes
+        .get_mut("name")
+        .expect("attribute")
+        .attr_type = argyll_model::AttributeType::Untyped;
+    assert_ne!(
+        untyped, registered,
+        "\"\" and \"string\" are different types"
+    );
+    let mut with_predicate = registered.clone();
+    with_predicate.predicate = Some(argyll_model::ScriptConfig::new(
+        argyll_model::ScriptLanguage::Ale,
+        "true",
+    ));
+    assert_ne!(with_predicate, registered);
+}
