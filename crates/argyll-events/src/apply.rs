@@ -10,7 +10,10 @@ use argyll_model::{
     FlowState, FlowStatus, HealthState, StepStatus, Timestamp, WorkState, WorkStatus,
 };
 
-use crate::catalog::{EngineEvent, EventKind, FlowEvent};
+use crate::catalog::{
+    EngineEvent, EventKind, FlowEvent, RetryScheduled, WorkFailed, WorkNotCompleted, WorkStarted,
+    WorkSucceeded,
+};
 
 /// An event that does not fit the state it is applied to.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -446,13 +449,7 @@ fn apply_to_flow(flow: &mut FlowState, event: &FlowEvent, at: Timestamp) -> Resu
         }
         FlowEvent::WorkStarted(payload) => {
             // Active → active is a re-dispatch after a lost lease.
-            let item = item_in(
-                flow,
-                &payload.step_id,
-                &payload.token,
-                event_type,
-                UNFINISHED_WORK,
-            )?;
+            let item = item_in(flow, payload, event_type, UNFINISHED_WORK)?;
             item.status = WorkStatus::Active;
             if item.started_at.is_zero() {
                 item.started_at = at;
@@ -460,51 +457,27 @@ fn apply_to_flow(flow: &mut FlowState, event: &FlowEvent, at: Timestamp) -> Resu
         }
         FlowEvent::WorkSucceeded(payload) => {
             // Pending → succeeded is a memoization hit.
-            let item = item_in(
-                flow,
-                &payload.step_id,
-                &payload.token,
-                event_type,
-                UNFINISHED_WORK,
-            )?;
+            let item = item_in(flow, payload, event_type, UNFINISHED_WORK)?;
             item.status = WorkStatus::Succeeded;
             item.completed_at = at;
             item.outputs = payload.outputs.clone();
         }
         FlowEvent::WorkFailed(payload) => {
             // Pending → failed is the cancellation of queued work on a terminal flow.
-            let item = item_in(
-                flow,
-                &payload.step_id,
-                &payload.token,
-                event_type,
-                UNFINISHED_WORK,
-            )?;
+            let item = item_in(flow, payload, event_type, UNFINISHED_WORK)?;
             item.status = WorkStatus::Failed;
             item.completed_at = at;
             item.error = payload.error.clone();
         }
         FlowEvent::WorkNotCompleted(payload) => {
-            let item = item_in(
-                flow,
-                &payload.step_id,
-                &payload.token,
-                event_type,
-                &[WorkStatus::Active],
-            )?;
+            let item = item_in(flow, payload, event_type, &[WorkStatus::Active])?;
             item.status = WorkStatus::NotCompleted;
             item.completed_at = at;
             item.error = payload.error.clone();
         }
         FlowEvent::RetryScheduled(payload) => {
             let retryable = [WorkStatus::Active, WorkStatus::NotCompleted];
-            let item = item_in(
-                flow,
-                &payload.step_id,
-                &payload.token,
-                event_type,
-                &retryable,
-            )?;
+            let item = item_in(flow, payload, event_type, &retryable)?;
             item.status = WorkStatus::Pending;
             item.retry_count = payload.retry_count;
             item.next_retry_at = payload.next_retry_at;
@@ -550,13 +523,40 @@ fn step_in<'f>(
     }
 }
 
+/// The work item an event is about.
+trait WorkItemEvent {
+    fn step_id(&self) -> &str;
+    fn token(&self) -> &str;
+}
+
+macro_rules! work_item_event {
+    ($($payload:ty),+) => {$(
+        impl WorkItemEvent for $payload {
+            fn step_id(&self) -> &str {
+                &self.step_id
+            }
+            fn token(&self) -> &str {
+                &self.token
+            }
+        }
+    )+};
+}
+
+work_item_event!(
+    WorkStarted,
+    WorkSucceeded,
+    WorkFailed,
+    WorkNotCompleted,
+    RetryScheduled
+);
+
 fn item_in<'f>(
     flow: &'f mut FlowState,
-    step_id: &str,
-    token: &str,
+    event: &impl WorkItemEvent,
     event_type: &'static str,
     allowed: &[WorkStatus],
 ) -> Result<&'f mut WorkState, ApplyError> {
+    let (step_id, token) = (event.step_id(), event.token());
     let item = execution_mut(flow, step_id)?
         .work_items
         .get_mut(token)
