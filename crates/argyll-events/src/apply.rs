@@ -347,27 +347,9 @@ impl Projection for Option<FlowState> {
     }
 }
 
-fn flow_id_of(event: &FlowEvent) -> &str {
-    match event {
-        FlowEvent::FlowStarted(p) => &p.flow_id,
-        FlowEvent::FlowCompleted(p) => &p.flow_id,
-        FlowEvent::FlowFailed(p) => &p.flow_id,
-        FlowEvent::StepStarted(p) => &p.flow_id,
-        FlowEvent::StepCompleted(p) => &p.flow_id,
-        FlowEvent::StepFailed(p) => &p.flow_id,
-        FlowEvent::StepSkipped(p) => &p.flow_id,
-        FlowEvent::AttributeSet(p) => &p.flow_id,
-        FlowEvent::WorkStarted(p) => &p.flow_id,
-        FlowEvent::WorkSucceeded(p) => &p.flow_id,
-        FlowEvent::WorkFailed(p) => &p.flow_id,
-        FlowEvent::WorkNotCompleted(p) => &p.flow_id,
-        FlowEvent::RetryScheduled(p) => &p.flow_id,
-    }
-}
-
 fn apply_to_flow(flow: &mut FlowState, event: &FlowEvent, at: Timestamp) -> Result<(), ApplyError> {
     let event_type = event.event_type();
-    let named = flow_id_of(event);
+    let named = event.flow_id();
     if named != flow.id {
         return Err(ApplyError::FlowMismatch {
             event_type,

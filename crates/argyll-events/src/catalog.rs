@@ -143,6 +143,27 @@ event_catalog! {
     }
 }
 
+impl FlowEvent {
+    /// The flow the event belongs to (every flow payload names it).
+    pub fn flow_id(&self) -> &str {
+        match self {
+            FlowEvent::FlowStarted(p) => &p.flow_id,
+            FlowEvent::FlowCompleted(p) => &p.flow_id,
+            FlowEvent::FlowFailed(p) => &p.flow_id,
+            FlowEvent::StepStarted(p) => &p.flow_id,
+            FlowEvent::StepCompleted(p) => &p.flow_id,
+            FlowEvent::StepFailed(p) => &p.flow_id,
+            FlowEvent::StepSkipped(p) => &p.flow_id,
+            FlowEvent::AttributeSet(p) => &p.flow_id,
+            FlowEvent::WorkStarted(p) => &p.flow_id,
+            FlowEvent::WorkSucceeded(p) => &p.flow_id,
+            FlowEvent::WorkFailed(p) => &p.flow_id,
+            FlowEvent::WorkNotCompleted(p) => &p.flow_id,
+            FlowEvent::RetryScheduled(p) => &p.flow_id,
+        }
+    }
+}
+
 fn is_empty(text: &str) -> bool {
     text.is_empty()
 }
