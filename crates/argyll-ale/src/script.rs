@@ -1,0 +1,224 @@
+//! The embedding API used by Argyll's script runner: compile a script once for a set of input
+//! names, call it many times with JSON inputs, get JSON outputs or a predicate verdict.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Number, Value as Json};
+
+use crate::builtins::root;
+use crate::error::{AleError, AleResult};
+use crate::eval::{Ctx, Limits, eval_form};
+use crate::ns::Namespace;
+use crate::print::display_form;
+use crate::read::read_all;
+use crate::seq::realize_deep;
+use crate::value::{ObjectMap, Value};
+
+/// A compiled script or predicate: a lambda over the step's runtime inputs, in sorted order.
+///
+/// `Send + Sync`: one compiled program serves every flow and thread.
+#[derive(Clone)]
+pub struct Program {
+    procedure: Value,
+    arg_names: Arc<[String]>,
+}
+
+impl std::fmt::Debug for Program {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Program")
+            .field("arg_names", &self.arg_names)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Evaluates every form of `source` in a fresh namespace and returns the last value, with lazy
+/// sequences realised. `setup` sources run first in the same namespace.
+pub fn eval_source(setup: &[&str], source: &str, limits: Limits) -> AleResult<(Value, String)> {
+    let ns = Namespace::new("", Some(root()));
+    let mut ctx = Ctx::new(limits);
+    ctx.out_bound = true;
+    for part in setup {
+        run_forms(&mut ctx, &ns, part)?;
+    }
+    let value = run_forms(&mut ctx, &ns, source)?;
+    let value = realize_deep(&mut ctx, &value)?;
+    Ok((value, ctx.out))
+}
+
+fn run_forms(ctx: &mut Ctx, ns: &Arc<Namespace>, source: &str) -> AleResult<Value> {
+    let mut reader = crate::read::Reader::new(source);
+    let mut last = Value::Null;
+    while let Some(form) = reader.next_form()? {
+        last = eval_form(ctx, ns, &form)?;
+    }
+    Ok(last)
+}
+
+impl Program {
+    /// Compiles `script` as the body of `(lambda (<arg_names>) <script>)`, as the original does;
+    /// the names should be the step's runtime inputs sorted by byte order.
+    ///
+    /// Compile-time checks run here: syntax, unknown names (a misspelt input is an error),
+    /// special-form syntax and the arity of calls to builtins.
+    pub fn compile(script: &str, arg_names: &[&str]) -> AleResult<Program> {
+        Self::compile_with_limits(script, arg_names, Limits::default())
+    }
+
+    /// [`Program::compile`] with explicit budgets for macro expansion.
+    pub fn compile_with_limits(
+        script: &str,
+        arg_names: &[&str],
+        limits: Limits,
+    ) -> AleResult<Program> {
+        for name in arg_names {
+            if crate::read::parse_symbol(name).is_none_or(|s| s.domain.is_some())
+                || name
+                    .chars()
+                    .any(|c| c.is_whitespace() || "()[]{}\"';`,".contains(c))
+            {
+                return Err(AleError::compile(format!(
+                    "invalid argument name for a script: {name:?}"
+                )));
+            }
+        }
+        let source = format!("(lambda ({}) {script})", arg_names.join(" "));
+        let forms = read_all(&source)?;
+        let [form] = forms.as_slice() else {
+            return Err(AleError::compile("script must be a single expression"));
+        };
+        let ns = Namespace::new("", Some(root()));
+        let mut ctx = Ctx::new(limits);
+        let procedure = eval_form(&mut ctx, &ns, form)?;
+        if !crate::compile::is_lambda(&procedure) {
+            return Err(AleError::compile(format!(
+                "not a procedure, got: {}",
+                procedure.type_name()
+            )));
+        }
+        Ok(Program {
+            procedure,
+            arg_names: arg_names.iter().map(|s| (*s).to_owned()).collect(),
+        })
+    }
+
+    /// The input names, in argument order.
+    pub fn arg_names(&self) -> &[String] {
+        &self.arg_names
+    }
+
+    /// Calls the program with `inputs` (absent names are `null`) and returns the raw Ale value,
+    /// lazy sequences realised.
+    pub fn call(&self, inputs: &Map<String, Json>, limits: Limits) -> AleResult<Value> {
+        let args = self
+            .arg_names
+            .iter()
+            .map(|name| inputs.get(name).map_or(Value::Null, json_to_ale))
+            .collect();
+        let mut ctx = Ctx::new(limits);
+        let value = ctx.apply(&self.procedure, args)?;
+        realize_deep(&mut ctx, &value)
+    }
+
+    /// Runs a script step: an object result is the output map, anything else is
+    /// `{"result": value}`.
+    pub fn run_script(
+        &self,
+        inputs: &Map<String, Json>,
+        limits: Limits,
+    ) -> AleResult<Map<String, Json>> {
+        let value = self.call(inputs, limits)?;
+        match ale_to_json(&value)? {
+            Json::Object(map) if matches!(value, Value::Object(_)) => Ok(map),
+            other => {
+                let mut outputs = Map::new();
+                outputs.insert("result".to_owned(), other);
+                Ok(outputs)
+            }
+        }
+    }
+
+    /// Evaluates a predicate: true unless the result is exactly `#f`.
+    pub fn run_predicate(&self, inputs: &Map<String, Json>, limits: Limits) -> AleResult<bool> {
+        Ok(self.call(inputs, limits)?.is_truthy())
+    }
+}
+
+/// JSON to Ale: objects get keyword keys, arrays become vectors, integral JSON numbers written
+/// without a fraction become integers and the rest floats, `null` is the empty list.
+pub fn json_to_ale(value: &Json) -> Value {
+    crate::eval::with_stack(|| json_to_ale_inner(value))
+}
+
+fn json_to_ale_inner(value: &Json) -> Value {
+    match value {
+        Json::Null => Value::Null,
+        Json::Bool(b) => Value::Bool(*b),
+        Json::Number(n) => match n.as_i64() {
+            Some(i) => Value::Int(i),
+            None => match n.as_u64() {
+                Some(u) => crate::number::from_big(u.into()),
+                None => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+            },
+        },
+        Json::String(s) => Value::string(s.as_str()),
+        Json::Array(items) => Value::vector(items.iter().map(json_to_ale).collect()),
+        Json::Object(map) => {
+            let mut object = ObjectMap::with_capacity(map.len());
+            for (key, item) in map {
+                object.insert(Value::keyword(key.as_str()), json_to_ale(item));
+            }
+            Value::Object(Arc::new(object))
+        }
+    }
+}
+
+/// Ale to JSON (`ale.md` §1.5): keywords become their names, lists and vectors arrays, `()`
+/// null, object keys their display text; ratios, big integers and other values their printed
+/// text. Lazy sequences must be realised first ([`Program::call`] does). Non-finite floats
+/// cannot be JSON and are an error.
+pub fn ale_to_json(value: &Value) -> AleResult<Json> {
+    crate::eval::with_stack(|| ale_to_json_inner(value))
+}
+
+fn ale_to_json_inner(value: &Value) -> AleResult<Json> {
+    Ok(match value {
+        Value::Null => Json::Null,
+        Value::Bool(b) => Json::Bool(*b),
+        Value::Int(i) => Json::Number(Number::from(*i)),
+        Value::Float(f) => Json::Number(Number::from_f64(*f).ok_or_else(|| {
+            AleError::runtime(format!("cannot convert {} to JSON", display_form(value)))
+        })?),
+        Value::Keyword(name) => Json::String(name.to_string()),
+        Value::String(text) => Json::String(text.to_string()),
+        Value::Symbol(symbol) => Json::String(symbol.to_string()),
+        Value::Vector(items) => {
+            Json::Array(items.iter().map(ale_to_json).collect::<AleResult<_>>()?)
+        }
+        Value::List(_) => Json::Array(
+            value
+                .list_items()
+                .unwrap_or_default()
+                .iter()
+                .map(ale_to_json)
+                .collect::<AleResult<_>>()?,
+        ),
+        Value::Object(map) => {
+            let mut out = Map::new();
+            for (key, item) in map.iter() {
+                // Go's `%v` of the key: keyword names, raw strings, `true`/`false`.
+                let key = match key {
+                    Value::Keyword(name) => name.to_string(),
+                    Value::Bool(b) => b.to_string(),
+                    other => display_form(other),
+                };
+                out.insert(key, ale_to_json(item)?);
+            }
+            Json::Object(out)
+        }
+        Value::Lazy(seq) => match seq.realized_prefix() {
+            Some(items) => Json::Array(items.iter().map(ale_to_json).collect::<AleResult<_>>()?),
+            None => Json::String(display_form(value)),
+        },
+        other => Json::String(display_form(other)),
+    })
+}
