@@ -67,6 +67,7 @@ fn limits() -> Limits {
         max_steps: 50_000_000,
         max_depth: 10_000,
         timeout: Some(Duration::from_secs(5)),
+        ..Limits::default()
     }
 }
 

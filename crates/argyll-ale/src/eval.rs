@@ -19,15 +19,20 @@ pub struct Limits {
     pub max_depth: usize,
     /// Wall-clock time.
     pub timeout: Option<Duration>,
+    /// Bytes of any one printed form (`str`, `str!`, printing) and JSON values of a script's
+    /// result. Values share structure, so a value built in a few steps can be exponentially
+    /// large when written out; this bounds that work and memory.
+    pub max_output_bytes: usize,
 }
 
 impl Default for Limits {
-    /// Generous defaults: 10⁸ steps, depth 10 000, 1 s.
+    /// Generous defaults: 10⁸ steps, depth 10 000, 1 s, 16 MiB of printed output.
     fn default() -> Self {
         Limits {
             max_steps: 100_000_000,
             max_depth: 10_000,
             timeout: Some(Duration::from_secs(1)),
+            max_output_bytes: crate::print::DEFAULT_PRINT_BUDGET,
         }
     }
 }
@@ -96,6 +101,31 @@ impl Ctx {
     /// A namespace created by `define-namespace` in this evaluation.
     pub fn namespace(&self, name: &str) -> Option<Arc<Namespace>> {
         self.namespaces.get(name).cloned()
+    }
+
+    /// The budgets of this evaluation.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The display form of `value` as data (`str`): an error beyond `max_output_bytes`.
+    pub fn display_text(&self, value: &Value) -> AleResult<String> {
+        crate::print::display_form_within(value, self.limits.max_output_bytes)
+            .ok_or_else(|| self.output_too_large())
+    }
+
+    /// The reader form of `value` as data (`str!`): an error beyond `max_output_bytes`.
+    pub fn reader_text(&self, value: &Value) -> AleResult<String> {
+        crate::print::reader_form_within(value, self.limits.max_output_bytes)
+            .ok_or_else(|| self.output_too_large())
+    }
+
+    /// The error for output beyond `max_output_bytes`.
+    pub fn output_too_large(&self) -> AleError {
+        AleError::limit(format!(
+            "output size limit exceeded ({} bytes)",
+            self.limits.max_output_bytes
+        ))
     }
 
     /// Steps used so far.
@@ -288,7 +318,7 @@ impl Ctx {
                     let value = self.eval(value, env)?;
                     map.entry(key).or_insert(value);
                 }
-                Value::Object(Arc::new(map))
+                Value::object(map)
             }
             Node::Cons(pair) => {
                 let car = self.eval(&pair.0, env)?;

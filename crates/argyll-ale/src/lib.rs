@@ -49,9 +49,12 @@ mod value;
 
 pub use error::{AleError, AleResult, Phase};
 pub use eval::Limits;
-pub use print::{display_form, format_float, reader_form};
+pub use print::{
+    DEFAULT_PRINT_BUDGET, display_form, display_form_within, format_float, reader_form,
+    reader_form_within,
+};
 pub use read::read_all;
-pub use script::{Program, ale_to_json, eval_source, json_to_ale};
+pub use script::{Program, ale_to_json, ale_to_json_within, eval_source, json_to_ale};
 pub use value::{Symbol, Value};
 
 #[cfg(test)]

@@ -1,170 +1,273 @@
 //! Printing values in Ale's two forms (`ale.md` §3.1.1): the *display* form (`str`) and the
 //! *reader* form (`str!`), which differ only in how a top-level string is written.
+//!
+//! Values share structure, so a value built in a few steps (`[v v]` doubled n times) can have a
+//! printed form of 2ⁿ bytes. Every print is therefore bounded by a byte budget and stops as soon
+//! as it is exceeded: the work done is proportional to the bytes written, never to the size of
+//! the unshared tree.
 
 use std::fmt::Write as _;
 
-use crate::value::Value;
+use crate::value::{Object, Value};
+
+/// How much the infallible [`reader_form`] and [`display_form`] print before truncating; the
+/// same as the default [`crate::Limits::max_output_bytes`].
+pub const DEFAULT_PRINT_BUDGET: usize = 16 * 1024 * 1024;
+
+const TRUNCATION_MARK: &str = "...";
 
 /// The reader form: what `str!` and the REPL print; strings quoted and escaped.
+///
+/// Meant for messages and diagnostics: beyond [`DEFAULT_PRINT_BUDGET`] bytes the text is cut
+/// and ends in `...`. Use [`reader_form_within`] where the text is data.
 pub fn reader_form(value: &Value) -> String {
-    let mut out = String::new();
-    write_value(value, &mut out, true);
-    out
+    truncated(Printer::print(value, true, DEFAULT_PRINT_BUDGET))
 }
 
-/// The display form: what `str` prints; a top-level string is written raw.
+/// The display form: what `str` prints; a top-level string is written raw. Truncated like
+/// [`reader_form`]; use [`display_form_within`] where the text is data.
 pub fn display_form(value: &Value) -> String {
-    match value {
-        Value::String(text) => text.to_string(),
-        other => {
-            let mut out = String::new();
-            write_value(other, &mut out, false);
-            out
-        }
+    truncated(Printer::print(value, false, DEFAULT_PRINT_BUDGET))
+}
+
+/// The reader form, or `None` when it is longer than `max_bytes`.
+pub fn reader_form_within(value: &Value, max_bytes: usize) -> Option<String> {
+    let (text, complete) = Printer::print(value, true, max_bytes);
+    complete.then_some(text)
+}
+
+/// The display form, or `None` when it is longer than `max_bytes`.
+pub fn display_form_within(value: &Value, max_bytes: usize) -> Option<String> {
+    let (text, complete) = Printer::print(value, false, max_bytes);
+    complete.then_some(text)
+}
+
+fn truncated((mut text, complete): (String, bool)) -> String {
+    if !complete {
+        text.push_str(TRUNCATION_MARK);
     }
+    text
 }
 
-/// Writes `value`; nested strings are always quoted.
-fn write_value(value: &Value, out: &mut String, top_level_quoted: bool) {
-    crate::eval::with_stack(|| write_value_inner(value, out, top_level_quoted));
+/// One bounded print. `out` may run past `limit` by one token before the overflow is noticed;
+/// the caller cuts it back.
+struct Printer {
+    out: String,
+    limit: usize,
+    /// Bytes left for the sort keys of object entries, which are printed before the entries.
+    key_budget: usize,
+    overflow: bool,
 }
 
-fn write_value_inner(value: &Value, out: &mut String, _top_level_quoted: bool) {
-    match value {
-        Value::Null => out.push_str("()"),
-        Value::Bool(true) => out.push_str("#t"),
-        Value::Bool(false) => out.push_str("#f"),
-        Value::Int(i) => {
-            let _ = write!(out, "{i}");
-        }
-        Value::BigInt(b) => {
-            let _ = write!(out, "{b}");
-        }
-        Value::Ratio(r) => {
-            let _ = write!(out, "{}/{}", r.numer(), r.denom());
-        }
-        Value::Float(f) => out.push_str(&format_float(*f)),
-        Value::String(text) => write_quoted(text, out),
-        Value::Keyword(name) => {
-            out.push(':');
-            out.push_str(name);
-        }
-        Value::Symbol(symbol) => {
-            let _ = write!(out, "{symbol}");
-        }
-        Value::List(_) | Value::Cons(_) => write_pairs(value, out),
-        Value::Vector(items) => {
-            out.push('[');
-            write_items(items.iter(), out);
-            out.push(']');
-        }
-        Value::Object(map) => {
-            let mut entries: Vec<(String, &Value, &Value)> =
-                map.iter().map(|(k, v)| (display_form(k), k, v)).collect();
-            entries.sort_by(|a, b| a.0.cmp(&b.0));
-            out.push('{');
-            for (index, (_, key, item)) in entries.into_iter().enumerate() {
-                if index > 0 {
-                    out.push(' ');
-                }
-                write_value(key, out, true);
-                out.push(' ');
-                write_value(item, out, true);
-            }
-            out.push('}');
-        }
-        Value::Bytes(bytes) => {
-            out.push_str("#b[");
-            for (index, byte) in bytes.iter().enumerate() {
-                if index > 0 {
-                    out.push(' ');
-                }
-                let _ = write!(out, "{byte}");
-            }
-            out.push(']');
-        }
-        Value::Lazy(seq) => match seq.realized_prefix() {
-            Some(items) => {
-                out.push('(');
-                write_items(items.iter(), out);
-                out.push(')');
-            }
-            None => out.push_str("#<lazy-sequence>"),
-        },
-        Value::Procedure(_) => out.push_str("#<procedure>"),
-        Value::Macro(_) => out.push_str("#<macro>"),
-        Value::Special(name) => {
-            let _ = write!(out, "#<special:{name}>");
-        }
-        Value::Promise(_) => out.push_str("#<promise>"),
-        Value::Cell(cell) => match cell.get() {
-            Some(inner) => write_value(inner, out, true),
-            None => out.push_str("#<unbound>"),
-        },
-    }
-}
-
-fn write_items<'a>(items: impl Iterator<Item = &'a Value>, out: &mut String) {
-    for (index, item) in items.enumerate() {
-        if index > 0 {
-            out.push(' ');
-        }
-        write_value(item, out, true);
-    }
-}
-
-/// Lists and cons chains: `(a b c)`, `(a . b)`, `(a b . c)`.
-fn write_pairs(value: &Value, out: &mut String) {
-    out.push('(');
-    let mut cursor = value.clone();
-    let mut first = true;
-    loop {
-        let (car, cdr) = match &cursor {
-            Value::List(node) => (
-                node.first.clone(),
-                node.rest.clone().map_or(Value::Null, Value::List),
-            ),
-            Value::Cons(pair) => (pair.0.clone(), pair.1.clone()),
-            _ => break,
+impl Printer {
+    fn print(value: &Value, top_level_quoted: bool, limit: usize) -> (String, bool) {
+        let mut printer = Printer {
+            out: String::new(),
+            limit,
+            key_budget: limit,
+            overflow: false,
         };
-        if !first {
-            out.push(' ');
+        match value {
+            Value::String(text) if !top_level_quoted => printer.out.push_str(text),
+            other => printer.value(other),
         }
-        first = false;
-        write_value(&car, out, true);
-        match cdr {
-            Value::Null => break,
-            Value::List(_) | Value::Cons(_) => cursor = cdr,
-            Value::Vector(items) if !items.is_empty() => {
-                for item in items.iter() {
-                    out.push(' ');
-                    write_value(item, out, true);
+        if printer.out.len() > limit {
+            printer.overflow = true;
+            let mut cut = limit;
+            while !printer.out.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            printer.out.truncate(cut);
+        }
+        (printer.out, !printer.overflow)
+    }
+
+    fn full(&mut self) -> bool {
+        if self.out.len() > self.limit {
+            self.overflow = true;
+        }
+        self.overflow
+    }
+
+    /// Writes `value`; nested strings are always quoted.
+    fn value(&mut self, value: &Value) {
+        if self.full() {
+            return;
+        }
+        crate::eval::with_stack(|| self.value_inner(value));
+    }
+
+    fn value_inner(&mut self, value: &Value) {
+        let out = &mut self.out;
+        match value {
+            Value::Null => out.push_str("()"),
+            Value::Bool(true) => out.push_str("#t"),
+            Value::Bool(false) => out.push_str("#f"),
+            Value::Int(i) => {
+                let _ = write!(out, "{i}");
+            }
+            Value::BigInt(b) => {
+                let _ = write!(out, "{b}");
+            }
+            Value::Ratio(r) => {
+                let _ = write!(out, "{}/{}", r.numer(), r.denom());
+            }
+            Value::Float(f) => out.push_str(&format_float(*f)),
+            Value::String(text) => write_quoted(text, out),
+            Value::Keyword(name) => {
+                out.push(':');
+                out.push_str(name);
+            }
+            Value::Symbol(symbol) => {
+                let _ = write!(out, "{symbol}");
+            }
+            Value::List(_) | Value::Cons(_) => self.pairs(value),
+            Value::Vector(items) => {
+                out.push('[');
+                self.items(items.iter());
+                self.out.push(']');
+            }
+            Value::Object(map) => {
+                out.push('{');
+                if let Some(entries) = self.sorted_entries(map) {
+                    for (index, (key, item)) in entries.into_iter().enumerate() {
+                        if index > 0 {
+                            self.out.push(' ');
+                        }
+                        self.value(key);
+                        self.out.push(' ');
+                        self.value(item);
+                    }
                 }
-                break;
+                self.out.push('}');
             }
-            Value::Vector(_) => break,
-            Value::Object(map) if !map.is_empty() => {
-                let mut entries: Vec<(String, &Value, &Value)> =
-                    map.iter().map(|(k, v)| (display_form(k), k, v)).collect();
-                entries.sort_by(|a, b| a.0.cmp(&b.0));
-                for (_, key, item) in entries {
-                    out.push_str(" (");
-                    write_value(key, out, true);
-                    out.push_str(" . ");
-                    write_value(item, out, true);
-                    out.push(')');
+            Value::Bytes(bytes) => {
+                out.push_str("#b[");
+                for (index, byte) in bytes.iter().enumerate() {
+                    if index > 0 {
+                        out.push(' ');
+                    }
+                    let _ = write!(out, "{byte}");
                 }
-                break;
+                out.push(']');
             }
-            Value::Object(_) => break,
-            other => {
-                out.push_str(" . ");
-                write_value(&other, out, true);
-                break;
+            Value::Lazy(seq) => match seq.realized_prefix() {
+                Some(items) => {
+                    out.push('(');
+                    self.items(items.iter());
+                    self.out.push(')');
+                }
+                None => out.push_str("#<lazy-sequence>"),
+            },
+            Value::Procedure(_) => out.push_str("#<procedure>"),
+            Value::Macro(_) => out.push_str("#<macro>"),
+            Value::Special(name) => {
+                let _ = write!(out, "#<special:{name}>");
             }
+            Value::Promise(_) => out.push_str("#<promise>"),
+            Value::Cell(cell) => match cell.get() {
+                Some(inner) => self.value(inner),
+                None => out.push_str("#<unbound>"),
+            },
         }
     }
-    out.push(')');
+
+    fn items<'a>(&mut self, items: impl Iterator<Item = &'a Value>) {
+        for (index, item) in items.enumerate() {
+            if self.full() {
+                return;
+            }
+            if index > 0 {
+                self.out.push(' ');
+            }
+            self.value(item);
+        }
+    }
+
+    /// Object entries in the order of their keys' display forms, as the original sorts them.
+    /// The sort keys count against their own budget, so an object whose keys are huge stops
+    /// early instead of printing every key first.
+    fn sorted_entries<'a>(&mut self, map: &'a Object) -> Option<Vec<(&'a Value, &'a Value)>> {
+        let mut entries = Vec::with_capacity(map.len());
+        for (key, item) in map.iter() {
+            let (sort_key, complete) = Printer::print(key, false, self.key_budget);
+            if !complete {
+                self.overflow = true;
+                return None;
+            }
+            self.key_budget = self.key_budget.saturating_sub(sort_key.len().max(1));
+            entries.push((sort_key, key, item));
+        }
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        Some(
+            entries
+                .into_iter()
+                .map(|(_, key, item)| (key, item))
+                .collect(),
+        )
+    }
+
+    /// Lists and cons chains: `(a b c)`, `(a . b)`, `(a b . c)`.
+    fn pairs(&mut self, value: &Value) {
+        self.out.push('(');
+        let mut cursor = value.clone();
+        let mut first = true;
+        loop {
+            if self.full() {
+                return;
+            }
+            let (car, cdr) = match &cursor {
+                Value::List(node) => (
+                    node.first.clone(),
+                    node.rest.clone().map_or(Value::Null, Value::List),
+                ),
+                Value::Cons(pair) => (pair.0.clone(), pair.1.clone()),
+                _ => break,
+            };
+            if !first {
+                self.out.push(' ');
+            }
+            first = false;
+            self.value(&car);
+            match cdr {
+                Value::Null => break,
+                Value::List(_) | Value::Cons(_) => cursor = cdr,
+                Value::Vector(items) if !items.is_empty() => {
+                    for item in items.iter() {
+                        if self.full() {
+                            return;
+                        }
+                        self.out.push(' ');
+                        self.value(item);
+                    }
+                    break;
+                }
+                Value::Vector(_) => break,
+                Value::Object(map) if !map.is_empty() => {
+                    if let Some(entries) = self.sorted_entries(&map) {
+                        for (key, item) in entries {
+                            if self.full() {
+                                return;
+                            }
+                            self.out.push_str(" (");
+                            self.value(key);
+                            self.out.push_str(" . ");
+                            self.value(item);
+                            self.out.push(')');
+                        }
+                    }
+                    break;
+                }
+                Value::Object(_) => break,
+                other => {
+                    self.out.push_str(" . ");
+                    self.value(&other);
+                    break;
+                }
+            }
+        }
+        self.out.push(')');
+    }
 }
 
 /// A string in reader form: quoted, with `\" \\ \b \f \n \r \t` escaped.

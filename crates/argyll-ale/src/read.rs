@@ -403,7 +403,7 @@ impl<'a> Reader<'a> {
                     while let (Some(key), Some(value)) = (pairs.next(), pairs.next()) {
                         map.entry(key).or_insert(value);
                     }
-                    return Ok(Value::Object(Arc::new(map)));
+                    return Ok(Value::object(map));
                 }
                 other => items.push(self.form_from(other, at)?),
             }
@@ -418,7 +418,7 @@ fn dotted(items: Vec<Value>, tail: Value) -> Value {
         result = match result {
             Value::Null => Value::list_cons(item, None),
             Value::List(node) => Value::list_cons(item, Some(node)),
-            other => Value::Cons(Arc::new((item, other))),
+            other => Value::pair(item, other),
         };
     }
     result

@@ -9,7 +9,7 @@ use crate::builtins::root;
 use crate::error::{AleError, AleResult};
 use crate::eval::{Ctx, Limits, eval_form};
 use crate::ns::Namespace;
-use crate::print::display_form;
+use crate::print::{display_form, display_form_within};
 use crate::read::read_all;
 use crate::seq::realize_deep;
 use crate::value::{ObjectMap, Value};
@@ -127,7 +127,7 @@ impl Program {
         limits: Limits,
     ) -> AleResult<Map<String, Json>> {
         let value = self.call(inputs, limits)?;
-        match ale_to_json(&value)? {
+        match ale_to_json_within(&value, limits.max_output_bytes)? {
             Json::Object(map) if matches!(value, Value::Object(_)) => Ok(map),
             other => {
                 let mut outputs = Map::new();
@@ -167,7 +167,7 @@ fn json_to_ale_inner(value: &Json) -> Value {
             for (key, item) in map {
                 object.insert(Value::keyword(key.as_str()), json_to_ale(item));
             }
-            Value::Object(Arc::new(object))
+            Value::object(object)
         }
     }
 }
@@ -177,48 +177,113 @@ fn json_to_ale_inner(value: &Json) -> Value {
 /// text. Lazy sequences must be realised first ([`Program::call`] does). Non-finite floats
 /// cannot be JSON and are an error.
 pub fn ale_to_json(value: &Value) -> AleResult<Json> {
-    crate::eval::with_stack(|| ale_to_json_inner(value))
+    ale_to_json_within(value, crate::print::DEFAULT_PRINT_BUDGET)
 }
 
-fn ale_to_json_inner(value: &Value) -> AleResult<Json> {
-    Ok(match value {
-        Value::Null => Json::Null,
-        Value::Bool(b) => Json::Bool(*b),
-        Value::Int(i) => Json::Number(Number::from(*i)),
-        Value::Float(f) => Json::Number(Number::from_f64(*f).ok_or_else(|| {
-            AleError::runtime(format!("cannot convert {} to JSON", display_form(value)))
-        })?),
-        Value::Keyword(name) => Json::String(name.to_string()),
-        Value::String(text) => Json::String(text.to_string()),
-        Value::Symbol(symbol) => Json::String(symbol.to_string()),
-        Value::Vector(items) => {
-            Json::Array(items.iter().map(ale_to_json).collect::<AleResult<_>>()?)
+/// [`ale_to_json`] refusing results whose JSON text would exceed about `max_bytes` (each
+/// value counts at least one byte, strings their length): structure sharing makes small values
+/// with huge expansions cheap to build.
+pub fn ale_to_json_within(value: &Value, max_bytes: usize) -> AleResult<Json> {
+    JsonWriter {
+        left: max_bytes,
+        max_bytes,
+    }
+    .value(value, 0)
+}
+
+/// serde_json reads at most 128 levels of nesting; deeper outputs could be written but never
+/// read back, so they are refused here.
+const MAX_JSON_DEPTH: usize = 128;
+
+struct JsonWriter {
+    left: usize,
+    max_bytes: usize,
+}
+
+impl JsonWriter {
+    fn spend(&mut self, bytes: usize) -> AleResult<()> {
+        self.left = self.left.checked_sub(bytes.max(1)).ok_or_else(|| {
+            AleError::limit(format!(
+                "output size limit exceeded ({} bytes)",
+                self.max_bytes
+            ))
+        })?;
+        Ok(())
+    }
+
+    fn text(&mut self, value: &Value) -> AleResult<String> {
+        let text = display_form_within(value, self.left).ok_or_else(|| {
+            AleError::limit(format!(
+                "output size limit exceeded ({} bytes)",
+                self.max_bytes
+            ))
+        })?;
+        self.spend(text.len())?;
+        Ok(text)
+    }
+
+    fn items<'a>(
+        &mut self,
+        items: impl Iterator<Item = &'a Value>,
+        depth: usize,
+    ) -> AleResult<Json> {
+        let mut out = Vec::new();
+        for item in items {
+            out.push(self.value(item, depth + 1)?);
         }
-        Value::List(_) => Json::Array(
-            value
-                .list_items()
-                .unwrap_or_default()
-                .iter()
-                .map(ale_to_json)
-                .collect::<AleResult<_>>()?,
-        ),
-        Value::Object(map) => {
-            let mut out = Map::new();
-            for (key, item) in map.iter() {
-                // Go's `%v` of the key: keyword names, raw strings, `true`/`false`.
-                let key = match key {
-                    Value::Keyword(name) => name.to_string(),
-                    Value::Bool(b) => b.to_string(),
-                    other => display_form(other),
-                };
-                out.insert(key, ale_to_json(item)?);
+        Ok(Json::Array(out))
+    }
+
+    fn value(&mut self, value: &Value, depth: usize) -> AleResult<Json> {
+        if depth >= MAX_JSON_DEPTH {
+            return Err(AleError::runtime(format!(
+                "output nested too deeply for JSON (more than {MAX_JSON_DEPTH} levels)"
+            )));
+        }
+        self.spend(1)?;
+        Ok(match value {
+            Value::Null => Json::Null,
+            Value::Bool(b) => Json::Bool(*b),
+            Value::Int(i) => Json::Number(Number::from(*i)),
+            Value::Float(f) => Json::Number(Number::from_f64(*f).ok_or_else(|| {
+                AleError::runtime(format!("cannot convert {} to JSON", display_form(value)))
+            })?),
+            Value::Keyword(name) => {
+                self.spend(name.len())?;
+                Json::String(name.to_string())
             }
-            Json::Object(out)
-        }
-        Value::Lazy(seq) => match seq.realized_prefix() {
-            Some(items) => Json::Array(items.iter().map(ale_to_json).collect::<AleResult<_>>()?),
-            None => Json::String(display_form(value)),
-        },
-        other => Json::String(display_form(other)),
-    })
+            Value::String(text) => {
+                self.spend(text.len())?;
+                Json::String(text.to_string())
+            }
+            Value::Symbol(_) => Json::String(self.text(value)?),
+            Value::Vector(items) => self.items(items.iter(), depth)?,
+            Value::List(_) => {
+                let items = value.list_items().unwrap_or_default();
+                self.items(items.iter(), depth)?
+            }
+            Value::Object(map) => {
+                let mut out = Map::new();
+                for (key, item) in map.iter() {
+                    // Go's `%v` of the key: keyword names, raw strings, `true`/`false`.
+                    let key = match key {
+                        Value::Keyword(name) => {
+                            self.spend(name.len())?;
+                            name.to_string()
+                        }
+                        Value::Bool(b) => b.to_string(),
+                        other => self.text(other)?,
+                    };
+                    let item = self.value(item, depth + 1)?;
+                    out.insert(key, item);
+                }
+                Json::Object(out)
+            }
+            Value::Lazy(seq) => match seq.realized_prefix() {
+                Some(items) => self.items(items.iter(), depth)?,
+                None => Json::String(self.text(value)?),
+            },
+            other => Json::String(self.text(other)?),
+        })
+    }
 }

@@ -24,7 +24,7 @@ pub fn cons(car: Value, cdr: Value) -> Value {
                 Ok(cell)
             }))))
         }
-        other => Value::Cons(Arc::new((car, other))),
+        other => Value::pair(car, other),
     }
 }
 
@@ -68,12 +68,9 @@ pub fn split(ctx: &mut Ctx, value: &Value) -> AleResult<Option<(Value, Value)>> 
         Value::Object(map) => match map.iter().next() {
             None => None,
             Some((key, item)) => {
-                let mut rest: ObjectMap = (**map).clone();
+                let mut rest: ObjectMap = map.0.clone();
                 rest.remove(key);
-                Some((
-                    Value::Cons(Arc::new((key.clone(), item.clone()))),
-                    Value::Object(Arc::new(rest)),
-                ))
+                Some((Value::pair(key.clone(), item.clone()), Value::object(rest)))
             }
         },
         Value::Cons(pair) => Some((pair.0.clone(), pair.1.clone())),
@@ -91,12 +88,12 @@ pub fn split(ctx: &mut Ctx, value: &Value) -> AleResult<Option<(Value, Value)>> 
 pub fn to_vec(ctx: &mut Ctx, value: &Value) -> AleResult<Vec<Value>> {
     match value {
         Value::Null => Ok(Vec::new()),
-        Value::Vector(items) => Ok((**items).clone()),
+        Value::Vector(items) => Ok(items.0.clone()),
         Value::List(_) => Ok(value.list_items().unwrap_or_default()),
         Value::String(text) => Ok(text.chars().map(|c| Value::string(c.to_string())).collect()),
         Value::Object(map) => Ok(map
             .iter()
-            .map(|(k, v)| Value::Cons(Arc::new((k.clone(), v.clone()))))
+            .map(|(k, v)| Value::pair(k.clone(), v.clone()))
             .collect()),
         _ => {
             if !is_seq(value) {
@@ -121,7 +118,7 @@ pub fn to_vec(ctx: &mut Ctx, value: &Value) -> AleResult<Vec<Value>> {
 pub fn plain_items(value: &Value) -> Option<Vec<Value>> {
     match value {
         Value::Null | Value::List(_) => value.list_items(),
-        Value::Vector(items) => Some((**items).clone()),
+        Value::Vector(items) => Some(items.0.clone()),
         _ => None,
     }
 }
@@ -146,74 +143,129 @@ pub fn count(value: &Value) -> AleResult<usize> {
 
 /// Realises every lazy sequence inside `value` (deeply), turning them into lists, so that the
 /// value can be printed or converted to JSON.
+///
+/// Values share structure (`[v v]` doubled n times has 2ⁿ leaves), so shared containers are
+/// walked once and their outcome remembered; every node walked costs a step.
 pub fn realize_deep(ctx: &mut Ctx, value: &Value) -> AleResult<Value> {
-    crate::eval::with_stack(|| realize_deep_inner(ctx, value))
+    let mut seen = SharedSeen::default();
+    Ok(realize_changed(ctx, &mut seen, value)?.unwrap_or_else(|| value.clone()))
 }
 
-fn realize_deep_inner(ctx: &mut Ctx, value: &Value) -> AleResult<Value> {
+/// Outcomes for containers referenced more than once, by address. The map holds no values of
+/// its own beyond the outcomes, but the walked value keeps every address alive for the walk.
+#[derive(Default)]
+struct SharedSeen(Option<std::collections::HashMap<usize, Option<Value>>>);
+
+/// The address of a shared container, or `None` for one referenced once (never revisited).
+fn shared_address(value: &Value) -> Option<usize> {
+    fn shared<T: ?Sized>(arc: &Arc<T>) -> Option<usize> {
+        (Arc::strong_count(arc) > 1).then(|| Arc::as_ptr(arc).cast::<()>() as usize)
+    }
+    match value {
+        Value::Lazy(arc) => shared(arc),
+        Value::List(arc) => shared(arc),
+        Value::Vector(arc) => shared(arc),
+        Value::Object(arc) => shared(arc),
+        Value::Cons(arc) => shared(arc),
+        _ => None,
+    }
+}
+
+/// `Some(realised)` when `value` contained a lazy sequence, `None` when it is already plain.
+fn realize_changed(
+    ctx: &mut Ctx,
+    seen: &mut SharedSeen,
+    value: &Value,
+) -> AleResult<Option<Value>> {
+    match value {
+        Value::Lazy(_) | Value::List(_) | Value::Vector(_) | Value::Object(_) | Value::Cons(_) => {
+            let address = shared_address(value);
+            if let Some(address) = address
+                && let Some(outcome) = seen.0.as_ref().and_then(|map| map.get(&address))
+            {
+                return Ok(outcome.clone());
+            }
+            let outcome = crate::eval::with_stack(|| realize_container(ctx, seen, value))?;
+            if let Some(address) = address {
+                seen.0
+                    .get_or_insert_default()
+                    .insert(address, outcome.clone());
+            }
+            Ok(outcome)
+        }
+        _ => Ok(None),
+    }
+}
+
+fn realize_container(
+    ctx: &mut Ctx,
+    seen: &mut SharedSeen,
+    value: &Value,
+) -> AleResult<Option<Value>> {
+    ctx.tick()?;
     Ok(match value {
         Value::Lazy(_) => {
             let items = to_vec(ctx, value)?;
-            let items = items
-                .iter()
-                .map(|item| realize_deep(ctx, item))
-                .collect::<AleResult<Vec<_>>>()?;
-            Value::list(items)
+            let mut realised = Vec::with_capacity(items.len());
+            for item in &items {
+                realised.push(realize_changed(ctx, seen, item)?.unwrap_or_else(|| item.clone()));
+            }
+            Some(Value::list(realised))
         }
         Value::List(_) => {
             let items = value.list_items().unwrap_or_default();
-            if items.iter().any(contains_lazy) {
-                Value::list(
-                    items
-                        .iter()
-                        .map(|item| realize_deep(ctx, item))
-                        .collect::<AleResult<Vec<_>>>()?,
-                )
-            } else {
-                value.clone()
-            }
+            realize_items(ctx, seen, &items)?.map(Value::list)
         }
-        Value::Vector(items) if items.iter().any(contains_lazy) => Value::vector(
-            items
-                .iter()
-                .map(|item| realize_deep(ctx, item))
-                .collect::<AleResult<Vec<_>>>()?,
-        ),
-        Value::Object(map)
-            if map
-                .iter()
-                .any(|(k, v)| contains_lazy(k) || contains_lazy(v)) =>
-        {
+        Value::Vector(items) => realize_items(ctx, seen, items)?.map(Value::vector),
+        Value::Object(map) => {
+            let mut changed = false;
             let mut out = ObjectMap::with_capacity(map.len());
-            for (k, v) in map.iter() {
-                out.insert(realize_deep(ctx, k)?, realize_deep(ctx, v)?);
+            for (key, item) in map.iter() {
+                ctx.tick()?;
+                let new_key = realize_changed(ctx, seen, key)?;
+                let new_item = realize_changed(ctx, seen, item)?;
+                changed |= new_key.is_some() || new_item.is_some();
+                out.insert(
+                    new_key.unwrap_or_else(|| key.clone()),
+                    new_item.unwrap_or_else(|| item.clone()),
+                );
             }
-            Value::Object(Arc::new(out))
+            changed.then(|| Value::object(out))
         }
-        Value::Cons(pair) if contains_lazy(&pair.0) || contains_lazy(&pair.1) => {
-            cons(realize_deep(ctx, &pair.0)?, realize_deep(ctx, &pair.1)?)
+        Value::Cons(pair) => {
+            let car = realize_changed(ctx, seen, &pair.0)?;
+            let cdr = realize_changed(ctx, seen, &pair.1)?;
+            (car.is_some() || cdr.is_some()).then(|| {
+                cons(
+                    car.unwrap_or_else(|| pair.0.clone()),
+                    cdr.unwrap_or_else(|| pair.1.clone()),
+                )
+            })
         }
-        other => other.clone(),
+        _ => None,
     })
 }
 
-fn contains_lazy(value: &Value) -> bool {
-    crate::eval::with_stack(|| contains_lazy_inner(value))
-}
-
-fn contains_lazy_inner(value: &Value) -> bool {
-    match value {
-        Value::Lazy(_) => true,
-        Value::List(_) => value
-            .list_items()
-            .unwrap_or_default()
-            .iter()
-            .any(contains_lazy),
-        Value::Vector(items) => items.iter().any(contains_lazy),
-        Value::Object(map) => map
-            .iter()
-            .any(|(k, v)| contains_lazy(k) || contains_lazy(v)),
-        Value::Cons(pair) => contains_lazy(&pair.0) || contains_lazy(&pair.1),
-        _ => false,
+/// The realised items, or `None` when none of them changed.
+fn realize_items(
+    ctx: &mut Ctx,
+    seen: &mut SharedSeen,
+    items: &[Value],
+) -> AleResult<Option<Vec<Value>>> {
+    let mut realised: Option<Vec<Value>> = None;
+    for (index, item) in items.iter().enumerate() {
+        ctx.tick()?;
+        let changed = realize_changed(ctx, seen, item)?;
+        match (&mut realised, changed) {
+            (Some(out), changed) => out.push(changed.unwrap_or_else(|| item.clone())),
+            (None, Some(new_item)) => {
+                let mut out = Vec::with_capacity(items.len());
+                out.extend(items.iter().take(index).cloned());
+                out.push(new_item);
+                realised = Some(out);
+            }
+            (None, None) => {}
+        }
     }
+    Ok(realised)
 }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use num_bigint::BigInt;
 use num_rational::BigRational;
 
+use crate::error::AleResult;
 use crate::lazy::LazySeq;
 use crate::proc::{Procedure, Promise};
 
@@ -66,20 +67,127 @@ pub struct ListNode {
 }
 
 impl Drop for ListNode {
-    /// Unlinks the tail iteratively: dropping a long list must not recurse once per element.
+    /// Unlinks the tail (and nested containers) iteratively: dropping a long or deep list must
+    /// not recurse once per element.
     fn drop(&mut self) {
-        let mut next = self.rest.take();
-        while let Some(node) = next {
-            match Arc::try_unwrap(node) {
-                Ok(mut inner) => next = inner.rest.take(),
-                Err(_) => break,
-            }
+        let first = std::mem::take(&mut self.first);
+        let rest = self.rest.take();
+        if rest.is_some() || is_container(&first) {
+            let mut values = vec![first];
+            values.extend(rest.map(Value::List));
+            dismantle(values);
         }
     }
 }
 
-/// An object (hash map with any value as key).
+/// An object's entries (hash map with any value as key).
 pub type ObjectMap = HashMap<Value, Value>;
+
+/// A vector's elements. Dropping one dismantles nested containers iteratively.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Items(pub Vec<Value>);
+
+/// An object's entries. Dropping one dismantles nested containers iteratively.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Object(pub ObjectMap);
+
+/// A pair's car and cdr. Dropping one dismantles nested containers iteratively.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Pair(pub Value, pub Value);
+
+impl std::ops::Deref for Items {
+    type Target = Vec<Value>;
+    fn deref(&self) -> &Vec<Value> {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Object {
+    type Target = ObjectMap;
+    fn deref(&self) -> &ObjectMap {
+        &self.0
+    }
+}
+
+/// Takes apart `values` and every container only they own, without recursion, so that
+/// dropping data nested tens of thousands of levels deep cannot overflow the stack.
+fn dismantle(mut values: Vec<Value>) {
+    while let Some(value) = values.pop() {
+        match value {
+            Value::Vector(items) => {
+                if let Ok(mut items) = Arc::try_unwrap(items) {
+                    values.append(&mut items.0);
+                }
+            }
+            Value::Object(map) => {
+                if let Ok(mut map) = Arc::try_unwrap(map) {
+                    for (key, item) in map.0.drain() {
+                        values.push(key);
+                        values.push(item);
+                    }
+                }
+            }
+            Value::Cons(pair) => {
+                if let Ok(mut pair) = Arc::try_unwrap(pair) {
+                    values.push(std::mem::take(&mut pair.0));
+                    values.push(std::mem::take(&mut pair.1));
+                }
+            }
+            Value::List(node) => {
+                if let Ok(mut node) = Arc::try_unwrap(node) {
+                    values.push(std::mem::take(&mut node.first));
+                    if let Some(rest) = node.rest.take() {
+                        values.push(Value::List(rest));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Drop for Items {
+    fn drop(&mut self) {
+        if self.0.iter().any(is_container) {
+            dismantle(std::mem::take(&mut self.0));
+        }
+    }
+}
+
+impl Drop for Object {
+    fn drop(&mut self) {
+        if self
+            .0
+            .iter()
+            .any(|(k, v)| is_container(k) || is_container(v))
+        {
+            let mut values = Vec::with_capacity(self.0.len() * 2);
+            for (key, item) in self.0.drain() {
+                values.push(key);
+                values.push(item);
+            }
+            dismantle(values);
+        }
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        if is_container(&self.0) || is_container(&self.1) {
+            dismantle(vec![
+                std::mem::take(&mut self.0),
+                std::mem::take(&mut self.1),
+            ]);
+        }
+    }
+}
+
+fn is_container(value: &Value) -> bool {
+    matches!(
+        value,
+        Value::Vector(_) | Value::Object(_) | Value::Cons(_) | Value::List(_)
+    )
+}
 
 /// An Ale value.
 #[derive(Clone, Default)]
@@ -106,11 +214,11 @@ pub enum Value {
     /// A non-empty list.
     List(Arc<ListNode>),
     /// A vector.
-    Vector(Arc<Vec<Value>>),
+    Vector(Arc<Items>),
     /// An object.
-    Object(Arc<ObjectMap>),
+    Object(Arc<Object>),
     /// A pair whose cdr is not a sequence.
-    Cons(Arc<(Value, Value)>),
+    Cons(Arc<Pair>),
     /// Bytes.
     Bytes(Arc<Vec<u8>>),
     /// A lazy sequence.
@@ -147,7 +255,17 @@ impl Value {
 
     /// A vector of the given elements.
     pub fn vector(items: Vec<Value>) -> Self {
-        Value::Vector(Arc::new(items))
+        Value::Vector(Arc::new(Items(items)))
+    }
+
+    /// An object with the given entries.
+    pub fn object(map: ObjectMap) -> Self {
+        Value::Object(Arc::new(Object(map)))
+    }
+
+    /// A pair `(car . cdr)` (use [`crate::seq`]'s `cons` to prepend to sequences instead).
+    pub fn pair(car: Value, cdr: Value) -> Self {
+        Value::Cons(Arc::new(Pair(car, cdr)))
     }
 
     /// A list of the given elements (`()` when empty).
@@ -248,14 +366,31 @@ impl fmt::Display for Value {
 /// maps. Floats compare by value except that NaN equals NaN, so that objects keyed by NaN work.
 impl PartialEq for Value {
     fn eq(&self, other: &Value) -> bool {
-        crate::eval::with_stack(|| self.eq_inner(other))
+        matches!(self.equal_counting(other, &mut || Ok(())), Ok(true))
     }
 }
 
 impl Value {
-    fn eq_inner(&self, other: &Value) -> bool {
+    /// Structural equality that calls `visit` for every pair of nodes compared, so that the
+    /// caller can charge the work to a budget: shared structure makes values whose unshared
+    /// size is exponential in the steps that built them. Identical (shared) parts compare in
+    /// one step.
+    pub fn equal_counting(
+        &self,
+        other: &Value,
+        visit: &mut dyn FnMut() -> AleResult<()>,
+    ) -> AleResult<bool> {
+        crate::eval::with_stack(|| self.equal_inner(other, visit))
+    }
+
+    fn equal_inner(
+        &self,
+        other: &Value,
+        visit: &mut dyn FnMut() -> AleResult<()>,
+    ) -> AleResult<bool> {
         use Value::*;
-        match (self, other) {
+        visit()?;
+        Ok(match (self, other) {
             (Null, Null) => true,
             (Bool(a), Bool(b)) => a == b,
             (Int(a), Int(b)) => a == b,
@@ -266,25 +401,58 @@ impl Value {
             (Keyword(a), Keyword(b)) => a == b,
             (Symbol(a), Symbol(b)) => a == b,
             (List(a), List(b)) => {
-                if Arc::ptr_eq(a, b) {
-                    return true;
-                }
                 if a.count != b.count {
-                    return false;
+                    return Ok(false);
                 }
                 let (mut x, mut y) = (Some(a), Some(b));
                 while let (Some(left), Some(right)) = (x, y) {
-                    if left.first != right.first {
-                        return false;
+                    if Arc::ptr_eq(left, right) {
+                        return Ok(true);
+                    }
+                    if !left.first.equal_counting(&right.first, visit)? {
+                        return Ok(false);
                     }
                     x = left.rest.as_ref();
                     y = right.rest.as_ref();
                 }
                 true
             }
-            (Vector(a), Vector(b)) => a == b,
-            (Object(a), Object(b)) => a == b,
-            (Cons(a), Cons(b)) => a == b,
+            (Vector(a), Vector(b)) => {
+                if Arc::ptr_eq(a, b) {
+                    return Ok(true);
+                }
+                if a.len() != b.len() {
+                    return Ok(false);
+                }
+                for (left, right) in a.iter().zip(b.iter()) {
+                    if !left.equal_counting(right, visit)? {
+                        return Ok(false);
+                    }
+                }
+                true
+            }
+            (Object(a), Object(b)) => {
+                if Arc::ptr_eq(a, b) {
+                    return Ok(true);
+                }
+                if a.0.len() != b.0.len() {
+                    return Ok(false);
+                }
+                for (key, left) in a.0.iter() {
+                    visit()?;
+                    let Some(right) = b.0.get(key) else {
+                        return Ok(false);
+                    };
+                    if !left.equal_counting(right, visit)? {
+                        return Ok(false);
+                    }
+                }
+                true
+            }
+            (Cons(a), Cons(b)) => {
+                Arc::ptr_eq(a, b)
+                    || (a.0.equal_counting(&b.0, visit)? && a.1.equal_counting(&b.1, visit)?)
+            }
             (Bytes(a), Bytes(b)) => a == b,
             (Lazy(a), Lazy(b)) => Arc::ptr_eq(a, b),
             (Procedure(a), Procedure(b)) | (Macro(a), Macro(b)) => {
@@ -294,7 +462,7 @@ impl Value {
             (Promise(a), Promise(b)) => Arc::ptr_eq(a, b),
             (Cell(a), Cell(b)) => Arc::ptr_eq(a, b),
             _ => false,
-        }
+        })
     }
 }
 
@@ -312,14 +480,26 @@ fn same_lambda(a: &Procedure, b: &Procedure) -> bool {
 }
 
 impl Hash for Value {
+    /// Hashes a bounded prefix of the value, in a traversal order that equal values share, so
+    /// that hashing stays cheap for values with a huge unshared size. Equal values hash alike.
     fn hash<H: Hasher>(&self, state: &mut H) {
-        crate::eval::with_stack(|| self.hash_inner(state));
+        let mut budget = HASH_BUDGET;
+        self.hash_within(state, &mut budget);
     }
 }
 
+/// Nodes visited when hashing one value.
+const HASH_BUDGET: usize = 256;
+/// Nodes visited when hashing one key of an object that is itself being hashed.
+const OBJECT_KEY_HASH_BUDGET: usize = 8;
+
 impl Value {
-    fn hash_inner<H: Hasher>(&self, state: &mut H) {
+    fn hash_within<H: Hasher>(&self, state: &mut H, budget: &mut usize) {
         std::mem::discriminant(self).hash(state);
+        if *budget == 0 {
+            return;
+        }
+        *budget -= 1;
         match self {
             Value::Null => {}
             Value::Bool(b) => b.hash(state),
@@ -341,27 +521,42 @@ impl Value {
             Value::List(node) => {
                 node.count.hash(state);
                 let mut cursor = Some(node);
-                while let Some(current) = cursor {
-                    current.first.hash(state);
+                while let Some(current) = cursor
+                    && *budget > 0
+                {
+                    crate::eval::with_stack(|| current.first.hash_within(state, budget));
                     cursor = current.rest.as_ref();
                 }
             }
-            Value::Vector(items) => items.hash(state),
-            Value::Object(map) => {
-                // Order-independent: combine entry hashes commutatively.
-                let mut sum: u64 = 0;
-                for (key, value) in map.iter() {
-                    let mut entry = std::collections::hash_map::DefaultHasher::new();
-                    key.hash(&mut entry);
-                    value.hash(&mut entry);
-                    sum = sum.wrapping_add(entry.finish());
+            Value::Vector(items) => {
+                items.len().hash(state);
+                for item in items.iter() {
+                    if *budget == 0 {
+                        break;
+                    }
+                    crate::eval::with_stack(|| item.hash_within(state, budget));
                 }
-                map.len().hash(state);
-                sum.hash(state);
+            }
+            Value::Object(map) => {
+                // Entries combine commutatively (equal objects may differ in insertion order),
+                // and only when all of them fit the budget, so that the cut-off never depends
+                // on the order.
+                map.0.len().hash(state);
+                if map.0.len() <= *budget {
+                    *budget -= map.0.len();
+                    let mut sum: u64 = 0;
+                    for key in map.0.keys() {
+                        let mut entry = std::collections::hash_map::DefaultHasher::new();
+                        let mut key_budget = OBJECT_KEY_HASH_BUDGET;
+                        crate::eval::with_stack(|| key.hash_within(&mut entry, &mut key_budget));
+                        sum = sum.wrapping_add(entry.finish());
+                    }
+                    sum.hash(state);
+                }
             }
             Value::Cons(pair) => {
-                pair.0.hash(state);
-                pair.1.hash(state);
+                crate::eval::with_stack(|| pair.0.hash_within(state, budget));
+                crate::eval::with_stack(|| pair.1.hash_within(state, budget));
             }
             Value::Bytes(bytes) => bytes.hash(state),
             Value::Lazy(seq) => (Arc::as_ptr(seq) as usize).hash(state),

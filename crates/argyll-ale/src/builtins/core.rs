@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::Registry;
 use crate::error::{AleError, AleResult};
 use crate::eval::Ctx;
-use crate::print::{display_form, reader_form};
+use crate::print::display_form;
 use crate::proc::{Arity, Procedure, Promise};
 use crate::seq;
 use crate::value::{Symbol, Value};
@@ -58,9 +58,13 @@ pub(super) fn register(r: &mut Registry<'_>) {
     r.native("str!", Arity::at_least(0), |ctx, args| {
         let parts = args
             .iter()
-            .map(|a| seq::realize_deep(ctx, a).map(|v| reader_form(&v)))
+            .map(|a| seq::realize_deep(ctx, a).and_then(|v| ctx.reader_text(&v)))
             .collect::<AleResult<Vec<_>>>()?;
-        Ok(Value::string(parts.join(" ")))
+        let text = parts.join(" ");
+        if text.len() > ctx.limits().max_output_bytes {
+            return Err(ctx.output_too_large());
+        }
+        Ok(Value::string(text))
     });
     r.native("sym", Arity::exactly(1), |_, args| {
         let text = args.first().map(display_form).unwrap_or_default();
@@ -189,12 +193,16 @@ fn write_out(ctx: &mut Ctx, args: &[Value], quoted: bool, newline: bool) -> AleR
     for arg in args {
         let value = seq::realize_deep(ctx, arg)?;
         parts.push(if quoted {
-            reader_form(&value)
+            ctx.reader_text(&value)?
         } else {
-            display_form(&value)
+            ctx.display_text(&value)?
         });
     }
-    ctx.out.push_str(&parts.join(" "));
+    let text = parts.join(" ");
+    if ctx.out.len() + text.len() > ctx.limits().max_output_bytes {
+        return Err(ctx.output_too_large());
+    }
+    ctx.out.push_str(&text);
     if newline {
         ctx.out.push('\n');
     }
@@ -216,7 +224,10 @@ pub(crate) fn str_of(ctx: &mut Ctx, args: &[Value]) -> AleResult<String> {
             continue;
         }
         let value = seq::realize_deep(ctx, arg)?;
-        out.push_str(&display_form(&value));
+        out.push_str(&ctx.display_text(&value)?);
+        if out.len() > ctx.limits().max_output_bytes {
+            return Err(ctx.output_too_large());
+        }
     }
     Ok(out)
 }

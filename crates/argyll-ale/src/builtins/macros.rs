@@ -147,7 +147,7 @@ fn letfn(_: &mut Ctx, args: &[Value]) -> AleResult<Value> {
         return Ok(Value::Null);
     };
     let forms = match spec {
-        Value::Vector(items) => (**items).clone(),
+        Value::Vector(items) => items.0.clone(),
         other => {
             return Err(compile_error(format!(
                 "unexpected binding syntax: {}",

@@ -90,9 +90,9 @@ pub(super) fn register(r: &mut Registry<'_>) {
             &Value::Int(1),
         )
     });
-    r.native("=", Arity::at_least(1), |_, args| equal(args));
-    r.native("!=", Arity::at_least(1), |_, args| {
-        equal(args).map(|v| Value::Bool(!v.is_truthy()))
+    r.native("=", Arity::at_least(1), equal);
+    r.native("!=", Arity::at_least(1), |ctx, args| {
+        equal(ctx, args).map(|v| Value::Bool(!v.is_truthy()))
     });
     r.native("<", Arity::at_least(1), |_, args| {
         chain(args, |o| o == Ordering::Less)
@@ -110,7 +110,9 @@ pub(super) fn register(r: &mut Registry<'_>) {
 
 /// `=`: numbers compare numerically; any other values structurally (contract decision 16, so
 /// that `(= status "active")` works as Argyll's documentation promises).
-fn equal(args: &[Value]) -> AleResult<Value> {
+/// `=` (decision 16): numbers by value across types, anything else structurally, each node
+/// compared costing a step.
+fn equal(ctx: &mut Ctx, args: &[Value]) -> AleResult<Value> {
     let Some((first, rest)) = args.split_first() else {
         return Err(AleError::runtime("got 0 arguments, expected 1 or more"));
     };
@@ -118,7 +120,7 @@ fn equal(args: &[Value]) -> AleResult<Value> {
         let same = if first.is_number() && other.is_number() {
             compare(first, other)? == Some(Ordering::Equal)
         } else {
-            first == other
+            first.equal_counting(other, &mut || ctx.tick())?
         };
         if !same {
             return Ok(Value::Bool(false));

@@ -157,7 +157,7 @@ fn rest(ctx: &mut Ctx, value: &Value) -> AleResult<Value> {
         None => match value {
             Value::Vector(_) => Value::vector(Vec::new()),
             Value::String(_) => Value::string(""),
-            Value::Object(_) => Value::Object(Arc::new(ObjectMap::new())),
+            Value::Object(_) => Value::object(ObjectMap::new()),
             _ => Value::Null,
         },
     })
@@ -375,34 +375,29 @@ pub(super) fn register(r: &mut Registry<'_>) {
             matches!(&arg(args, 0), Value::Object(map) if map.contains_key(&arg(args, 1))),
         ))
     });
-    r.native("conj", Arity::at_least(2), |_, args| {
+    r.native("conj", Arity::at_least(2), |ctx, args| {
         let mut target = arg(args, 0);
         for item in args.iter().skip(1) {
             target = match target {
                 Value::Vector(items) => {
-                    let mut items = (*items).clone();
+                    let mut items = items.0.clone();
                     items.push(item.clone());
                     Value::vector(items)
                 }
-                Value::String(text) => {
-                    Value::string(format!("{text}{}", crate::print::display_form(item)))
-                }
+                Value::String(text) => Value::string(joined_text(ctx, &text, item)?),
                 other => seq::cons(item.clone(), other),
             };
         }
         Ok(target)
     });
-    r.native("append", Arity::exactly(2), |_, args| {
+    r.native("append", Arity::exactly(2), |ctx, args| {
         match (arg(args, 0), arg(args, 1)) {
             (Value::Vector(items), item) => {
-                let mut items = (*items).clone();
+                let mut items = items.0.clone();
                 items.push(item);
                 Ok(Value::vector(items))
             }
-            (Value::String(text), item) => Ok(Value::string(format!(
-                "{text}{}",
-                crate::print::display_form(&item)
-            ))),
+            (Value::String(text), item) => Ok(Value::string(joined_text(ctx, &text, &item)?)),
             (other, _) => Err(expected("appendable", &other)),
         }
     });
@@ -674,12 +669,12 @@ fn make_object(items: Vec<Value>) -> AleResult<Value> {
     while let (Some(key), Some(value)) = (iter.next(), iter.next()) {
         map.insert(key, value);
     }
-    Ok(Value::Object(Arc::new(map)))
+    Ok(Value::object(map))
 }
 
 fn assoc(target: Value, pairs: &[Value]) -> AleResult<Value> {
     let mut map = match target {
-        Value::Object(map) => (*map).clone(),
+        Value::Object(map) => map.0.clone(),
         Value::Null => ObjectMap::new(),
         other => return Err(expected("mapped", &other)),
     };
@@ -697,18 +692,18 @@ fn assoc(target: Value, pairs: &[Value]) -> AleResult<Value> {
             other => return Err(expected("pair", other)),
         }
     }
-    Ok(Value::Object(Arc::new(map)))
+    Ok(Value::object(map))
 }
 
 fn dissoc(target: Value, keys: &[Value]) -> AleResult<Value> {
     let mut map = match target {
-        Value::Object(map) => (*map).clone(),
+        Value::Object(map) => map.0.clone(),
         other => return Err(expected("mapped", &other)),
     };
     for key in keys {
         map.remove(key);
     }
-    Ok(Value::Object(Arc::new(map)))
+    Ok(Value::object(map))
 }
 
 fn fold_left(ctx: &mut Ctx, args: &[Value]) -> AleResult<Value> {
@@ -756,4 +751,13 @@ fn fold_right(ctx: &mut Ctx, args: &[Value]) -> AleResult<Value> {
         acc = ctx.apply(f, vec![item, acc])?;
     }
     Ok(acc)
+}
+
+/// `text` followed by the display form of `item`, within the output budget.
+fn joined_text(ctx: &Ctx, text: &str, item: &Value) -> AleResult<String> {
+    let joined = format!("{text}{}", ctx.display_text(item)?);
+    if joined.len() > ctx.limits().max_output_bytes {
+        return Err(ctx.output_too_large());
+    }
+    Ok(joined)
 }
