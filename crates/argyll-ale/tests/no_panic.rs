@@ -1,7 +1,8 @@
 //! The reader and evaluator never panic, whatever the input (proptest).
 //!
-//! `cargo test` runs 5,000 random programs per property; set `ALE_FUZZ_CASES` for a longer run,
-//! e.g. `ALE_FUZZ_CASES=1000000 cargo test -p argyll-ale --release --test no_panic`.
+//! `cargo test` runs 5,000 random inputs per property; set `ALE_FUZZ_CASES` for a longer run,
+//! e.g. `ALE_FUZZ_CASES=1000000 cargo test -p argyll-ale --release --test no_panic -- --nocapture`
+//! (each property prints how its cases ended: values, read/compile/runtime/limit errors).
 
 // Test helpers outside #[test] functions may panic on broken fixtures: that is a test failure.
 #![allow(
@@ -13,8 +14,9 @@
 
 use std::time::Duration;
 
-use argyll_ale::{Limits, Program, eval_source, read_all};
+use argyll_ale::{AleError, Limits, Phase, Program, eval_source, read_all};
 use proptest::prelude::*;
+use proptest::test_runner::TestRunner;
 
 fn cases() -> u32 {
     std::env::var("ALE_FUZZ_CASES")
@@ -32,9 +34,14 @@ fn limits() -> Limits {
     }
 }
 
-/// Source text built from Ale's tokens, so that most programs get past the reader.
+/// Source text built from Ale's tokens, so that some programs get past the reader.
 fn ale_like() -> impl Strategy<Value = String> {
-    let token = prop_oneof![
+    proptest::collection::vec(token(), 0..40).prop_map(|tokens| tokens.join(" "))
+}
+
+/// One of Ale's tokens: brackets, quotes, literals, names of special forms and builtins.
+fn token() -> impl Strategy<Value = String> {
+    prop_oneof![
         Just("(".to_owned()),
         Just(")".to_owned()),
         Just("[".to_owned()),
@@ -112,30 +119,129 @@ fn ale_like() -> impl Strategy<Value = String> {
             Just("0x1F")
         ]
         .prop_map(str::to_owned),
-    ];
-    proptest::collection::vec(token, 0..40).prop_map(|tokens| tokens.join(" "))
+    ]
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
+/// Well-formed forms: calls of the same vocabulary on nested arguments, so that most programs
+/// get past the reader and the compiler and actually run.
+fn well_formed() -> impl Strategy<Value = String> {
+    let leaf = prop_oneof![
+        token().prop_filter("not a bracket", |s| !s.contains(['(', ')', '[', ']', '{', '}'])),
+        Just("x".to_owned()),
+        Just("y".to_owned()),
+        Just("(range)".to_owned()),
+        Just("[1 2 3]".to_owned()),
+        Just("{:a 1 :b [2]}".to_owned()),
+    ];
+    leaf.prop_recursive(4, 48, 6, |inner| {
+        (
+            prop_oneof![Just("("), Just("["), Just("{")],
+            proptest::collection::vec(inner, 0..6),
+        )
+            .prop_map(|(open, items)| {
+                let close = match open {
+                    "(" => ")",
+                    "[" => "]",
+                    _ => "}",
+                };
+                format!("{open}{}{close}", items.join(" "))
+            })
+    })
+}
 
-    #[test]
-    fn arbitrary_text_never_panics_the_reader(text in "\\PC{0,64}") {
-        let _ = read_all(&text);
-    }
+/// How the cases of one property ended, printed so that a long run shows what it exercised.
+#[derive(Default)]
+struct Outcomes {
+    cases: u64,
+    read_errors: u64,
+    compile_errors: u64,
+    values: u64,
+    runtime_errors: u64,
+    limit_errors: u64,
+}
 
-    #[test]
-    fn token_soup_never_panics_the_evaluator(source in ale_like()) {
-        let _ = eval_source(&[], &source, limits());
-    }
-
-    #[test]
-    fn token_soup_scripts_never_panic_compile_or_run(source in ale_like()) {
-        if let Ok(program) = Program::compile(&source, &["x", "y"]) {
-            let inputs = serde_json::json!({"x": [1, 2.5, "s", {"k": null}], "y": 3});
-            let inputs = inputs.as_object().cloned().unwrap_or_default();
-            let _ = program.run_script(&inputs, limits());
-            let _ = program.run_predicate(&inputs, limits());
+impl Outcomes {
+    fn record<T>(&mut self, outcome: &Result<T, AleError>) {
+        match outcome {
+            Ok(_) => self.values += 1,
+            Err(error) => match error.phase {
+                Phase::Read => self.read_errors += 1,
+                Phase::Compile => self.compile_errors += 1,
+                Phase::Runtime => self.runtime_errors += 1,
+                Phase::Limit => self.limit_errors += 1,
+            },
         }
     }
+
+    fn report(&self, property: &str) {
+        println!(
+            "{property}: {} cases; {} values, {} read errors, {} compile errors, {} runtime errors, {} limit errors",
+            self.cases, self.values, self.read_errors, self.compile_errors, self.runtime_errors, self.limit_errors
+        );
+    }
 }
+
+/// Runs `property` on `cases()` inputs from `strategy`; a panic inside it fails the test with the
+/// (shrunk) input.
+fn check<S: Strategy>(name: &str, strategy: S, property: impl Fn(S::Value, &mut Outcomes)) {
+    let config = ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() };
+    let outcomes = std::cell::RefCell::new(Outcomes::default());
+    let mut runner = TestRunner::new(config);
+    let result = runner.run(&strategy, |input| {
+        let mut outcomes = outcomes.borrow_mut();
+        outcomes.cases += 1;
+        property(input, &mut outcomes);
+        Ok(())
+    });
+    outcomes.borrow().report(name);
+    if let Err(failure) = result {
+        panic!("{name}: {failure}");
+    }
+}
+
+fn inputs() -> serde_json::Map<String, serde_json::Value> {
+    let inputs = serde_json::json!({"x": [1, 2.5, "s", {"k": null}], "y": 3});
+    inputs.as_object().cloned().unwrap_or_default()
+}
+
+fn compile_and_run(source: String, outcomes: &mut Outcomes) {
+    match Program::compile(&source, &["x", "y"]) {
+        Ok(program) => {
+            outcomes.record(&program.run_script(&inputs(), limits()));
+            let _ = program.run_predicate(&inputs(), limits());
+        }
+        Err(error) => outcomes.record::<()>(&Err(error)),
+    }
+}
+
+#[test]
+fn arbitrary_text_never_panics_the_reader() {
+    check("reader on arbitrary text", "\\PC{0,64}", |text: String, outcomes| {
+        outcomes.record(&read_all(&text));
+    });
+}
+
+#[test]
+fn token_soup_never_panics_the_evaluator() {
+    check("evaluator on token soup", ale_like(), |source, outcomes| {
+        outcomes.record(&eval_source(&[], &source, limits()));
+    });
+}
+
+#[test]
+fn token_soup_scripts_never_panic_compile_or_run() {
+    check("scripts from token soup", ale_like(), compile_and_run);
+}
+
+#[test]
+fn well_formed_programs_never_panic_the_evaluator() {
+    check("evaluator on well-formed forms", well_formed(), |source, outcomes| {
+        outcomes.record(&eval_source(&[], &source, limits()));
+    });
+}
+
+#[test]
+fn well_formed_scripts_never_panic_compile_or_run() {
+    check("scripts from well-formed forms", well_formed(), compile_and_run);
+}
+
