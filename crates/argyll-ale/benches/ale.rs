@@ -27,7 +27,11 @@ fn bench_ale(c: &mut Criterion) {
     let big_order = inputs(json!({"amount": 150, "customer": "c-17"}));
     assert!(predicate.run_predicate(&big_order, limits).expect("runs"));
     group.bench_function("predicate/amount_gt_100", |b| {
-        b.iter(|| predicate.run_predicate(black_box(&big_order), limits).expect("runs"))
+        b.iter(|| {
+            predicate
+                .run_predicate(black_box(&big_order), limits)
+                .expect("runs")
+        })
     });
 
     // The same predicate from the JSON text of the inputs, as a store or HTTP body holds them.
