@@ -68,7 +68,7 @@ wire_enum! {
     pub enum ScriptLanguage {
         /// Ale, the engine's small Lisp.
         Ale = "ale",
-        /// Lua 5.4.
+        /// Lua 5.2, the version of the original's go-lua.
         Lua = "lua",
     }
 }
