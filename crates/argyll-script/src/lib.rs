@@ -17,6 +17,13 @@
 //! A run that exceeds a limit fails with [`Phase::Limit`]; no script can panic or abort the
 //! process. Async callers use [`ScriptRunner::execute`], which runs on tokio's blocking pool.
 //!
+//! Known gap: Lua's budget and deadline are checked between VM instructions, so time spent
+//! inside one C library call is not interrupted. Allocation-heavy calls (`string.rep`,
+//! `table.concat`) are still bounded by the memory limit, but a pathological pattern
+//! (many `.-` quantifiers against a long subject in `string.find`/`gsub`) can run past the
+//! deadline. Ale has no heap limit of its own: its memory is bounded by the step budget (each
+//! allocation is work) and by `memory_bytes` for values written out.
+//!
 //! ```
 //! use argyll_script::{ScriptLimits, ScriptRunner};
 //! use serde_json::json;
