@@ -17,12 +17,12 @@
 //! A run that exceeds a limit fails with [`Phase::Limit`]; no script can panic or abort the
 //! process. Async callers use [`ScriptRunner::execute`], which runs on tokio's blocking pool.
 //!
-//! Known gap: Lua's budget and deadline are checked between VM instructions, so time spent
-//! inside one C library call is not interrupted. Allocation-heavy calls (`string.rep`,
-//! `table.concat`) are still bounded by the memory limit, but a pathological pattern
-//! (many `.-` quantifiers against a long subject in `string.find`/`gsub`) can run past the
-//! deadline. Ale has no heap limit of its own: its memory is bounded by the step budget (each
-//! allocation is work) and by `memory_bytes` for values written out.
+//! Lua's budget and deadline are checked between VM instructions; C library calls that could
+//! run long without executing instructions are covered too: allocation-heavy ones (`string.rep`,
+//! `table.concat`) by the memory limit, and pattern matching (`find`, `match`, `gmatch`, `gsub`)
+//! by our own port of Lua 5.2's matcher, which charges every step to the run's budget. Ale has
+//! no heap limit of its own: its memory is bounded by the step budget (each allocation is work)
+//! and by `memory_bytes` for values written out.
 //!
 //! ```
 //! use argyll_script::{ScriptLimits, ScriptRunner};
@@ -42,6 +42,7 @@ mod ale;
 mod error;
 mod limits;
 mod lua;
+mod lua_pattern;
 mod runner;
 
 pub use ale::AleEngine;

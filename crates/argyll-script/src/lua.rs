@@ -13,7 +13,7 @@
 //! line) and error messages carry the original's chunk name.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -36,7 +36,7 @@ const MAX_DEPTH: usize = 128;
 /// The sandbox, run once per state in the real globals. Returns the metatable of every run's
 /// `_ENV` and a function telling whether the shared tables are still untouched.
 const SANDBOX: &str = r#"
-local limit_tripped, upper, lower = ...
+local limit_tripped, upper, lower, find, match, gmatch, gsub = ...
 local G = _G
 local setmetatable, getmetatable, error, pairs, ipairs, next, tostring =
   setmetatable, getmetatable, error, pairs, ipairs, next, tostring
@@ -53,6 +53,7 @@ local function readonly(lib, name)
 end
 local string_lib = copy(string)
 string_lib.upper, string_lib.lower = upper, lower
+string_lib.find, string_lib.match, string_lib.gmatch, string_lib.gsub = find, match, gmatch, gsub
 local string_meta = getmetatable("")
 string_meta.__index = string_lib
 string_meta.__metatable = false
@@ -164,6 +165,8 @@ struct Budget {
     deadline_nanos: AtomicU64,
     /// 0: none, 1: steps, 2: time.
     tripped: AtomicU8,
+    /// The run's memory limit, for buffers built outside Lua's allocator (`gsub` results).
+    max_bytes: AtomicUsize,
 }
 
 impl Budget {
@@ -174,6 +177,7 @@ impl Budget {
             remaining: AtomicI64::new(0),
             deadline_nanos: AtomicU64::new(0),
             tripped: AtomicU8::new(0),
+            max_bytes: AtomicUsize::new(usize::MAX),
         }
     }
 
@@ -188,6 +192,7 @@ impl Budget {
             Ordering::Relaxed,
         );
         self.tripped.store(0, Ordering::Relaxed);
+        self.max_bytes.store(limits.memory_bytes, Ordering::Relaxed);
         self.armed.store(true, Ordering::Relaxed);
     }
 
@@ -204,15 +209,14 @@ impl Budget {
         }
     }
 
-    fn charge(&self) -> mlua::Result<VmState> {
+    /// Spends `steps` of the budget; `false` once a limit has tripped.
+    fn spend(&self, steps: u32) -> bool {
         if !self.armed.load(Ordering::Relaxed) {
-            return Ok(VmState::Continue);
+            return true;
         }
         if self.tripped.load(Ordering::Relaxed) == 0 {
-            let left = self
-                .remaining
-                .fetch_sub(i64::from(HOOK_INTERVAL), Ordering::Relaxed)
-                - i64::from(HOOK_INTERVAL);
+            let steps = i64::from(steps);
+            let left = self.remaining.fetch_sub(steps, Ordering::Relaxed) - steps;
             let now = u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX);
             if left < 0 {
                 self.tripped.store(1, Ordering::Relaxed);
@@ -220,7 +224,11 @@ impl Budget {
                 self.tripped.store(2, Ordering::Relaxed);
             }
         }
-        if self.tripped.load(Ordering::Relaxed) == 0 {
+        self.tripped.load(Ordering::Relaxed) == 0
+    }
+
+    fn charge(&self) -> mlua::Result<VmState> {
+        if self.spend(HOOK_INTERVAL) {
             Ok(VmState::Continue)
         } else {
             Err(mlua::Error::runtime("script limit exceeded"))
@@ -265,10 +273,14 @@ impl PooledState {
                 lua.create_string(change_case(&text.as_bytes(), false))
             })
             .map_err(setup_error)?;
+        let patterns =
+            crate::lua::strings::pattern_functions(&lua, &budget).map_err(setup_error)?;
         let (env_meta, intact): (Table, Function) = lua
             .load(SANDBOX)
             .set_name("=sandbox")
-            .call((tripped, upper, lower))
+            .call((
+                tripped, upper, lower, patterns.0, patterns.1, patterns.2, patterns.3,
+            ))
             .map_err(setup_error)?;
         {
             let budget = budget.clone();
@@ -687,5 +699,295 @@ impl ScriptEngine for LuaEngine {
         self.pool.give_back(state);
         loaded?;
         Ok(Arc::new(script))
+    }
+}
+
+/// `string.find`, `match`, `gmatch` and `gsub` over [`crate::lua_pattern`], metered by the run's
+/// budget.
+mod strings {
+    use std::sync::atomic::Ordering;
+    use std::sync::{Arc, Mutex};
+
+    use mlua::{Function, Lua, MultiValue, Value as LuaValue};
+
+    use super::Budget;
+    use crate::lua_pattern::{self, Capture, Found, Meter, PatternError};
+
+    struct BudgetMeter<'a>(&'a Budget);
+
+    impl Meter for BudgetMeter<'_> {
+        fn spend(&mut self, steps: u32) -> bool {
+            self.0.spend(steps)
+        }
+    }
+
+    fn pattern_error(error: PatternError) -> mlua::Error {
+        match error {
+            PatternError::Message(message) => mlua::Error::runtime(message),
+            PatternError::Limit | PatternError::Stopped => {
+                mlua::Error::runtime("script limit exceeded")
+            }
+        }
+    }
+
+    fn bytes_arg(
+        lua: &Lua,
+        value: LuaValue,
+        position: usize,
+        function: &str,
+    ) -> mlua::Result<Vec<u8>> {
+        let type_name = value.type_name();
+        match lua.coerce_string(value)? {
+            Some(text) => Ok(text.as_bytes().to_vec()),
+            None => Err(mlua::Error::runtime(format!(
+                "bad argument #{position} to '{function}' (string expected, got {type_name})"
+            ))),
+        }
+    }
+
+    fn integer_arg(
+        lua: &Lua,
+        value: Option<LuaValue>,
+        default: i64,
+        position: usize,
+        function: &str,
+    ) -> mlua::Result<i64> {
+        match value {
+            None | Some(LuaValue::Nil) => Ok(default),
+            Some(value) => {
+                let type_name = value.type_name();
+                match lua.coerce_number(value)? {
+                    Some(n) if n.is_finite() => Ok(n as i64),
+                    Some(_) => Ok(default),
+                    None => Err(mlua::Error::runtime(format!(
+                        "bad argument #{position} to '{function}' (number expected, got {type_name})"
+                    ))),
+                }
+            }
+        }
+    }
+
+    fn capture_value(lua: &Lua, capture: Capture) -> mlua::Result<LuaValue> {
+        Ok(match capture {
+            Capture::Text(bytes) => LuaValue::String(lua.create_string(bytes)?),
+            Capture::Position(position) => LuaValue::Number(position as f64),
+        })
+    }
+
+    fn values(lua: &Lua, captures: Vec<Capture>) -> mlua::Result<MultiValue> {
+        captures
+            .into_iter()
+            .map(|c| capture_value(lua, c))
+            .collect()
+    }
+
+    fn find_or_match(
+        lua: &Lua,
+        budget: &Budget,
+        args: MultiValue,
+        find: bool,
+    ) -> mlua::Result<MultiValue> {
+        let name = if find { "find" } else { "match" };
+        let mut args = args.into_iter();
+        let src = bytes_arg(lua, args.next().unwrap_or(LuaValue::Nil), 1, name)?;
+        let pat = bytes_arg(lua, args.next().unwrap_or(LuaValue::Nil), 2, name)?;
+        let init = integer_arg(lua, args.next(), 1, 3, name)?;
+        let plain = find
+            && !matches!(
+                args.next(),
+                None | Some(LuaValue::Nil | LuaValue::Boolean(false))
+            );
+        let found = lua_pattern::find(&mut BudgetMeter(budget), &src, &pat, init, plain, find)
+            .map_err(pattern_error)?;
+        match found {
+            Found::Nothing => Ok(MultiValue::from_vec(vec![LuaValue::Nil])),
+            Found::Span(start, end, captures) => {
+                let mut out = vec![LuaValue::Number(start as f64), LuaValue::Number(end as f64)];
+                out.extend(values(lua, captures)?);
+                Ok(MultiValue::from_vec(out))
+            }
+            Found::Captures(captures) => values(lua, captures),
+        }
+    }
+
+    /// The text a replacement adds, or `None` to keep the match.
+    fn replacement_text(
+        lua: &Lua,
+        repl: &LuaValue,
+        src: &[u8],
+        m: &lua_pattern::Replacement,
+    ) -> mlua::Result<Option<Vec<u8>>> {
+        let whole = || src.get(m.start..m.end).unwrap_or_default().to_vec();
+        let value = match repl {
+            LuaValue::Table(table) => {
+                let key = match m.captures.first() {
+                    Some(Ok(capture)) => capture_value(lua, capture.clone())?,
+                    Some(Err(error)) => return Err(pattern_error(error.clone())),
+                    None => LuaValue::String(lua.create_string(whole())?),
+                };
+                table.get::<LuaValue>(key)?
+            }
+            LuaValue::Function(function) => {
+                let captures = m
+                    .captures
+                    .iter()
+                    .cloned()
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(pattern_error)?;
+                function.call::<LuaValue>(values(lua, captures)?)?
+            }
+            template => {
+                let template = bytes_arg(lua, template.clone(), 3, "gsub")?;
+                let mut out = Vec::with_capacity(template.len());
+                let mut bytes = template.iter();
+                while let Some(&c) = bytes.next() {
+                    if c != b'%' {
+                        out.push(c);
+                        continue;
+                    }
+                    match bytes.next() {
+                        Some(&d) if d.is_ascii_digit() => {
+                            if d == b'0' {
+                                out.extend(whole());
+                            } else {
+                                let index = usize::from(d - b'1');
+                                match m.captures.get(index) {
+                                    Some(Ok(Capture::Text(text))) => out.extend(text),
+                                    Some(Ok(Capture::Position(position))) => {
+                                        out.extend(position.to_string().bytes())
+                                    }
+                                    Some(Err(error)) => return Err(pattern_error(error.clone())),
+                                    None => {
+                                        return Err(mlua::Error::runtime("invalid capture index"));
+                                    }
+                                }
+                            }
+                        }
+                        Some(&b'%') => out.push(b'%'),
+                        _ => {
+                            return Err(mlua::Error::runtime(
+                                "invalid use of '%' in replacement string",
+                            ));
+                        }
+                    }
+                }
+                return Ok(Some(out));
+            }
+        };
+        match value {
+            LuaValue::Nil | LuaValue::Boolean(false) => Ok(None),
+            value @ (LuaValue::String(_) | LuaValue::Number(_) | LuaValue::Integer(_)) => {
+                Ok(lua.coerce_string(value)?.map(|s| s.as_bytes().to_vec()))
+            }
+            other => Err(mlua::Error::runtime(format!(
+                "invalid replacement value (a {})",
+                other.type_name()
+            ))),
+        }
+    }
+
+    fn gsub(lua: &Lua, budget: &Budget, args: MultiValue) -> mlua::Result<(mlua::String, f64)> {
+        let mut args = args.into_iter();
+        let src = bytes_arg(lua, args.next().unwrap_or(LuaValue::Nil), 1, "gsub")?;
+        let pat = bytes_arg(lua, args.next().unwrap_or(LuaValue::Nil), 2, "gsub")?;
+        let repl = args.next().unwrap_or(LuaValue::Nil);
+        if !matches!(
+            repl,
+            LuaValue::String(_)
+                | LuaValue::Number(_)
+                | LuaValue::Integer(_)
+                | LuaValue::Table(_)
+                | LuaValue::Function(_)
+        ) {
+            return Err(mlua::Error::runtime(format!(
+                "bad argument #3 to 'gsub' (string/function/table expected, got {})",
+                repl.type_name()
+            )));
+        }
+        let default_max = i64::try_from(src.len())
+            .unwrap_or(i64::MAX)
+            .saturating_add(1);
+        let max =
+            usize::try_from(integer_arg(lua, args.next(), default_max, 4, "gsub")?).unwrap_or(0);
+        let max_bytes = budget.max_bytes.load(Ordering::Relaxed);
+        let mut out: Vec<u8> = Vec::new();
+        let mut copied_to = 0;
+        let mut failure: Option<mlua::Error> = None;
+        let outcome =
+            lua_pattern::substitutions(&mut BudgetMeter(budget), &src, &pat, max, &mut |m| {
+                out.extend(src.get(copied_to..m.start).unwrap_or_default());
+                match replacement_text(lua, &repl, &src, &m) {
+                    Ok(Some(text)) => out.extend(text),
+                    Ok(None) => out.extend(src.get(m.start..m.end).unwrap_or_default()),
+                    Err(error) => {
+                        failure = Some(error);
+                        return false;
+                    }
+                }
+                copied_to = m.end;
+                if out.len() > max_bytes {
+                    failure = Some(mlua::Error::MemoryError(
+                        "gsub result exceeds the memory limit".into(),
+                    ));
+                    return false;
+                }
+                true
+            });
+        if let Some(error) = failure {
+            return Err(error);
+        }
+        let count = outcome.map_err(pattern_error)?;
+        out.extend(src.get(copied_to..).unwrap_or_default());
+        Ok((lua.create_string(out)?, count as f64))
+    }
+
+    /// The four functions, each holding the state's budget.
+    pub(super) fn pattern_functions(
+        lua: &Lua,
+        budget: &Arc<Budget>,
+    ) -> mlua::Result<(Function, Function, Function, Function)> {
+        let find = {
+            let budget = budget.clone();
+            lua.create_function(move |lua, args: MultiValue| {
+                find_or_match(lua, &budget, args, true)
+            })?
+        };
+        let match_ = {
+            let budget = budget.clone();
+            lua.create_function(move |lua, args: MultiValue| {
+                find_or_match(lua, &budget, args, false)
+            })?
+        };
+        let gmatch = {
+            let budget = budget.clone();
+            lua.create_function(move |lua, args: MultiValue| {
+                let mut args = args.into_iter();
+                let src = bytes_arg(lua, args.next().unwrap_or(LuaValue::Nil), 1, "gmatch")?;
+                let pat = bytes_arg(lua, args.next().unwrap_or(LuaValue::Nil), 2, "gmatch")?;
+                let position = Mutex::new(0usize);
+                let budget = budget.clone();
+                lua.create_function(move |lua, ()| {
+                    let mut position = position
+                        .lock()
+                        .map_err(|_| mlua::Error::runtime("gmatch iterator poisoned"))?;
+                    match lua_pattern::next_match(
+                        &mut BudgetMeter(&budget),
+                        &src,
+                        &pat,
+                        &mut position,
+                    )
+                    .map_err(pattern_error)?
+                    {
+                        Some(captures) => values(lua, captures),
+                        None => Ok(MultiValue::from_vec(vec![LuaValue::Nil])),
+                    }
+                })
+            })?
+        };
+        let gsub = {
+            let budget = budget.clone();
+            lua.create_function(move |lua, args: MultiValue| gsub(lua, &budget, args))?
+        };
+        Ok((find, match_, gmatch, gsub))
     }
 }
