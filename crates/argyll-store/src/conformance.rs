@@ -1,0 +1,605 @@
+//! The conformance kit: checks every [`Store`] adapter must pass, written once against the
+//! traits. An adapter's test calls [`run_all`] with a factory of fresh, empty stores (or the
+//! checks one by one). The checks panic on a violation, like assertions in a test.
+
+// A test kit: a failed check is a panic with the reason, as in any test.
+#![allow(
+    clippy::panic,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing
+)]
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use argyll_events::{
+    AggregateId, EngineEvent, Event, FlowActivated, FlowEvent, FlowFailed, FlowStarted,
+};
+use argyll_model::{Args, ExecutionPlan, Timestamp};
+
+use crate::{
+    FlowIndexEntry, FlowOutcome, FlowPhase, FlowQuery, Snapshot, Store, StoreError, Timer,
+};
+
+fn at(millis: i64) -> Timestamp {
+    Timestamp::from_unix_millis(millis)
+}
+
+fn flow(id: &str) -> AggregateId {
+    AggregateId::Flow(id.to_owned())
+}
+
+/// A `flow_started` event for `flow_id`.
+pub fn started(flow_id: &str) -> Event {
+    Event::Flow(FlowEvent::from(FlowStarted {
+        plan: ExecutionPlan::default(),
+        init: Args::new(),
+        metadata: Default::default(),
+        flow_id: flow_id.to_owned(),
+    }))
+}
+
+/// A `flow_failed` event whose error text tags it (to tell writers apart).
+pub fn failed(flow_id: &str, tag: &str) -> Event {
+    Event::Flow(FlowEvent::from(FlowFailed {
+        flow_id: flow_id.to_owned(),
+        error: tag.to_owned(),
+    }))
+}
+
+fn activated(flow_id: &str) -> Event {
+    Event::Engine(EngineEvent::from(FlowActivated {
+        flow_id: flow_id.to_owned(),
+        parent_flow_id: String::new(),
+    }))
+}
+
+fn tag_of(event: &Event) -> String {
+    match event {
+        Event::Flow(FlowEvent::FlowFailed(failed)) => failed.error.clone(),
+        other => panic!(
+            "expected a tagged flow_failed event, got {}",
+            other.event_type()
+        ),
+    }
+}
+
+/// Appends number events densely from the expected sequence; reads return them in order.
+pub async fn append_and_read<S: Store>(store: &S) {
+    let f = flow("append-read");
+    assert!(
+        store.read(&f, 0).await.unwrap().is_empty(),
+        "an unknown aggregate has no events"
+    );
+    let first = store
+        .append(&f, 0, vec![(at(1), started("append-read"))])
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!((first[0].sequence, first[0].timestamp), (0, at(1)));
+    let more = store
+        .append(
+            &f,
+            1,
+            vec![
+                (at(2), failed("append-read", "a")),
+                (at(3), failed("append-read", "b")),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        more.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    let all = store.read(&f, 0).await.unwrap();
+    assert_eq!(
+        all.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+        vec![0, 1, 2]
+    );
+    assert_eq!(all[0].event, started("append-read"));
+    assert_eq!(tag_of(&all[2].event), "b");
+    assert_eq!(store.read(&f, 2).await.unwrap().len(), 1);
+    assert!(store.read(&f, 10).await.unwrap().is_empty());
+    assert!(
+        store.append(&f, 3, Vec::new()).await.unwrap().is_empty(),
+        "an empty append at the right sequence is a no-op"
+    );
+    assert_eq!(store.read(&f, 0).await.unwrap().len(), 3);
+}
+
+/// A stale expected sequence is a conflict that writes nothing and reports the actual one.
+pub async fn stale_appends_conflict<S: Store>(store: &S) {
+    let f = flow("stale");
+    store
+        .append(&f, 0, vec![(at(1), started("stale"))])
+        .await
+        .unwrap();
+    let error = store
+        .append(&f, 0, vec![(at(2), failed("stale", "late"))])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error,
+        StoreError::Conflict {
+            aggregate: f.clone(),
+            expected: 0,
+            actual: 1
+        }
+    );
+    let error = store
+        .append(&f, 5, vec![(at(2), failed("stale", "ahead"))])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, StoreError::Conflict { actual: 1, .. }),
+        "{error}"
+    );
+    assert_eq!(
+        store.read(&f, 0).await.unwrap().len(),
+        1,
+        "a conflict writes nothing"
+    );
+    let error = store
+        .append(&f, 1, vec![(at(2), activated("stale"))])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, StoreError::WrongAggregate { .. }),
+        "engine events do not go into flow logs: {error}"
+    );
+    let error = store
+        .append(&AggregateId::Engine, 0, vec![(at(2), started("x"))])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, StoreError::WrongAggregate { .. }),
+        "{error}"
+    );
+}
+
+/// Many writers racing on one aggregate: each append either wins its expected sequence or
+/// conflicts; retrying on fresh sequences, every writer's event lands exactly once, densely.
+pub async fn concurrent_conflicting_appends<S: Store + Clone>(store: &S) {
+    let f = flow("race");
+    let writers = 32;
+    let first_round: Vec<_> = (0..writers)
+        .map(|writer| {
+            let store = store.clone();
+            let f = f.clone();
+            tokio::spawn(async move {
+                store
+                    .append(&f, 0, vec![(at(1), failed("race", &format!("w{writer}")))])
+                    .await
+            })
+        })
+        .collect();
+    let mut winners = 0;
+    for handle in first_round {
+        match handle.await.unwrap() {
+            Ok(_) => winners += 1,
+            Err(StoreError::Conflict {
+                expected: 0,
+                actual: 1,
+                ..
+            }) => {}
+            Err(other) => panic!("unexpected error: {other}"),
+        }
+    }
+    assert_eq!(winners, 1, "exactly one writer wins sequence 0");
+
+    let retries: Vec<_> = (0..writers)
+        .map(|writer| {
+            let store = store.clone();
+            let f = f.clone();
+            tokio::spawn(async move {
+                let tag = format!("r{writer}");
+                loop {
+                    let next = store.load(&f).await.unwrap().next_sequence;
+                    match store
+                        .append(&f, next, vec![(at(2), failed("race", &tag))])
+                        .await
+                    {
+                        Ok(appended) => return appended[0].sequence,
+                        Err(StoreError::Conflict { .. }) => tokio::task::yield_now().await,
+                        Err(other) => panic!("unexpected error: {other}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut sequences = BTreeSet::new();
+    for handle in retries {
+        assert!(
+            sequences.insert(handle.await.unwrap()),
+            "two writers got the same sequence"
+        );
+    }
+    let events = store.read(&f, 0).await.unwrap();
+    assert_eq!(events.len(), writers + 1);
+    assert!(
+        events
+            .iter()
+            .enumerate()
+            .all(|(i, e)| e.sequence == i as u64),
+        "sequences are dense"
+    );
+    let tags: BTreeSet<String> = events.iter().skip(1).map(|e| tag_of(&e.event)).collect();
+    assert_eq!(
+        tags,
+        (0..writers).map(|w| format!("r{w}")).collect(),
+        "every retry landed exactly once"
+    );
+}
+
+/// `load` returns the latest snapshot and only the events after it.
+pub async fn snapshots<S: Store>(store: &S) {
+    let f = flow("snap");
+    let empty = store.load(&f).await.unwrap();
+    assert!(empty.snapshot.is_none() && empty.tail.is_empty() && empty.next_sequence == 0);
+    let events = (0..5)
+        .map(|i| (at(i), failed("snap", &format!("e{i}"))))
+        .collect();
+    store.append(&f, 0, events).await.unwrap();
+    let loaded = store.load(&f).await.unwrap();
+    assert!(loaded.snapshot.is_none());
+    assert_eq!((loaded.tail.len(), loaded.next_sequence), (5, 5));
+
+    let snapshot = Snapshot {
+        sequence: 3,
+        state_json: Arc::from(r#"{"upto":3}"#),
+    };
+    store.put_snapshot(&f, snapshot.clone()).await.unwrap();
+    let loaded = store.load(&f).await.unwrap();
+    assert_eq!(loaded.snapshot, Some(snapshot.clone()));
+    assert_eq!(
+        loaded.tail.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+        vec![3, 4]
+    );
+    assert_eq!(loaded.next_sequence, 5);
+
+    store
+        .put_snapshot(
+            &f,
+            Snapshot {
+                sequence: 2,
+                state_json: Arc::from("{}"),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.load(&f).await.unwrap().snapshot,
+        Some(snapshot),
+        "an older snapshot never replaces a newer one"
+    );
+    let error = store
+        .put_snapshot(
+            &f,
+            Snapshot {
+                sequence: 9,
+                state_json: Arc::from("{}"),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            StoreError::InvalidSnapshot {
+                sequence: 9,
+                next_sequence: 5,
+                ..
+            }
+        ),
+        "{error}"
+    );
+}
+
+/// Subscribers see every appended event, each aggregate's in order, and nothing from conflicts.
+pub async fn feed_carries_every_append<S: Store + Clone>(store: &S) {
+    let mut subscriber = store.subscribe();
+    let writers: Vec<_> = (0..4)
+        .map(|writer| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let id = format!("feed-{writer}");
+                let f = flow(&id);
+                for sequence in 0..25u64 {
+                    store
+                        .append(
+                            &f,
+                            sequence,
+                            vec![(at(1), failed(&id, &sequence.to_string()))],
+                        )
+                        .await
+                        .unwrap();
+                }
+                let _ = store
+                    .append(&f, 0, vec![(at(1), failed(&id, "conflict"))])
+                    .await;
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let mut seen: std::collections::BTreeMap<AggregateId, Vec<u64>> = Default::default();
+    for _ in 0..100 {
+        let envelope = tokio::time::timeout(Duration::from_secs(5), subscriber.recv())
+            .await
+            .expect("feed delivers")
+            .unwrap();
+        assert_ne!(
+            tag_of(&envelope.event),
+            "conflict",
+            "events of a failed append are not published"
+        );
+        seen.entry(envelope.aggregate_id.clone())
+            .or_default()
+            .push(envelope.sequence);
+    }
+    assert_eq!(seen.len(), 4);
+    for sequences in seen.values() {
+        assert_eq!(
+            sequences,
+            &(0..25).collect::<Vec<_>>(),
+            "each aggregate's events arrive in order"
+        );
+    }
+    assert!(subscriber.try_recv().is_err(), "nothing else was published");
+}
+
+fn entry(id: &str, parent: Option<&str>, outcome: FlowOutcome, phase: FlowPhase) -> FlowIndexEntry {
+    FlowIndexEntry {
+        flow_id: id.to_owned(),
+        parent_flow_id: parent.map(str::to_owned),
+        outcome,
+        phase,
+        created_at: at(1),
+        completed_at: None,
+        error: None,
+    }
+}
+
+/// The index: first insert wins, entries update, listings filter, sort by id and page.
+pub async fn flow_index<S: Store>(store: &S) {
+    assert!(
+        store
+            .insert_flow(entry("b", None, FlowOutcome::Active, FlowPhase::Active))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .insert_flow(entry("b", None, FlowOutcome::Failed, FlowPhase::Active))
+            .await
+            .unwrap(),
+        "first insert wins"
+    );
+    assert_eq!(
+        store.get_flow("b").await.unwrap().unwrap().outcome,
+        FlowOutcome::Active
+    );
+    for (id, parent, outcome, phase) in [
+        ("a", None, FlowOutcome::Completed, FlowPhase::Deactivated),
+        ("c", Some("b"), FlowOutcome::Active, FlowPhase::Active),
+        ("d", None, FlowOutcome::Failed, FlowPhase::Deactivated),
+        ("e", None, FlowOutcome::Completed, FlowPhase::Archived),
+        ("f", None, FlowOutcome::Active, FlowPhase::Active),
+    ] {
+        store
+            .put_flow(entry(id, parent, outcome, phase))
+            .await
+            .unwrap();
+    }
+    let mut updated = entry("f", None, FlowOutcome::Completed, FlowPhase::Deactivated);
+    updated.completed_at = Some(at(9));
+    store.put_flow(updated.clone()).await.unwrap();
+    assert_eq!(store.get_flow("f").await.unwrap(), Some(updated));
+    assert_eq!(store.get_flow("zzz").await.unwrap(), None);
+
+    let ids = |page: &crate::FlowPage| {
+        page.entries
+            .iter()
+            .map(|e| e.flow_id.clone())
+            .collect::<Vec<_>>()
+    };
+    let all = store.list_flows(&FlowQuery::default()).await.unwrap();
+    assert_eq!(ids(&all), vec!["a", "b", "c", "d", "e", "f"]);
+    assert_eq!(all.next_after, None);
+    let listed = FlowQuery {
+        top_level_only: true,
+        phases: vec![FlowPhase::Active, FlowPhase::Deactivated],
+        ..FlowQuery::default()
+    };
+    assert_eq!(
+        ids(&store.list_flows(&listed).await.unwrap()),
+        vec!["a", "b", "d", "f"]
+    );
+    let completed = FlowQuery {
+        outcome: Some(FlowOutcome::Completed),
+        ..FlowQuery::default()
+    };
+    assert_eq!(
+        ids(&store.list_flows(&completed).await.unwrap()),
+        vec!["a", "e", "f"]
+    );
+
+    let mut paged = Vec::new();
+    let mut query = FlowQuery {
+        limit: 2,
+        ..FlowQuery::default()
+    };
+    loop {
+        let page = store.list_flows(&query).await.unwrap();
+        assert!(page.entries.len() <= 2);
+        paged.extend(ids(&page));
+        match page.next_after {
+            Some(after) => query.after = Some(after),
+            None => break,
+        }
+    }
+    assert_eq!(
+        paged,
+        vec!["a", "b", "c", "d", "e", "f"],
+        "paging visits every entry once, in order"
+    );
+
+    assert!(store.remove_flow("c").await.unwrap());
+    assert!(!store.remove_flow("c").await.unwrap());
+    assert_eq!(store.get_flow("c").await.unwrap(), None);
+}
+
+/// Leases: one owner at a time, renewable by the owner, free after lapsing or release.
+pub async fn leases<S: Store>(store: &S) {
+    let ttl = Duration::from_secs(10);
+    assert!(store.acquire("work:1", "i1", ttl, at(0)).await.unwrap());
+    assert!(
+        !store.acquire("work:1", "i2", ttl, at(5_000)).await.unwrap(),
+        "held by i1"
+    );
+    assert!(
+        store.acquire("work:1", "i1", ttl, at(5_000)).await.unwrap(),
+        "the owner may re-acquire"
+    );
+    assert!(store.renew("work:1", "i1", ttl, at(8_000)).await.unwrap());
+    assert!(!store.renew("work:1", "i2", ttl, at(8_000)).await.unwrap());
+    assert!(
+        store.lapsed(at(17_000), 10).await.unwrap().is_empty(),
+        "renewed until 18 s"
+    );
+    let lapsed = store.lapsed(at(18_001), 10).await.unwrap();
+    assert_eq!(
+        lapsed
+            .iter()
+            .map(|l| (l.key.as_str(), l.owner.as_str()))
+            .collect::<Vec<_>>(),
+        vec![("work:1", "i1")]
+    );
+    assert!(
+        store
+            .acquire("work:1", "i2", ttl, at(18_001))
+            .await
+            .unwrap(),
+        "a lapsed lease can be taken over"
+    );
+    assert!(
+        !store.renew("work:1", "i1", ttl, at(18_002)).await.unwrap(),
+        "the old owner lost it"
+    );
+    assert!(!store.release("work:1", "i1").await.unwrap());
+    assert!(store.release("work:1", "i2").await.unwrap());
+    assert!(
+        store
+            .acquire("work:1", "i3", ttl, at(18_003))
+            .await
+            .unwrap()
+    );
+}
+
+/// Concurrent acquirers of one free lease: exactly one gets it.
+pub async fn lease_races<S: Store + Clone>(store: &S) {
+    let contenders: Vec<_> = (0..16)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .acquire("work:race", &format!("i{i}"), Duration::from_secs(5), at(0))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut winners = 0;
+    for contender in contenders {
+        if contender.await.unwrap() {
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1);
+}
+
+fn timer(key: &str, due: i64) -> Timer {
+    Timer {
+        key: key.to_owned(),
+        due: at(due),
+        payload: Arc::from(format!(r#"{{"key":"{key}"}}"#)),
+    }
+}
+
+/// Timers fire in due order, once; rescheduling replaces, cancelling removes.
+pub async fn timers<S: Store + Clone>(store: &S) {
+    assert_eq!(store.next_due().await.unwrap(), None);
+    store.schedule(timer("t3", 300)).await.unwrap();
+    store.schedule(timer("t1", 100)).await.unwrap();
+    store.schedule(timer("t2", 200)).await.unwrap();
+    store.schedule(timer("t2", 250)).await.unwrap();
+    assert_eq!(store.next_due().await.unwrap(), Some(at(100)));
+    assert!(store.take_due(at(99), 10).await.unwrap().is_empty());
+    let due = store.take_due(at(260), 10).await.unwrap();
+    assert_eq!(
+        due.iter()
+            .map(|t| (t.key.as_str(), t.due))
+            .collect::<Vec<_>>(),
+        vec![("t1", at(100)), ("t2", at(250))]
+    );
+    assert_eq!(due[0].payload.as_ref(), r#"{"key":"t1"}"#);
+    assert!(
+        store.take_due(at(260), 10).await.unwrap().is_empty(),
+        "a timer fires once"
+    );
+    assert!(store.cancel("t3").await.unwrap());
+    assert!(!store.cancel("t3").await.unwrap());
+    assert_eq!(store.next_due().await.unwrap(), None);
+
+    for i in 0..200 {
+        store.schedule(timer(&format!("many{i}"), i)).await.unwrap();
+    }
+    let takers: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                loop {
+                    let batch = store.take_due(at(1_000), 7).await.unwrap();
+                    if batch.is_empty() {
+                        return mine;
+                    }
+                    mine.extend(batch.into_iter().map(|t| t.key));
+                }
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for taker in takers {
+        all.extend(taker.await.unwrap());
+    }
+    let unique: BTreeSet<_> = all.iter().cloned().collect();
+    assert_eq!(
+        (all.len(), unique.len()),
+        (200, 200),
+        "each timer is claimed by exactly one taker"
+    );
+}
+
+/// Runs every check, each on a fresh store from `make`.
+pub async fn run_all<S, F, Fut>(make: F)
+where
+    S: Store + Clone,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    append_and_read(&make().await).await;
+    stale_appends_conflict(&make().await).await;
+    concurrent_conflicting_appends(&make().await).await;
+    snapshots(&make().await).await;
+    feed_carries_every_append(&make().await).await;
+    flow_index(&make().await).await;
+    leases(&make().await).await;
+    lease_races(&make().await).await;
+    timers(&make().await).await;
+}

@@ -1,0 +1,428 @@
+//! The embedded store: everything in memory, shared by every engine handle in the process.
+//!
+//! Logs, index entries and leases live in shards keyed by hash, so concurrent flows never wait
+//! on one global lock; events are kept as shared envelopes and never re-serialised.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use argyll_events::{AggregateId, Event, EventEnvelope};
+use argyll_model::Timestamp;
+use tokio::sync::broadcast;
+
+use crate::error::StoreError;
+use crate::traits::{
+    EventFeed, EventLog, FlowIndex, FlowIndexEntry, FlowPage, FlowQuery, Lease, Leases, Loaded,
+    Snapshot, Timer, Timers,
+};
+
+const SHARDS: usize = 64;
+/// Events a feed subscriber may fall behind before it is told it lagged.
+pub const DEFAULT_FEED_CAPACITY: usize = 65_536;
+
+/// `SHARDS` mutexes, one chosen by the hash of a key.
+struct Sharded<T> {
+    shards: Vec<Mutex<T>>,
+}
+
+impl<T: Default> Sharded<T> {
+    fn new() -> Self {
+        Sharded {
+            shards: (0..SHARDS).map(|_| Mutex::new(T::default())).collect(),
+        }
+    }
+
+    fn index_of<K: Hash + ?Sized>(key: &K) -> usize {
+        let mut hasher = DefaultHasher::new();
+        key.hash(&mut hasher);
+        (hasher.finish() as usize) % SHARDS
+    }
+
+    fn lock<K: Hash + ?Sized>(&self, key: &K) -> Result<MutexGuard<'_, T>, StoreError> {
+        let shard = self
+            .shards
+            .get(Self::index_of(key))
+            .ok_or_else(|| StoreError::Unavailable("no shard".into()))?;
+        shard
+            .lock()
+            .map_err(|_| StoreError::Unavailable("a store lock was poisoned".into()))
+    }
+
+    fn each(&self) -> impl Iterator<Item = Result<MutexGuard<'_, T>, StoreError>> {
+        self.shards.iter().map(|shard| {
+            shard
+                .lock()
+                .map_err(|_| StoreError::Unavailable("a store lock was poisoned".into()))
+        })
+    }
+}
+
+#[derive(Default)]
+struct Log {
+    events: Vec<Arc<EventEnvelope>>,
+    snapshot: Option<Snapshot>,
+}
+
+#[derive(Default)]
+struct TimerQueue {
+    by_key: HashMap<String, Timer>,
+    by_due: BTreeSet<(Timestamp, String)>,
+}
+
+struct Inner {
+    logs: Sharded<HashMap<AggregateId, Log>>,
+    index: Sharded<BTreeMap<String, FlowIndexEntry>>,
+    leases: Sharded<HashMap<String, Lease>>,
+    timers: Mutex<TimerQueue>,
+    feed: broadcast::Sender<Arc<EventEnvelope>>,
+}
+
+/// The in-memory store. Clones share the same data (hand one to a new engine to simulate a
+/// restart on a persistent store).
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    inner: Arc<Inner>,
+}
+
+impl Default for EmbeddedStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl EmbeddedStore {
+    /// An empty store with the default feed capacity.
+    pub fn new() -> Self {
+        Self::with_feed_capacity(DEFAULT_FEED_CAPACITY)
+    }
+
+    /// An empty store whose feed keeps `capacity` events for slow subscribers.
+    pub fn with_feed_capacity(capacity: usize) -> Self {
+        let (feed, _) = broadcast::channel(capacity.max(1));
+        EmbeddedStore {
+            inner: Arc::new(Inner {
+                logs: Sharded::new(),
+                index: Sharded::new(),
+                leases: Sharded::new(),
+                timers: Mutex::new(TimerQueue::default()),
+                feed,
+            }),
+        }
+    }
+
+    fn timers(&self) -> Result<MutexGuard<'_, TimerQueue>, StoreError> {
+        self.inner
+            .timers
+            .lock()
+            .map_err(|_| StoreError::Unavailable("a store lock was poisoned".into()))
+    }
+}
+
+fn belongs(aggregate: &AggregateId, event: &Event) -> bool {
+    matches!(
+        (aggregate, event),
+        (AggregateId::Engine, Event::Engine(_)) | (AggregateId::Flow(_), Event::Flow(_))
+    )
+}
+
+fn seq(len: usize) -> u64 {
+    u64::try_from(len).unwrap_or(u64::MAX)
+}
+
+impl EventLog for EmbeddedStore {
+    async fn append(
+        &self,
+        aggregate: &AggregateId,
+        expected: u64,
+        events: Vec<(Timestamp, Event)>,
+    ) -> Result<Vec<Arc<EventEnvelope>>, StoreError> {
+        if let Some((_, event)) = events.iter().find(|(_, event)| !belongs(aggregate, event)) {
+            return Err(StoreError::WrongAggregate {
+                aggregate: aggregate.clone(),
+                event_type: event.event_type(),
+            });
+        }
+        let mut logs = self.inner.logs.lock(aggregate)?;
+        let actual = logs.get(aggregate).map_or(0, |log| seq(log.events.len()));
+        if actual != expected {
+            return Err(StoreError::Conflict {
+                aggregate: aggregate.clone(),
+                expected,
+                actual,
+            });
+        }
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let log = logs.entry(aggregate.clone()).or_default();
+        let mut appended = Vec::with_capacity(events.len());
+        for (offset, (timestamp, event)) in events.into_iter().enumerate() {
+            let envelope = Arc::new(EventEnvelope {
+                aggregate_id: aggregate.clone(),
+                sequence: expected + seq(offset),
+                timestamp,
+                event,
+            });
+            log.events.push(envelope.clone());
+            appended.push(envelope);
+        }
+        // Published under the shard lock, so the feed carries each aggregate's events in order.
+        for envelope in &appended {
+            let _ = self.inner.feed.send(envelope.clone());
+        }
+        Ok(appended)
+    }
+
+    async fn read(
+        &self,
+        aggregate: &AggregateId,
+        from: u64,
+    ) -> Result<Vec<Arc<EventEnvelope>>, StoreError> {
+        let logs = self.inner.logs.lock(aggregate)?;
+        let start = usize::try_from(from).unwrap_or(usize::MAX);
+        Ok(logs
+            .get(aggregate)
+            .and_then(|log| log.events.get(start..))
+            .map(<[_]>::to_vec)
+            .unwrap_or_default())
+    }
+
+    async fn load(&self, aggregate: &AggregateId) -> Result<Loaded, StoreError> {
+        let logs = self.inner.logs.lock(aggregate)?;
+        let Some(log) = logs.get(aggregate) else {
+            return Ok(Loaded::default());
+        };
+        let from = log
+            .snapshot
+            .as_ref()
+            .map_or(0, |s| usize::try_from(s.sequence).unwrap_or(usize::MAX));
+        Ok(Loaded {
+            snapshot: log.snapshot.clone(),
+            tail: log
+                .events
+                .get(from..)
+                .map(<[_]>::to_vec)
+                .unwrap_or_default(),
+            next_sequence: seq(log.events.len()),
+        })
+    }
+
+    async fn put_snapshot(
+        &self,
+        aggregate: &AggregateId,
+        snapshot: Snapshot,
+    ) -> Result<(), StoreError> {
+        let mut logs = self.inner.logs.lock(aggregate)?;
+        let next_sequence = logs.get(aggregate).map_or(0, |log| seq(log.events.len()));
+        if snapshot.sequence > next_sequence {
+            return Err(StoreError::InvalidSnapshot {
+                aggregate: aggregate.clone(),
+                sequence: snapshot.sequence,
+                next_sequence,
+            });
+        }
+        let log = logs.entry(aggregate.clone()).or_default();
+        if log
+            .snapshot
+            .as_ref()
+            .is_none_or(|current| current.sequence < snapshot.sequence)
+        {
+            log.snapshot = Some(snapshot);
+        }
+        Ok(())
+    }
+}
+
+impl FlowIndex for EmbeddedStore {
+    async fn put_flow(&self, entry: FlowIndexEntry) -> Result<(), StoreError> {
+        let mut shard = self.inner.index.lock(entry.flow_id.as_str())?;
+        shard.insert(entry.flow_id.clone(), entry);
+        Ok(())
+    }
+
+    async fn insert_flow(&self, entry: FlowIndexEntry) -> Result<bool, StoreError> {
+        let mut shard = self.inner.index.lock(entry.flow_id.as_str())?;
+        if shard.contains_key(&entry.flow_id) {
+            return Ok(false);
+        }
+        shard.insert(entry.flow_id.clone(), entry);
+        Ok(true)
+    }
+
+    async fn get_flow(&self, flow_id: &str) -> Result<Option<FlowIndexEntry>, StoreError> {
+        Ok(self.inner.index.lock(flow_id)?.get(flow_id).cloned())
+    }
+
+    async fn list_flows(&self, query: &FlowQuery) -> Result<FlowPage, StoreError> {
+        let wanted = |entry: &FlowIndexEntry| {
+            query.outcome.is_none_or(|outcome| entry.outcome == outcome)
+                && (query.phases.is_empty() || query.phases.contains(&entry.phase))
+                && !(query.top_level_only && entry.parent_flow_id.is_some())
+        };
+        let limit = if query.limit == 0 {
+            usize::MAX
+        } else {
+            query.limit
+        };
+        // Each shard is sorted; take up to `limit + 1` from each after the cursor, then merge.
+        let mut candidates = Vec::new();
+        for shard in self.inner.index.each() {
+            let shard = shard?;
+            let range = match &query.after {
+                Some(after) => shard.range::<String, _>((
+                    std::ops::Bound::Excluded(after.clone()),
+                    std::ops::Bound::Unbounded,
+                )),
+                None => shard.range::<String, _>(..),
+            };
+            candidates.extend(
+                range
+                    .map(|(_, entry)| entry)
+                    .filter(|entry| wanted(entry))
+                    .take(limit.saturating_add(1))
+                    .cloned(),
+            );
+        }
+        candidates.sort_by(|a, b| a.flow_id.cmp(&b.flow_id));
+        let more = candidates.len() > limit;
+        candidates.truncate(limit);
+        let next_after = if more {
+            candidates.last().map(|entry| entry.flow_id.clone())
+        } else {
+            None
+        };
+        Ok(FlowPage {
+            entries: candidates,
+            next_after,
+        })
+    }
+
+    async fn remove_flow(&self, flow_id: &str) -> Result<bool, StoreError> {
+        Ok(self.inner.index.lock(flow_id)?.remove(flow_id).is_some())
+    }
+}
+
+impl EventFeed for EmbeddedStore {
+    fn subscribe(&self) -> broadcast::Receiver<Arc<EventEnvelope>> {
+        self.inner.feed.subscribe()
+    }
+}
+
+fn ttl_millis(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Leases for EmbeddedStore {
+    async fn acquire(
+        &self,
+        key: &str,
+        owner: &str,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut shard = self.inner.leases.lock(key)?;
+        let free = shard
+            .get(key)
+            .is_none_or(|lease| lease.owner == owner || lease.expires_at <= now);
+        if free {
+            shard.insert(
+                key.to_owned(),
+                Lease {
+                    key: key.to_owned(),
+                    owner: owner.to_owned(),
+                    expires_at: now.plus_millis(ttl_millis(ttl)),
+                },
+            );
+        }
+        Ok(free)
+    }
+
+    async fn renew(
+        &self,
+        key: &str,
+        owner: &str,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut shard = self.inner.leases.lock(key)?;
+        match shard.get_mut(key) {
+            Some(lease) if lease.owner == owner => {
+                lease.expires_at = now.plus_millis(ttl_millis(ttl));
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn release(&self, key: &str, owner: &str) -> Result<bool, StoreError> {
+        let mut shard = self.inner.leases.lock(key)?;
+        if shard.get(key).is_some_and(|lease| lease.owner == owner) {
+            shard.remove(key);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    async fn lapsed(&self, now: Timestamp, limit: usize) -> Result<Vec<Lease>, StoreError> {
+        let mut lapsed = Vec::new();
+        for shard in self.inner.leases.each() {
+            lapsed.extend(
+                shard?
+                    .values()
+                    .filter(|lease| lease.expires_at < now)
+                    .cloned(),
+            );
+        }
+        lapsed.sort_by(|a, b| (a.expires_at, &a.key).cmp(&(b.expires_at, &b.key)));
+        lapsed.truncate(limit);
+        Ok(lapsed)
+    }
+}
+
+impl Timers for EmbeddedStore {
+    async fn schedule(&self, timer: Timer) -> Result<(), StoreError> {
+        let mut queue = self.timers()?;
+        if let Some(old) = queue.by_key.remove(&timer.key) {
+            queue.by_due.remove(&(old.due, old.key));
+        }
+        queue.by_due.insert((timer.due, timer.key.clone()));
+        queue.by_key.insert(timer.key.clone(), timer);
+        Ok(())
+    }
+
+    async fn cancel(&self, key: &str) -> Result<bool, StoreError> {
+        let mut queue = self.timers()?;
+        match queue.by_key.remove(key) {
+            Some(old) => {
+                queue.by_due.remove(&(old.due, old.key));
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    async fn take_due(&self, now: Timestamp, limit: usize) -> Result<Vec<Timer>, StoreError> {
+        let mut queue = self.timers()?;
+        let mut due = Vec::new();
+        while due.len() < limit {
+            let Some((at, key)) = queue.by_due.first().cloned() else {
+                break;
+            };
+            if at > now {
+                break;
+            }
+            queue.by_due.remove(&(at, key.clone()));
+            if let Some(timer) = queue.by_key.remove(&key) {
+                due.push(timer);
+            }
+        }
+        Ok(due)
+    }
+
+    async fn next_due(&self) -> Result<Option<Timestamp>, StoreError> {
+        Ok(self.timers()?.by_due.first().map(|(at, _)| *at))
+    }
+}

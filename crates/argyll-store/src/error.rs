@@ -1,0 +1,44 @@
+//! Store errors.
+
+use argyll_events::AggregateId;
+
+/// Why a store operation failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// An append expected another next sequence: someone else appended first.
+    #[error("version conflict on {aggregate}: expected sequence {expected}, actual {actual}")]
+    Conflict {
+        /// The aggregate.
+        aggregate: AggregateId,
+        /// The sequence the caller expected.
+        expected: u64,
+        /// The aggregate's actual next sequence.
+        actual: u64,
+    },
+    /// A snapshot claims events the log does not have.
+    #[error(
+        "invalid snapshot for {aggregate}: sequence {sequence} is beyond the log ({next_sequence} events)"
+    )]
+    InvalidSnapshot {
+        /// The aggregate.
+        aggregate: AggregateId,
+        /// The snapshot's sequence.
+        sequence: u64,
+        /// The log's next sequence.
+        next_sequence: u64,
+    },
+    /// An event that does not belong to the aggregate it is appended to.
+    #[error("event {event_type} cannot be appended to {aggregate}")]
+    WrongAggregate {
+        /// The aggregate.
+        aggregate: AggregateId,
+        /// The event's type.
+        event_type: &'static str,
+    },
+    /// The backend failed (connection, I/O); retrying may help.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data could not be decoded.
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+}

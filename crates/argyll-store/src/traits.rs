@@ -1,0 +1,258 @@
+//! The storage traits the engine is written against. Every method is async so that network
+//! stores fit; the embedded store answers immediately.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use argyll_events::{AggregateId, Event, EventEnvelope};
+use argyll_model::Timestamp;
+use tokio::sync::broadcast;
+
+use crate::error::StoreError;
+
+/// Per-aggregate event logs with optimistic concurrency.
+///
+/// Sequences are 0-based and dense per aggregate; the next sequence of an aggregate is the
+/// number of events ever appended to it.
+pub trait EventLog: Send + Sync + 'static {
+    /// Appends `events` if the aggregate's next sequence is `expected`, numbering them from
+    /// there; otherwise nothing is written and the error is [`StoreError::Conflict`] with the
+    /// actual next sequence. Appended events are published on the [`EventFeed`], in order.
+    fn append(
+        &self,
+        aggregate: &AggregateId,
+        expected: u64,
+        events: Vec<(Timestamp, Event)>,
+    ) -> impl Future<Output = Result<Vec<Arc<EventEnvelope>>, StoreError>> + Send;
+
+    /// The events of `aggregate` from sequence `from` on (empty for an unknown aggregate).
+    fn read(
+        &self,
+        aggregate: &AggregateId,
+        from: u64,
+    ) -> impl Future<Output = Result<Vec<Arc<EventEnvelope>>, StoreError>> + Send;
+
+    /// The latest snapshot (if any) and the events after it: what a projection needs.
+    fn load(
+        &self,
+        aggregate: &AggregateId,
+    ) -> impl Future<Output = Result<Loaded, StoreError>> + Send;
+
+    /// Stores a snapshot folding events `[0, snapshot.sequence)`; an older one than the stored
+    /// snapshot is ignored, and one beyond the log is [`StoreError::InvalidSnapshot`].
+    fn put_snapshot(
+        &self,
+        aggregate: &AggregateId,
+        snapshot: Snapshot,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// A projected state serialised by the engine, valid up to (excluding) `sequence`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The next sequence of the state it captures.
+    pub sequence: u64,
+    /// The state as JSON text.
+    pub state_json: Arc<str>,
+}
+
+/// What [`EventLog::load`] returns.
+#[derive(Clone, Debug, Default)]
+pub struct Loaded {
+    /// The latest snapshot, if one was stored.
+    pub snapshot: Option<Snapshot>,
+    /// The events after the snapshot (all events without one).
+    pub tail: Vec<Arc<EventEnvelope>>,
+    /// The aggregate's next sequence (expected sequence of the next append).
+    pub next_sequence: u64,
+}
+
+/// Where a flow is in its life, as the index records it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FlowPhase {
+    /// Started, not yet finished with all its work.
+    Active,
+    /// Terminal and without pending or running work.
+    Deactivated,
+    /// Being archived (leased by an archiver).
+    Archiving,
+    /// In the archive; readable from there.
+    Archived,
+}
+
+/// Outcome of a flow as the index records it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FlowOutcome {
+    /// Still running.
+    Active,
+    /// Completed.
+    Completed,
+    /// Failed.
+    Failed,
+}
+
+/// One flow in the index (the original's digest plus where the flow is).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlowIndexEntry {
+    /// The flow id.
+    pub flow_id: String,
+    /// The parent flow of a child flow.
+    pub parent_flow_id: Option<String>,
+    /// Its outcome so far.
+    pub outcome: FlowOutcome,
+    /// Its phase.
+    pub phase: FlowPhase,
+    /// When it started.
+    pub created_at: Timestamp,
+    /// When it reached its outcome.
+    pub completed_at: Option<Timestamp>,
+    /// The failure message.
+    pub error: Option<String>,
+}
+
+/// A page request over the flow index; results are sorted by flow id.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FlowQuery {
+    /// Only flows with this outcome.
+    pub outcome: Option<FlowOutcome>,
+    /// Only flows in one of these phases (all phases when empty).
+    pub phases: Vec<FlowPhase>,
+    /// Only flows without a parent.
+    pub top_level_only: bool,
+    /// Only flows whose id sorts after this one (the previous page's cursor).
+    pub after: Option<String>,
+    /// At most this many (0 means no limit).
+    pub limit: usize,
+}
+
+/// A page of the flow index.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FlowPage {
+    /// The entries, sorted by flow id.
+    pub entries: Vec<FlowIndexEntry>,
+    /// The cursor of the next page, when there may be more.
+    pub next_after: Option<String>,
+}
+
+/// The index of flows by id: the engine keeps it beside the flow logs, so listing flows never
+/// goes through one shared aggregate.
+pub trait FlowIndex: Send + Sync + 'static {
+    /// Inserts or replaces the entry of `entry.flow_id`.
+    fn put_flow(
+        &self,
+        entry: FlowIndexEntry,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Inserts `entry` only if the flow has no entry yet; `false` when it had one.
+    fn insert_flow(
+        &self,
+        entry: FlowIndexEntry,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The entry of one flow.
+    fn get_flow(
+        &self,
+        flow_id: &str,
+    ) -> impl Future<Output = Result<Option<FlowIndexEntry>, StoreError>> + Send;
+
+    /// A page of entries matching `query`.
+    fn list_flows(
+        &self,
+        query: &FlowQuery,
+    ) -> impl Future<Output = Result<FlowPage, StoreError>> + Send;
+
+    /// Removes a flow's entry; `false` when there was none.
+    fn remove_flow(&self, flow_id: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// The feed of committed events: every subscriber sees every appended event, from any writer.
+pub trait EventFeed: Send + Sync + 'static {
+    /// A new subscription starting with the next appended event. A subscriber that falls more
+    /// than the feed's capacity behind gets `RecvError::Lagged` and must reload state.
+    fn subscribe(&self) -> broadcast::Receiver<Arc<EventEnvelope>>;
+}
+
+/// Who holds a lease, and until when.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    /// What is leased (e.g. a work item: `work:<flow>:<step>:<token>`).
+    pub key: String,
+    /// The instance holding it.
+    pub owner: String,
+    /// When it lapses unless renewed.
+    pub expires_at: Timestamp,
+}
+
+/// Leases on in-flight work (decision 22): an instance owns what it runs; when it dies, its
+/// leases lapse and another instance takes the work over.
+pub trait Leases: Send + Sync + 'static {
+    /// Takes `key` for `owner` until `now + ttl` if it is free, lapsed, or already `owner`'s.
+    fn acquire(
+        &self,
+        key: &str,
+        owner: &str,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Extends `owner`'s lease; `false` if `owner` no longer holds it (it lapsed and was taken).
+    fn renew(
+        &self,
+        key: &str,
+        owner: &str,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Gives the lease up; `false` if `owner` did not hold it.
+    fn release(
+        &self,
+        key: &str,
+        owner: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Leases that lapsed before `now`, oldest first, at most `limit`.
+    fn lapsed(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Lease>, StoreError>> + Send;
+}
+
+/// A durable timer (a retry that is due later).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Timer {
+    /// Identity: scheduling the same key again replaces the timer.
+    pub key: String,
+    /// When it fires.
+    pub due: Timestamp,
+    /// What to do, as JSON text (the engine's business).
+    pub payload: Arc<str>,
+}
+
+/// Durable timers: scheduled retries survive restarts and are fired by whichever instance
+/// claims them.
+pub trait Timers: Send + Sync + 'static {
+    /// Schedules (or reschedules) `timer`.
+    fn schedule(&self, timer: Timer) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Cancels a timer; `false` if there was none.
+    fn cancel(&self, key: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Removes and returns timers due at or before `now`, earliest first, at most `limit`. A
+    /// timer is returned to one caller only.
+    fn take_due(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Timer>, StoreError>> + Send;
+
+    /// When the earliest timer is due.
+    fn next_due(&self) -> impl Future<Output = Result<Option<Timestamp>, StoreError>> + Send;
+}
+
+/// Everything the engine needs from a store.
+pub trait Store: EventLog + FlowIndex + EventFeed + Leases + Timers {}
+
+impl<T: EventLog + FlowIndex + EventFeed + Leases + Timers> Store for T {}
