@@ -460,6 +460,14 @@ fn relative_position(position: i64, len: usize) -> i64 {
     }
 }
 
+/// A leading `^` anchors the match at the start position; the rest is the pattern proper.
+fn split_anchor(pat: &[u8]) -> (bool, &[u8]) {
+    match pat.split_first() {
+        Some((b'^', rest)) => (true, rest),
+        _ => (false, pat),
+    }
+}
+
 /// What `find` or `match` returns.
 #[derive(Debug, PartialEq)]
 pub(crate) enum Found {
@@ -500,12 +508,7 @@ pub(crate) fn find<M: Meter>(
             None => Found::Nothing,
         });
     }
-    let anchor = pat.first() == Some(&b'^');
-    let body = if anchor {
-        pat.get(1..).unwrap_or_default()
-    } else {
-        pat
-    };
+    let (anchor, body) = split_anchor(pat);
     let mut state = MatchState::new(src, body, meter);
     let mut s = start;
     loop {
@@ -571,12 +574,7 @@ pub(crate) fn substitutions<M: Meter>(
     max: usize,
     on_match: &mut dyn FnMut(Replacement) -> bool,
 ) -> Result<usize, PatternError> {
-    let anchor = pat.first() == Some(&b'^');
-    let body = if anchor {
-        pat.get(1..).unwrap_or_default()
-    } else {
-        pat
-    };
+    let (anchor, body) = split_anchor(pat);
     let mut state = MatchState::new(src, body, meter);
     let mut count = 0;
     let mut s = 0;

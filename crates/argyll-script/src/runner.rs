@@ -159,13 +159,7 @@ impl ScriptRunner {
     ) -> Result<Attributes, ScriptError> {
         let program = self.compile(language, source, arg_names)?;
         let limits = self.limits;
-        tokio::task::spawn_blocking(move || program.execute(&inputs, &limits))
-            .await
-            .unwrap_or_else(|join| {
-                Err(ScriptError::runtime(format!(
-                    "script run was aborted: {join}"
-                )))
-            })
+        on_blocking_pool(move || program.execute(&inputs, &limits)).await
     }
 
     /// Evaluates a predicate on tokio's blocking pool.
@@ -178,12 +172,18 @@ impl ScriptRunner {
     ) -> Result<bool, ScriptError> {
         let program = self.compile(language, source, arg_names)?;
         let limits = self.limits;
-        tokio::task::spawn_blocking(move || program.evaluate_predicate(&inputs, &limits))
-            .await
-            .unwrap_or_else(|join| {
-                Err(ScriptError::runtime(format!(
-                    "predicate run was aborted: {join}"
-                )))
-            })
+        on_blocking_pool(move || program.evaluate_predicate(&inputs, &limits)).await
     }
+}
+
+async fn on_blocking_pool<T: Send + 'static>(
+    run: impl FnOnce() -> Result<T, ScriptError> + Send + 'static,
+) -> Result<T, ScriptError> {
+    tokio::task::spawn_blocking(run)
+        .await
+        .unwrap_or_else(|join| {
+            Err(ScriptError::runtime(format!(
+                "script run was aborted: {join}"
+            )))
+        })
 }

@@ -18,6 +18,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use argyll_ale::conformance::parse_exceptions;
 use argyll_script::{Phase, ScriptError, ScriptLimits, ScriptRunner};
 use serde_json::Value as Json;
 
@@ -30,15 +31,18 @@ fn exceptions() -> BTreeMap<String, String> {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/conformance-exceptions.txt"),
     )
     .expect("exceptions file");
-    text.lines()
+    let exceptions = parse_exceptions(&text);
+    let listed = text
+        .lines()
         .map(str::trim)
         .filter(|line| !line.is_empty() && !line.starts_with('#'))
-        .map(|line| {
-            let (id, reason) = line.split_once(' ').unwrap_or((line, ""));
-            assert!(!reason.trim().is_empty(), "exception {id} needs a reason");
-            (id.to_owned(), reason.trim().to_owned())
-        })
-        .collect()
+        .count();
+    assert_eq!(listed, exceptions.len(), "every exception needs a reason");
+    assert!(
+        exceptions.values().all(|reason| !reason.is_empty()),
+        "every exception needs a reason"
+    );
+    exceptions
 }
 
 /// `Ok(())` when the case matches, `Err(why)` when it does not.

@@ -72,6 +72,14 @@ struct TimerQueue {
     by_due: BTreeSet<(Timestamp, String)>,
 }
 
+impl TimerQueue {
+    fn remove(&mut self, key: &str) -> Option<Timer> {
+        let timer = self.by_key.remove(key)?;
+        self.by_due.remove(&(timer.due, timer.key.clone()));
+        Some(timer)
+    }
+}
+
 struct Inner {
     logs: Sharded<HashMap<AggregateId, Log>>,
     index: Sharded<BTreeMap<String, FlowIndexEntry>>,
@@ -385,23 +393,14 @@ impl Leases for EmbeddedStore {
 impl Timers for EmbeddedStore {
     async fn schedule(&self, timer: Timer) -> Result<(), StoreError> {
         let mut queue = self.timers()?;
-        if let Some(old) = queue.by_key.remove(&timer.key) {
-            queue.by_due.remove(&(old.due, old.key));
-        }
+        queue.remove(&timer.key);
         queue.by_due.insert((timer.due, timer.key.clone()));
         queue.by_key.insert(timer.key.clone(), timer);
         Ok(())
     }
 
     async fn cancel(&self, key: &str) -> Result<bool, StoreError> {
-        let mut queue = self.timers()?;
-        match queue.by_key.remove(key) {
-            Some(old) => {
-                queue.by_due.remove(&(old.due, old.key));
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+        Ok(self.timers()?.remove(key).is_some())
     }
 
     async fn take_due(&self, now: Timestamp, limit: usize) -> Result<Vec<Timer>, StoreError> {
