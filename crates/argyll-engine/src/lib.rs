@@ -1,0 +1,23 @@
+//! # argyll-engine
+//!
+//! The orchestration engine: registering steps, planning and running flows, retries,
+//! memoization, child flows and recovery, over the `argyll-store` traits. It is built up
+//! increment by increment; **today it holds the runner layer** the orchestration core will
+//! dispatch work through:
+//!
+//! * [`StepRunner`]: executes one work item ([`WorkRequest`]) and reports a [`WorkOutcome`]
+//!   (completed, accepted by an async step, retryable, failed). Object-safe, so tests plug in
+//!   mock runners and embedders their own.
+//! * [`HttpStepRunner`] (sync and async HTTP steps via `argyll-http`), [`ScriptStepRunner`]
+//!   (Ale and Lua via `argyll-script`, also evaluating predicates), [`LocalHandlers`]
+//!   (in-process Rust handlers for steps whose endpoint is `local://NAME`), and [`RunnerSet`],
+//!   which picks one by step type.
+//!
+//! **Must not depend on**: the server, configuration loading, or a concrete store.
+
+mod runner;
+
+pub use runner::{
+    HandlerError, HttpStepRunner, LOCAL_SCHEME, LocalHandlers, RunnerSet, ScriptStepRunner,
+    StepRunner, WorkFuture, WorkOutcome, WorkRequest, script_arg_names,
+};
