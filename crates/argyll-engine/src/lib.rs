@@ -13,9 +13,17 @@
 //!   (in-process Rust handlers for steps whose endpoint is `local://NAME`), and [`RunnerSet`],
 //!   which picks one by step type.
 //!
+//! * [`execute`]: the command loop over an aggregate of the store — load (snapshot + tail),
+//!   decide, check the events by applying them, append at the expected sequence, retry on a
+//!   conflict. Starting a flow is such a command, which is why racing starts of one flow id
+//!   record exactly one `flow_started`.
+//!
 //! **Must not depend on**: the server, configuration loading, or a concrete store.
 
+mod aggregate;
 mod runner;
+
+pub use aggregate::{AggregateError, AggregateState, Current, Executed, execute, load, now};
 
 pub use runner::{
     HandlerError, HttpStepRunner, LOCAL_SCHEME, LocalHandlers, RunnerSet, ScriptStepRunner,

@@ -1,0 +1,212 @@
+//! Running commands against an aggregate: load its state (snapshot + tail), let the command
+//! decide which events to raise, check them by applying them, and append them at the expected
+//! sequence — retrying on a conflict with fresh state (`storage.md` §1.8, without the
+//! original's silent drops: an event that does not apply is an error, not skipped).
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use argyll_events::{AggregateId, EngineEvent, Event, EventEnvelope, FlowEvent, Projection};
+use argyll_model::{EngineState, FlowState, Timestamp};
+use argyll_store::{EventLog, StoreError};
+
+/// A projection stored as one aggregate kind.
+pub trait AggregateState: Projection + Clone + Send + Sync + 'static {
+    /// This aggregate's event inside the store's event type, if it is one.
+    fn event_of(event: &Event) -> Option<&Self::Event>;
+    /// Wraps this aggregate's event for the store.
+    fn into_event(event: Self::Event) -> Event;
+    /// Restores a snapshot.
+    fn from_snapshot(json: &str) -> Result<Self, serde_json::Error>;
+}
+
+impl AggregateState for EngineState {
+    fn event_of(event: &Event) -> Option<&EngineEvent> {
+        match event {
+            Event::Engine(event) => Some(event),
+            Event::Flow(_) => None,
+        }
+    }
+
+    fn into_event(event: EngineEvent) -> Event {
+        Event::Engine(event)
+    }
+
+    fn from_snapshot(json: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+}
+
+impl AggregateState for Option<FlowState> {
+    fn event_of(event: &Event) -> Option<&FlowEvent> {
+        match event {
+            Event::Flow(event) => Some(event),
+            Event::Engine(_) => None,
+        }
+    }
+
+    fn into_event(event: FlowEvent) -> Event {
+        Event::Flow(event)
+    }
+
+    fn from_snapshot(json: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+}
+
+/// Why a command could not be carried out.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AggregateError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The stored log or snapshot does not replay.
+    #[error("state of {aggregate} cannot be rebuilt: {reason}")]
+    Corrupt {
+        /// The aggregate.
+        aggregate: AggregateId,
+        /// Why.
+        reason: String,
+    },
+    /// The command raised an event that does not apply to the state (an engine bug, caught
+    /// before anything is written).
+    #[error("command on {aggregate} raised an event that does not apply: {reason}")]
+    InvalidEvent {
+        /// The aggregate.
+        aggregate: AggregateId,
+        /// Why.
+        reason: String,
+    },
+    /// Other writers kept winning.
+    #[error("gave up on {aggregate} after {attempts} conflicting attempts")]
+    TooManyConflicts {
+        /// The aggregate.
+        aggregate: AggregateId,
+        /// Attempts made.
+        attempts: u32,
+    },
+}
+
+/// An aggregate's state and the sequence its next event gets.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Current<T> {
+    /// The projected state.
+    pub state: T,
+    /// The expected sequence of the next append.
+    pub next_sequence: u64,
+}
+
+/// The wall clock as an event timestamp.
+pub fn now() -> Timestamp {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    Timestamp::from_unix_nanos(i64::try_from(nanos).unwrap_or(i64::MAX))
+}
+
+/// Loads an aggregate's state: the latest snapshot, then the events after it.
+pub async fn load<S: EventLog, T: AggregateState>(
+    store: &S,
+    aggregate: &AggregateId,
+) -> Result<Current<T>, AggregateError> {
+    let loaded = store.load(aggregate).await?;
+    let corrupt = |reason: String| AggregateError::Corrupt {
+        aggregate: aggregate.clone(),
+        reason,
+    };
+    let mut state = match &loaded.snapshot {
+        Some(snapshot) => {
+            T::from_snapshot(&snapshot.state_json).map_err(|e| corrupt(format!("snapshot: {e}")))?
+        }
+        None => T::default(),
+    };
+    for envelope in &loaded.tail {
+        let event = T::event_of(&envelope.event).ok_or_else(|| {
+            corrupt(format!(
+                "event {} belongs to another aggregate kind",
+                envelope.sequence
+            ))
+        })?;
+        state
+            .apply(event, envelope.timestamp)
+            .map_err(|e| corrupt(format!("event {}: {e}", envelope.sequence)))?;
+    }
+    Ok(Current {
+        state,
+        next_sequence: loaded.next_sequence,
+    })
+}
+
+/// What [`execute`] did.
+#[derive(Clone, Debug)]
+pub struct Executed<T, R> {
+    /// The command's own result.
+    pub result: R,
+    /// The state after the command's events.
+    pub current: Current<T>,
+    /// The events appended (none when the command raised none).
+    pub appended: Vec<Arc<EventEnvelope>>,
+}
+
+/// Runs `command` on the current state of `aggregate` and appends the events it raises,
+/// re-running it on fresh state after a conflict, at most `max_attempts` times. The command
+/// must be a pure decision on the state it is given.
+pub async fn execute<S, T, R, E>(
+    store: &S,
+    aggregate: &AggregateId,
+    max_attempts: u32,
+    mut command: impl FnMut(&T) -> Result<(Vec<T::Event>, R), E>,
+) -> Result<Result<Executed<T, R>, E>, AggregateError>
+where
+    S: EventLog,
+    T: AggregateState,
+{
+    for _ in 0..max_attempts.max(1) {
+        let current: Current<T> = load(store, aggregate).await?;
+        let (events, result) = match command(&current.state) {
+            Ok(decided) => decided,
+            Err(rejected) => return Ok(Err(rejected)),
+        };
+        if events.is_empty() {
+            return Ok(Ok(Executed {
+                result,
+                current,
+                appended: Vec::new(),
+            }));
+        }
+        let at = now();
+        let mut state = current.state.clone();
+        for event in &events {
+            state
+                .apply(event, at)
+                .map_err(|e| AggregateError::InvalidEvent {
+                    aggregate: aggregate.clone(),
+                    reason: e.to_string(),
+                })?;
+        }
+        let batch = events
+            .into_iter()
+            .map(|event| (at, T::into_event(event)))
+            .collect();
+        match store.append(aggregate, current.next_sequence, batch).await {
+            Ok(appended) => {
+                let next_sequence =
+                    current.next_sequence + u64::try_from(appended.len()).unwrap_or(0);
+                return Ok(Ok(Executed {
+                    result,
+                    current: Current {
+                        state,
+                        next_sequence,
+                    },
+                    appended,
+                }));
+            }
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(other) => return Err(other.into()),
+        }
+    }
+    Err(AggregateError::TooManyConflicts {
+        aggregate: aggregate.clone(),
+        attempts: max_attempts.max(1),
+    })
+}

@@ -1,0 +1,182 @@
+//! The command loop over the store: racing commands decide on fresh state, invalid events are
+//! caught before anything is written, snapshots and logs rebuild the same state.
+
+// Test helpers outside #[test] functions may panic on broken fixtures: that is a test failure.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::sync::Arc;
+
+use argyll_engine::{AggregateError, Current, execute, load};
+use argyll_events::{AggregateId, FlowEvent, FlowFailed, FlowStarted};
+use argyll_model::{Args, ExecutionPlan, FlowState, FlowStatus};
+use argyll_store::{EmbeddedStore, EventLog, Snapshot};
+
+fn started(flow_id: &str) -> FlowEvent {
+    FlowEvent::from(FlowStarted {
+        plan: ExecutionPlan::default(),
+        init: Args::new(),
+        metadata: Default::default(),
+        flow_id: flow_id.into(),
+    })
+}
+
+/// Start the flow unless it exists: the engine's idempotent start, as a command.
+fn start_once(
+    flow_id: &str,
+) -> impl FnMut(&Option<FlowState>) -> Result<(Vec<FlowEvent>, bool), String> + '_ {
+    move |state| {
+        Ok(if state.is_some() {
+            (Vec::new(), false)
+        } else {
+            (vec![started(flow_id)], true)
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_racing_starts_record_exactly_one_flow_started() {
+    let store = EmbeddedStore::new();
+    let flow = AggregateId::Flow("race".into());
+    let starts: Vec<_> = (0..100)
+        .map(|_| {
+            let store = store.clone();
+            let flow = flow.clone();
+            tokio::spawn(async move {
+                execute(&store, &flow, 1000, start_once("race"))
+                    .await
+                    .unwrap()
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut winners = 0;
+    for start in starts {
+        let executed = start.await.unwrap();
+        assert!(
+            executed.current.state.is_some(),
+            "every caller sees the started flow"
+        );
+        if executed.result {
+            winners += 1;
+            assert_eq!(executed.appended.len(), 1);
+        } else {
+            assert!(executed.appended.is_empty());
+        }
+    }
+    assert_eq!(winners, 1);
+    let log = store.read(&flow, 0).await.unwrap();
+    assert_eq!(log.len(), 1, "exactly one flow_started");
+}
+
+#[tokio::test]
+async fn events_that_do_not_apply_are_refused_before_writing() {
+    let store = EmbeddedStore::new();
+    let flow = AggregateId::Flow("f".into());
+    let failed_first = |_: &Option<FlowState>| -> Result<(Vec<FlowEvent>, ()), String> {
+        Ok((
+            vec![FlowEvent::from(FlowFailed {
+                flow_id: "f".into(),
+                error: "x".into(),
+            })],
+            (),
+        ))
+    };
+    let error = execute(&store, &flow, 3, failed_first).await.unwrap_err();
+    assert!(
+        matches!(error, AggregateError::InvalidEvent { .. }),
+        "{error}"
+    );
+    assert!(store.read(&flow, 0).await.unwrap().is_empty());
+
+    let rejected = execute(
+        &store,
+        &flow,
+        3,
+        |_: &Option<FlowState>| -> Result<(Vec<FlowEvent>, ()), String> {
+            Err("no such step".into())
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(rejected.unwrap_err(), "no such step");
+    assert!(store.read(&flow, 0).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn snapshot_plus_tail_rebuilds_the_same_state_as_the_whole_log() {
+    let store = EmbeddedStore::new();
+    let flow = AggregateId::Flow("snap".into());
+    execute(&store, &flow, 3, start_once("snap"))
+        .await
+        .unwrap()
+        .unwrap();
+    let after_start: Current<Option<FlowState>> = load(&store, &flow).await.unwrap();
+    store
+        .put_snapshot(
+            &flow,
+            Snapshot {
+                sequence: after_start.next_sequence,
+                state_json: Arc::from(serde_json::to_string(&after_start.state).unwrap()),
+            },
+        )
+        .await
+        .unwrap();
+    let fail = |_: &Option<FlowState>| -> Result<(Vec<FlowEvent>, ()), String> {
+        Ok((
+            vec![FlowEvent::from(FlowFailed {
+                flow_id: "snap".into(),
+                error: "boom".into(),
+            })],
+            (),
+        ))
+    };
+    let executed = execute(&store, &flow, 3, fail).await.unwrap().unwrap();
+    assert_eq!(executed.current.next_sequence, 2);
+
+    let from_snapshot: Current<Option<FlowState>> = load(&store, &flow).await.unwrap();
+    assert_eq!(
+        from_snapshot.state.as_ref().map(|f| f.status),
+        Some(FlowStatus::Failed)
+    );
+    assert_eq!(
+        from_snapshot, executed.current,
+        "the state the command produced is the state a reload sees"
+    );
+
+    let replayed = EmbeddedStore::new();
+    for envelope in store.read(&flow, 0).await.unwrap() {
+        replayed
+            .append(
+                &flow,
+                envelope.sequence,
+                vec![(envelope.timestamp, envelope.event.clone())],
+            )
+            .await
+            .unwrap();
+    }
+    let from_log: Current<Option<FlowState>> = load(&replayed, &flow).await.unwrap();
+    assert_eq!(from_log, from_snapshot);
+
+    store
+        .put_snapshot(
+            &flow,
+            Snapshot {
+                sequence: 2,
+                state_json: Arc::from("{not json"),
+            },
+        )
+        .await
+        .unwrap();
+    let corrupt = load::<_, Option<FlowState>>(&store, &flow)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(corrupt, AggregateError::Corrupt { .. }),
+        "{corrupt}"
+    );
+}
