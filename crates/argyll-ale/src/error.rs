@@ -68,6 +68,11 @@ impl AleError {
             message: message.into(),
         }
     }
+
+    /// The limit error for output beyond `max_bytes` (printed forms, JSON results).
+    pub fn output_too_large(max_bytes: usize) -> Self {
+        AleError::limit(format!("output size limit exceeded ({max_bytes} bytes)"))
+    }
 }
 
 /// Result alias of the crate.

@@ -122,10 +122,7 @@ impl Ctx {
 
     /// The error for output beyond `max_output_bytes`.
     pub fn output_too_large(&self) -> AleError {
-        AleError::limit(format!(
-            "output size limit exceeded ({} bytes)",
-            self.limits.max_output_bytes
-        ))
+        AleError::output_too_large(self.limits.max_output_bytes)
     }
 
     /// Steps used so far.

@@ -202,22 +202,16 @@ struct JsonWriter {
 
 impl JsonWriter {
     fn spend(&mut self, bytes: usize) -> AleResult<()> {
-        self.left = self.left.checked_sub(bytes.max(1)).ok_or_else(|| {
-            AleError::limit(format!(
-                "output size limit exceeded ({} bytes)",
-                self.max_bytes
-            ))
-        })?;
+        self.left = self
+            .left
+            .checked_sub(bytes.max(1))
+            .ok_or_else(|| AleError::output_too_large(self.max_bytes))?;
         Ok(())
     }
 
     fn text(&mut self, value: &Value) -> AleResult<String> {
-        let text = display_form_within(value, self.left).ok_or_else(|| {
-            AleError::limit(format!(
-                "output size limit exceeded ({} bytes)",
-                self.max_bytes
-            ))
-        })?;
+        let text = display_form_within(value, self.left)
+            .ok_or_else(|| AleError::output_too_large(self.max_bytes))?;
         self.spend(text.len())?;
         Ok(text)
     }

@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mlua::{
     Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value as LuaValue, VmState,
@@ -374,6 +374,14 @@ fn change_case(bytes: &[u8], upper: bool) -> Vec<u8> {
     }
 }
 
+/// The error of a run that outlived its deadline.
+fn time_limit_error(timeout: Duration) -> ScriptError {
+    ScriptError::limit(
+        LimitKind::Time,
+        format!("time limit exceeded ({} ms)", timeout.as_millis()),
+    )
+}
+
 /// The Lua error as a script error: limits first (the message a script sees for them is
 /// generic), then Lua's own message without mlua's traceback.
 fn classify(error: mlua::Error, tripped: Option<LimitKind>, limits: &ScriptLimits) -> ScriptError {
@@ -384,12 +392,7 @@ fn classify(error: mlua::Error, tripped: Option<LimitKind>, limits: &ScriptLimit
                 format!("instruction limit exceeded ({} instructions)", limits.steps),
             );
         }
-        Some(LimitKind::Time) => {
-            return ScriptError::limit(
-                LimitKind::Time,
-                format!("time limit exceeded ({} ms)", limits.timeout.as_millis()),
-            );
-        }
+        Some(LimitKind::Time) => return time_limit_error(limits.timeout),
         _ => {}
     }
     match error {
@@ -454,7 +457,7 @@ struct ToJson {
     values_left: usize,
     max_values: usize,
     deadline: Instant,
-    timeout_ms: u128,
+    timeout: Duration,
 }
 
 impl ToJson {
@@ -464,7 +467,7 @@ impl ToJson {
             values_left: max_values,
             max_values,
             deadline: started + limits.timeout,
-            timeout_ms: limits.timeout.as_millis(),
+            timeout: limits.timeout,
         }
     }
 
@@ -476,10 +479,7 @@ impl ToJson {
             )
         })?;
         if self.values_left.is_multiple_of(1024) && Instant::now() > self.deadline {
-            return Err(ScriptError::limit(
-                LimitKind::Time,
-                format!("time limit exceeded ({} ms)", self.timeout_ms),
-            ));
+            return Err(time_limit_error(self.timeout));
         }
         Ok(match value {
             LuaValue::Nil => Json::Null,
