@@ -161,9 +161,54 @@ where
     S: EventLog,
     T: AggregateState,
 {
+    let mut invalid = None;
+    let outcome = execute_applied(store, aggregate, max_attempts, |current: &T, at| {
+        let (events, result) = command(current)?;
+        let mut state = current.clone();
+        for event in &events {
+            if let Err(error) = state.apply(event, at) {
+                invalid = Some(error.to_string());
+                return Ok((Vec::new(), state, None));
+            }
+        }
+        Ok((events, state, Some(result)))
+    })
+    .await?;
+    let executed = match outcome {
+        Ok(executed) => executed,
+        Err(rejected) => return Ok(Err(rejected)),
+    };
+    match (executed.result, invalid) {
+        (Some(result), None) => Ok(Ok(Executed {
+            result,
+            current: executed.current,
+            appended: executed.appended,
+        })),
+        (_, reason) => Err(AggregateError::InvalidEvent {
+            aggregate: aggregate.clone(),
+            reason: reason.unwrap_or_default(),
+        }),
+    }
+}
+
+/// Like [`execute`], for commands that apply their events as they raise them (so later
+/// decisions of the same command see them): the command gets the state and the timestamp its
+/// events will carry, and returns the events together with the state after them, which is
+/// trusted as is.
+pub async fn execute_applied<S, T, R, E>(
+    store: &S,
+    aggregate: &AggregateId,
+    max_attempts: u32,
+    mut command: impl FnMut(&T, Timestamp) -> Result<(Vec<T::Event>, T, R), E>,
+) -> Result<Result<Executed<T, R>, E>, AggregateError>
+where
+    S: EventLog,
+    T: AggregateState,
+{
     for _ in 0..max_attempts.max(1) {
         let current: Current<T> = load(store, aggregate).await?;
-        let (events, result) = match command(&current.state) {
+        let at = now();
+        let (events, state, result) = match command(&current.state, at) {
             Ok(decided) => decided,
             Err(rejected) => return Ok(Err(rejected)),
         };
@@ -173,16 +218,6 @@ where
                 current,
                 appended: Vec::new(),
             }));
-        }
-        let at = now();
-        let mut state = current.state.clone();
-        for event in &events {
-            state
-                .apply(event, at)
-                .map_err(|e| AggregateError::InvalidEvent {
-                    aggregate: aggregate.clone(),
-                    reason: e.to_string(),
-                })?;
         }
         let batch = events
             .into_iter()

@@ -1,30 +1,45 @@
 //! # argyll-engine
 //!
-//! The orchestration engine: registering steps, planning and running flows, retries,
-//! memoization, child flows and recovery, over the `argyll-store` traits. It is built up
-//! increment by increment; **today it holds the runner layer** the orchestration core will
-//! dispatch work through:
+//! The orchestration engine: the step catalog, planning and running flows, retries,
+//! memoization, child flows and recovery, over the `argyll-store` traits. Usable three ways:
+//! composed by the server binary, embedded in another Rust service (with in-process
+//! `local://` handlers), and in tests with a mock [`StepRunner`].
 //!
-//! * [`StepRunner`]: executes one work item ([`WorkRequest`]) and reports a [`WorkOutcome`]
-//!   (completed, accepted by an async step, retryable, failed). Object-safe, so tests plug in
-//!   mock runners and embedders their own.
-//! * [`HttpStepRunner`] (sync and async HTTP steps via `argyll-http`), [`ScriptStepRunner`]
-//!   (Ale and Lua via `argyll-script`, also evaluating predicates), [`LocalHandlers`]
-//!   (in-process Rust handlers for steps whose endpoint is `local://NAME`), and [`RunnerSet`],
-//!   which picks one by step type.
-//!
-//! * [`execute`]: the command loop over an aggregate of the store — load (snapshot + tail),
-//!   decide, check the events by applying them, append at the expected sequence, retry on a
-//!   conflict. Starting a flow is such a command, which is why racing starts of one flow id
-//!   record exactly one `flow_started`.
+//! * [`Engine`] (built by [`Engine::builder`]): register/update/unregister steps (validation,
+//!   script compile check, type-conflict and cycle checks), plan, start flows (idempotent and
+//!   atomic, decision 10), read and wait for flows, record webhook results, recovery on
+//!   [`Engine::start`], graceful [`Engine::shutdown`].
+//! * Flow semantics live in one pure module (`flow`): after every step transition a flow is
+//!   advanced to a fixpoint — unneeded steps skipped, unreachable ones failed, ready ones
+//!   started (predicate once, `for_each` expansion, parallelism, memo hits) — then checked for
+//!   completion (the contract's decisions 1–5, 11, 12, 23). Work results and retries are
+//!   commands on the flow's own aggregate: no global lock, no shared aggregate per flow start.
+//! * Side effects run after the commit: work is executed under a lease in the store (decision
+//!   22), retries wait on durable store timers, the flow index is updated, settled child flows
+//!   complete their parent's work item.
+//! * The runner layer: [`StepRunner`] (object-safe: executes one [`WorkRequest`] and reports
+//!   a [`WorkOutcome`]), [`HttpStepRunner`], [`ScriptStepRunner`], [`LocalHandlers`],
+//!   [`RunnerSet`].
+//! * [`execute`] / [`execute_applied`]: the command loop over one aggregate — load (snapshot +
+//!   tail), decide, append at the expected sequence, retry on a conflict.
 //!
 //! **Must not depend on**: the server, configuration loading, or a concrete store.
 
 mod aggregate;
+mod catalog;
+mod engine;
+mod flow;
 mod runner;
 
-pub use aggregate::{AggregateError, AggregateState, Current, Executed, execute, load, now};
-
+pub use aggregate::{
+    AggregateError, AggregateState, Current, Executed, execute, execute_applied, load, now,
+};
+pub use catalog::{CatalogError, Registration};
+pub use engine::{
+    Engine, EngineBuilder, EngineConfig, EngineError, FlowStart, StartFlow, WorkReport,
+    flow_digest,
+};
+pub use flow::FlowCommandError;
 pub use runner::{
     HandlerError, HttpStepRunner, LOCAL_SCHEME, LocalHandlers, RunnerSet, ScriptStepRunner,
     StepRunner, WorkFuture, WorkOutcome, WorkRequest, script_arg_names,

@@ -13,10 +13,11 @@ use crate::wire::{is_zero, nullable};
 use crate::{Args, AttributeName, StepId, Token};
 
 /// Status of a flow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FlowStatus {
     /// Declared by the original but never produced.
+    #[default]
     Pending,
     /// Running.
     Active,
@@ -272,7 +273,7 @@ impl ExecutionState {
 }
 
 /// Everything known about one flow.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct FlowState {
     /// Flow id.
     pub id: String,

@@ -1,0 +1,1293 @@
+//! The engine: commands on the catalog and on flows, the side effects of committed flow
+//! transactions (running work, retry timers, the flow index, child flows), and the background
+//! loops (retry timers, lapsed leases, health checks).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use argyll_events::{AggregateId, EngineEvent, Event, FlowEvent, Projection, StepHealthChanged};
+use argyll_http::{HealthStatus as CheckedHealth, HttpRunner};
+use argyll_model::{
+    ActiveFlow, Args, DeactivatedFlow, EngineState, ExecutionPlan, FlowDigest, FlowState,
+    FlowStatus, HealthStatus, Step, StepType, StepValidationError, WorkStatus, args_hash,
+};
+use argyll_plan::{InitError, PlanError};
+use argyll_retry::RetryPolicy;
+use argyll_script::{Phase, ScriptLimits, ScriptRunner};
+use argyll_store::{
+    FlowIndexEntry, FlowOutcome, FlowPage, FlowPhase, FlowQuery, Store, StoreError, Timer,
+};
+use serde_json::{Map, Value};
+use tokio::sync::{Notify, watch};
+
+use crate::aggregate::{AggregateError, Current, execute, execute_applied, load, now};
+use crate::catalog::{self, CatalogError, Registration};
+use crate::flow::{Effect, FlowCommandError, FlowServices, FlowTx, TxError, is_settled};
+use crate::runner::{
+    HttpStepRunner, LOCAL_SCHEME, LocalHandlers, RunnerSet, ScriptStepRunner, StepRunner,
+    WorkOutcome, WorkRequest, script_arg_names,
+};
+
+/// Engine settings (the server fills them from `argyll-config`).
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Retry policy of steps without a `work_config`.
+    pub retry: RetryPolicy,
+    /// Entries of the memoization cache.
+    pub memo_cache_size: u64,
+    /// HTTP step timeout when a step sets none (decision 6).
+    pub step_timeout: Duration,
+    /// Base of the webhook URLs handed to async steps.
+    pub webhook_base_url: String,
+    /// Script resource limits.
+    pub script_limits: ScriptLimits,
+    /// This instance's name in leases.
+    pub instance_id: String,
+    /// How long a lease on running work lasts without renewal.
+    pub lease_ttl: Duration,
+    /// Period of the step health checks.
+    pub health_check_interval: Duration,
+    /// Attempts of one command under write conflicts.
+    pub command_attempts: u32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            retry: RetryPolicy::default(),
+            memo_cache_size: 4096,
+            step_timeout: Duration::from_secs(30),
+            webhook_base_url: "http://localhost:8080".into(),
+            script_limits: ScriptLimits::default(),
+            instance_id: format!("argyll-{}", uuid::Uuid::new_v4()),
+            lease_ttl: Duration::from_secs(30),
+            health_check_interval: Duration::from_secs(30),
+            command_attempts: 64,
+        }
+    }
+}
+
+/// Why an engine call failed. The server maps each kind to an HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The step definition is invalid.
+    #[error(transparent)]
+    InvalidStep(#[from] StepValidationError),
+    /// A script or predicate does not compile.
+    #[error("{0}")]
+    Script(String),
+    /// Refused by the catalog.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// No plan could be made.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// The init values do not fit the plan.
+    #[error(transparent)]
+    Init(#[from] InitError),
+    /// The flow id exists with other goals or init values.
+    #[error("flow exists: {0}")]
+    FlowExists(String),
+    /// No such flow.
+    #[error("flow not found: {0}")]
+    FlowNotFound(String),
+    /// A reported work result was refused.
+    #[error(transparent)]
+    Work(#[from] FlowCommandError),
+    /// The store failed or a state could not be rebuilt.
+    #[error(transparent)]
+    Aggregate(#[from] AggregateError),
+    /// The engine is misconfigured.
+    #[error("{0}")]
+    Setup(String),
+}
+
+impl From<StoreError> for EngineError {
+    fn from(error: StoreError) -> Self {
+        EngineError::Aggregate(AggregateError::Store(error))
+    }
+}
+
+/// A flow start request (the id already sanitised by the caller).
+#[derive(Clone, Debug, Default)]
+pub struct StartFlow {
+    /// The flow id.
+    pub flow_id: String,
+    /// Goal step ids.
+    pub goals: Vec<String>,
+    /// Init values.
+    pub init: Args,
+    /// Metadata handed to HTTP steps.
+    pub metadata: Map<String, Value>,
+}
+
+/// Result of a flow start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlowStart {
+    /// The flow id.
+    pub flow_id: String,
+    /// `false` when the identical flow already existed (decision 10).
+    pub created: bool,
+}
+
+/// A work result reported from outside (the webhook).
+#[derive(Clone, Debug, PartialEq)]
+pub enum WorkReport {
+    /// The work item succeeded.
+    Succeeded(Args),
+    /// The work item failed for good.
+    Failed(String),
+    /// The attempt failed; retry under the step's policy (decision 14).
+    Retry(String),
+}
+
+/// Builds an [`Engine`] from a store, runners and settings.
+pub struct EngineBuilder<S> {
+    store: S,
+    config: EngineConfig,
+    runner: Option<Arc<dyn StepRunner>>,
+    scripts: Option<Arc<ScriptRunner>>,
+    local: LocalHandlers,
+}
+
+impl<S: Store> EngineBuilder<S> {
+    /// Settings.
+    pub fn config(mut self, config: EngineConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Replaces the runner of sync, async and script steps (e.g. a mock in tests). Flow steps
+    /// are always run by the engine; predicates by its script runner.
+    pub fn runner(mut self, runner: Arc<dyn StepRunner>) -> Self {
+        self.runner = Some(runner);
+        self
+    }
+
+    /// Shares a script runner (and its compile cache) with the caller.
+    pub fn scripts(mut self, scripts: Arc<ScriptRunner>) -> Self {
+        self.scripts = Some(scripts);
+        self
+    }
+
+    /// In-process handlers for steps whose endpoint is `local://NAME`.
+    pub fn local_handlers(mut self, local: LocalHandlers) -> Self {
+        self.local = local;
+        self
+    }
+
+    /// Builds the engine. Call [`Engine::start`] to recover flows and start the loops.
+    pub fn build(self) -> Result<Engine<S>, EngineError> {
+        let scripts = self
+            .scripts
+            .unwrap_or_else(|| Arc::new(ScriptRunner::new(self.config.script_limits)));
+        let http = HttpRunner::new(self.config.step_timeout)
+            .map_err(|e| EngineError::Setup(format!("HTTP client: {e}")))?;
+        let runner = self.runner.unwrap_or_else(|| {
+            Arc::new(RunnerSet {
+                http: Arc::new(HttpStepRunner::new(
+                    http.clone(),
+                    &self.config.webhook_base_url,
+                )),
+                scripts: Arc::new(ScriptStepRunner::new(scripts.clone())),
+                local: Arc::new(self.local.clone()),
+                flows: None,
+            })
+        });
+        let memo = moka::sync::Cache::new(self.config.memo_cache_size.max(1));
+        let (shutdown, _) = watch::channel(false);
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                store: self.store,
+                config: self.config,
+                runner,
+                scripts,
+                http,
+                local: self.local,
+                memo,
+                catalog: RwLock::new(Arc::new(Current {
+                    state: EngineState::default(),
+                    next_sequence: 0,
+                })),
+                shutdown,
+                stopping: AtomicBool::new(false),
+                in_flight: AtomicUsize::new(0),
+                idle: Notify::new(),
+                timers_changed: Notify::new(),
+            }),
+        })
+    }
+}
+
+/// The orchestration engine; cheap to clone (all clones share one engine).
+pub struct Engine<S> {
+    inner: Arc<Inner<S>>,
+}
+
+impl<S> Clone for Engine<S> {
+    fn clone(&self) -> Self {
+        Engine {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+struct Inner<S> {
+    store: S,
+    config: EngineConfig,
+    runner: Arc<dyn StepRunner>,
+    scripts: Arc<ScriptRunner>,
+    http: HttpRunner,
+    local: LocalHandlers,
+    memo: moka::sync::Cache<String, Args>,
+    catalog: RwLock<Arc<Current<EngineState>>>,
+    shutdown: watch::Sender<bool>,
+    stopping: AtomicBool,
+    in_flight: AtomicUsize,
+    idle: Notify,
+    timers_changed: Notify,
+}
+
+struct Services<'a> {
+    scripts: &'a ScriptRunner,
+    memo: &'a moka::sync::Cache<String, Args>,
+    retry: &'a RetryPolicy,
+}
+
+impl FlowServices for Services<'_> {
+    fn evaluate_predicate(&self, step: &Step, inputs: &Args) -> Result<bool, String> {
+        let Some(predicate) = step.predicate.as_ref() else {
+            return Ok(true);
+        };
+        self.scripts
+            .evaluate_predicate_blocking(
+                predicate.language.as_str(),
+                &predicate.script,
+                &script_arg_names(step),
+                inputs,
+            )
+            .map_err(|error| match error.phase {
+                Phase::Compile => format!("predicate compilation failed: {}", error.message),
+                _ => format!("predicate evaluation failed: {}", error.message),
+            })
+    }
+
+    fn memo_lookup(&self, step: &Step, inputs: &Args) -> Option<Args> {
+        self.memo.get(&memo_key(step, inputs))
+    }
+
+    fn memo_store(&self, step: &Step, inputs: &Args, outputs: &Args) {
+        let key = memo_key(step, inputs);
+        if !self.memo.contains_key(&key) {
+            self.memo.insert(key, outputs.clone());
+        }
+    }
+
+    fn retry_policy(&self, step: &Step) -> RetryPolicy {
+        RetryPolicy::for_step(step.work_config.as_ref(), self.retry)
+    }
+
+    fn new_token(&self) -> String {
+        uuid::Uuid::new_v4().to_string()
+    }
+}
+
+fn memo_key(step: &Step, inputs: &Args) -> String {
+    format!("{}:{}", step.hash_key(), args_hash(inputs))
+}
+
+/// Identity of a work item in lease and timer keys (flow ids of child flows contain `:`).
+fn work_key(kind: &str, flow_id: &str, step_id: &str, token: &str) -> String {
+    format!(
+        "{kind}/{}",
+        serde_json::to_string(&[flow_id, step_id, token]).unwrap_or_default()
+    )
+}
+
+fn parse_work_key(key: &str) -> Option<(String, String, String)> {
+    let (_, json) = key.split_once('/')?;
+    let [flow, step, token]: [String; 3] = serde_json::from_str(json).ok()?;
+    Some((flow, step, token))
+}
+
+/// Before/after facts of a flow transaction that drive the flow index and child flows.
+#[derive(Clone, Copy, Debug, Default)]
+struct Milestones {
+    created: bool,
+    became_terminal: bool,
+    became_settled: bool,
+}
+
+fn outcome_of(status: FlowStatus) -> FlowOutcome {
+    match status {
+        FlowStatus::Completed => FlowOutcome::Completed,
+        FlowStatus::Failed => FlowOutcome::Failed,
+        FlowStatus::Pending | FlowStatus::Active => FlowOutcome::Active,
+    }
+}
+
+fn index_entry(state: &FlowState) -> FlowIndexEntry {
+    let parent = state
+        .metadata
+        .get("parent_flow_id")
+        .and_then(Value::as_str)
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned);
+    FlowIndexEntry {
+        flow_id: state.id.clone(),
+        parent_flow_id: parent,
+        outcome: outcome_of(state.status),
+        phase: if is_settled(state) {
+            FlowPhase::Deactivated
+        } else {
+            FlowPhase::Active
+        },
+        created_at: state.created_at,
+        completed_at: state.is_terminal().then_some(state.completed_at),
+        error: (!state.error.is_empty()).then(|| state.error.clone()),
+    }
+}
+
+impl<S: Store> Engine<S> {
+    /// A builder over `store` with default settings and runners.
+    pub fn builder(store: S) -> EngineBuilder<S> {
+        EngineBuilder {
+            store,
+            config: EngineConfig::default(),
+            runner: None,
+            scripts: None,
+            local: LocalHandlers::new(),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.inner.store
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    /// The in-process handlers (`local://NAME` endpoints).
+    pub fn local_handlers(&self) -> &LocalHandlers {
+        &self.inner.local
+    }
+
+    fn services(&self) -> Services<'_> {
+        Services {
+            scripts: &self.inner.scripts,
+            memo: &self.inner.memo,
+            retry: &self.inner.config.retry,
+        }
+    }
+
+    // ------------------------------------------------------------------ catalog
+
+    /// The catalog (steps, health, attribute graph) and its next sequence, never older than
+    /// the store's (decision 21).
+    pub async fn catalog(&self) -> Result<Arc<Current<EngineState>>, EngineError> {
+        let cached = self
+            .inner
+            .catalog
+            .read()
+            .map(|c| c.clone())
+            .unwrap_or_else(|poisoned| poisoned.into_inner().clone());
+        let newer = self
+            .inner
+            .store
+            .read(&AggregateId::Engine, cached.next_sequence)
+            .await?;
+        if newer.is_empty() {
+            return Ok(cached);
+        }
+        let mut current = (*cached).clone();
+        for envelope in &newer {
+            let Event::Engine(event) = &envelope.event else {
+                continue;
+            };
+            if envelope.sequence != current.next_sequence {
+                // A gap (snapshot trimming): rebuild from the store.
+                current = load(&self.inner.store, &AggregateId::Engine).await?;
+                break;
+            }
+            current
+                .state
+                .apply(event, envelope.timestamp)
+                .map_err(|e| AggregateError::Corrupt {
+                    aggregate: AggregateId::Engine,
+                    reason: e.to_string(),
+                })?;
+            current.next_sequence += 1;
+        }
+        let current = Arc::new(current);
+        if let Ok(mut slot) = self.inner.catalog.write()
+            && slot.next_sequence < current.next_sequence
+        {
+            *slot = current.clone();
+        }
+        Ok(current)
+    }
+
+    fn compile_scripts(&self, step: &Step) -> Result<(), EngineError> {
+        let names = script_arg_names(step);
+        for (what, config) in [("script", &step.script), ("predicate", &step.predicate)] {
+            if let Some(config) = config {
+                self.inner
+                    .scripts
+                    .validate(config.language.as_str(), &config.script, &names)
+                    .map_err(|e| EngineError::Script(format!("{what} does not compile: {}", e.message)))?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn catalog_command(
+        &self,
+        command: impl FnMut(&EngineState) -> Result<(Vec<EngineEvent>, ()), CatalogError> + Send,
+    ) -> Result<(), EngineError> {
+        let attempts = self.inner.config.command_attempts;
+        execute(&self.inner.store, &AggregateId::Engine, attempts, command).await??;
+        Ok(())
+    }
+
+    /// Registers a step: validated, scripts compiled, checked against the catalog. The same
+    /// definition again changes nothing (decision 9).
+    pub async fn register_step(&self, step: Step) -> Result<Registration, EngineError> {
+        step.validate()?;
+        self.compile_scripts(&step)?;
+        let mut outcome = Registration::Unchanged;
+        self.catalog_command(|state| {
+            let (events, registration) = catalog::register(state, &step)?;
+            outcome = registration;
+            Ok((events, ()))
+        })
+        .await?;
+        if outcome == Registration::Created {
+            self.check_health_soon(&step);
+        }
+        Ok(outcome)
+    }
+
+    /// Replaces a step's definition (flows already running keep their snapshot).
+    pub async fn update_step(&self, step: Step) -> Result<(), EngineError> {
+        step.validate()?;
+        self.compile_scripts(&step)?;
+        self.catalog_command(|state| Ok((catalog::update(state, &step)?, ())))
+            .await?;
+        self.check_health_soon(&step);
+        Ok(())
+    }
+
+    /// Removes a step from the catalog.
+    pub async fn unregister_step(&self, step_id: &str) -> Result<(), EngineError> {
+        self.catalog_command(|state| Ok((catalog::unregister(state, step_id)?, ())))
+            .await
+    }
+
+    /// The plan that would run for `goals` and `init` (no side effects).
+    pub async fn plan(&self, goals: &[String], init: &Args) -> Result<ExecutionPlan, EngineError> {
+        let catalog = self.catalog().await?;
+        Ok(argyll_plan::plan(
+            &catalog.state.steps,
+            &catalog.state.attributes,
+            goals,
+            init,
+        )?)
+    }
+
+    /// The engine state as the original's `GET /engine` shows it: the catalog plus the flow
+    /// index (active flows, deactivated flows, digests).
+    pub async fn engine_state(&self) -> Result<EngineState, EngineError> {
+        let mut state = self.catalog().await?.state.clone();
+        let page = self.inner.store.list_flows(&FlowQuery::default()).await?;
+        for entry in page.entries {
+            let parent = entry.parent_flow_id.clone().unwrap_or_default();
+            match entry.phase {
+                FlowPhase::Active => {
+                    state.active.insert(
+                        entry.flow_id.clone(),
+                        ActiveFlow {
+                            parent_flow_id: parent,
+                            started_at: entry.created_at,
+                            last_active: entry.created_at,
+                        },
+                    );
+                }
+                FlowPhase::Deactivated => state.deactivated.push(DeactivatedFlow {
+                    flow_id: entry.flow_id.clone(),
+                    parent_flow_id: parent,
+                    deactivated_at: entry.completed_at.unwrap_or_default(),
+                }),
+                FlowPhase::Archiving => {
+                    state
+                        .archiving
+                        .insert(entry.flow_id.clone(), entry.completed_at.unwrap_or_default());
+                }
+                FlowPhase::Archived => continue,
+            }
+            state.flow_digests.insert(entry.flow_id.clone(), digest_of(&entry));
+        }
+        Ok(state)
+    }
+
+    // ------------------------------------------------------------------ flows
+
+    /// Starts a flow: plans it, validates init (required inputs, types — decision 13) and
+    /// records it atomically. Starting the same id again with the same goals and init returns
+    /// `created: false`; with other goals or init it is [`EngineError::FlowExists`].
+    pub async fn start_flow(&self, request: StartFlow) -> Result<FlowStart, EngineError> {
+        let plan = self.plan(&request.goals, &request.init).await?;
+        if let Some(existing) = self.flow(&request.flow_id).await? {
+            return same_start(&existing, &request).map(|()| FlowStart {
+                flow_id: request.flow_id.clone(),
+                created: false,
+            });
+        }
+        argyll_plan::validate_init(&plan, &request.init)?;
+        self.create_flow(&request, plan).await
+    }
+
+    async fn create_flow(
+        &self,
+        request: &StartFlow,
+        plan: ExecutionPlan,
+    ) -> Result<FlowStart, EngineError> {
+        let services = self.services();
+        let aggregate = AggregateId::Flow(request.flow_id.clone());
+        let executed = execute_applied(
+            &self.inner.store,
+            &aggregate,
+            self.inner.config.command_attempts,
+            |current: &Option<FlowState>, at| {
+                if let Some(existing) = current {
+                    return match same_start(existing, request) {
+                        Ok(()) => Ok((Vec::new(), current.clone(), None)),
+                        Err(error) => Err(StartError::Engine(error)),
+                    };
+                }
+                let tx = FlowTx::start(
+                    &services,
+                    at,
+                    &request.flow_id,
+                    plan.clone(),
+                    request.init.clone(),
+                    request.metadata.clone(),
+                )
+                .map_err(StartError::Tx)?;
+                Ok((tx.events, Some(tx.state), Some(tx.effects)))
+            },
+        )
+        .await?;
+        let executed = match executed {
+            Ok(executed) => executed,
+            Err(StartError::Engine(error)) => return Err(error),
+            Err(StartError::Tx(error)) => return Err(tx_error(&request.flow_id, error)),
+        };
+        let Some(effects) = executed.result else {
+            return Ok(FlowStart {
+                flow_id: request.flow_id.clone(),
+                created: false,
+            });
+        };
+        if let Some(state) = &executed.current.state {
+            let milestones = Milestones {
+                created: true,
+                became_terminal: state.is_terminal(),
+                became_settled: is_settled(state),
+            };
+            self.after_commit(state, milestones, effects).await;
+        }
+        Ok(FlowStart {
+            flow_id: request.flow_id.clone(),
+            created: true,
+        })
+    }
+
+    /// A flow's current state (never older than the store's).
+    pub async fn flow(&self, flow_id: &str) -> Result<Option<FlowState>, EngineError> {
+        Ok(self.flow_with_sequence(flow_id).await?.state)
+    }
+
+    /// A flow's state and the sequence its next event gets (the WebSocket snapshot).
+    pub async fn flow_with_sequence(
+        &self,
+        flow_id: &str,
+    ) -> Result<Current<Option<FlowState>>, EngineError> {
+        Ok(load(&self.inner.store, &AggregateId::Flow(flow_id.to_owned())).await?)
+    }
+
+    /// Waits until the flow is terminal or `wait` has passed, then returns its state (`None`
+    /// for an unknown flow).
+    pub async fn wait_for_flow(
+        &self,
+        flow_id: &str,
+        wait: Duration,
+    ) -> Result<Option<FlowState>, EngineError> {
+        let mut feed = self.inner.store.subscribe();
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let state = self.flow(flow_id).await?;
+            match &state {
+                Some(flow) if !flow.is_terminal() => {}
+                _ => return Ok(state),
+            }
+            loop {
+                match tokio::time::timeout_at(deadline, feed.recv()).await {
+                    Err(_) => return self.flow(flow_id).await,
+                    Ok(Ok(envelope)) => {
+                        let terminal = matches!(
+                            &envelope.event,
+                            Event::Flow(FlowEvent::FlowCompleted(_) | FlowEvent::FlowFailed(_))
+                        );
+                        if terminal && envelope.aggregate_id == AggregateId::Flow(flow_id.into())
+                        {
+                            return self.flow(flow_id).await;
+                        }
+                    }
+                    Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => break,
+                    Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => {
+                        return self.flow(flow_id).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// A page of the flow index.
+    pub async fn list_flows(&self, query: &FlowQuery) -> Result<FlowPage, EngineError> {
+        Ok(self.inner.store.list_flows(query).await?)
+    }
+
+    /// Records a work result reported from outside (the webhook). Refused when the flow,
+    /// step or token is unknown or the item is not running.
+    pub async fn report_work(
+        &self,
+        flow_id: &str,
+        step_id: &str,
+        token: &str,
+        report: WorkReport,
+    ) -> Result<(), EngineError> {
+        self.flow_command(flow_id, |tx| match &report {
+            WorkReport::Succeeded(outputs) => tx.complete_work(step_id, token, outputs.clone()),
+            WorkReport::Failed(error) => tx.fail_work(step_id, token, error),
+            WorkReport::Retry(error) => tx.not_complete_work(step_id, token, error),
+        })
+        .await
+    }
+
+    /// Runs a command on a flow and carries out its effects after the commit.
+    async fn flow_command(
+        &self,
+        flow_id: &str,
+        mut command: impl FnMut(&mut FlowTx<'_>) -> Result<(), TxError> + Send,
+    ) -> Result<(), EngineError> {
+        let services = self.services();
+        let aggregate = AggregateId::Flow(flow_id.to_owned());
+        let executed = execute_applied(
+            &self.inner.store,
+            &aggregate,
+            self.inner.config.command_attempts,
+            |current: &Option<FlowState>, at| {
+                let Some(state) = current else {
+                    return Err(TxError::Refused(FlowCommandError::FlowNotFound));
+                };
+                let before = (state.is_terminal(), is_settled(state));
+                let mut tx = FlowTx::new(state.clone(), at, &services);
+                command(&mut tx)?;
+                let milestones = Milestones {
+                    created: false,
+                    became_terminal: !before.0 && tx.state.is_terminal(),
+                    became_settled: !before.1 && is_settled(&tx.state),
+                };
+                Ok((tx.events, Some(tx.state), (milestones, tx.effects)))
+            },
+        )
+        .await?
+        .map_err(|error| tx_error(flow_id, error))?;
+        if let Some(state) = &executed.current.state {
+            let (milestones, effects) = executed.result;
+            self.after_commit(state, milestones, effects).await;
+        }
+        Ok(())
+    }
+
+    /// Side effects of a committed flow transaction, in order: the flow index, timers, work.
+    async fn after_commit(&self, state: &FlowState, milestones: Milestones, effects: Vec<Effect>) {
+        if milestones.created {
+            if let Err(error) = self.inner.store.insert_flow(index_entry(state)).await {
+                tracing::error!(flow_id = %state.id, %error, "flow index update failed");
+            }
+        } else if milestones.became_terminal || milestones.became_settled {
+            self.update_index(state).await;
+        }
+        if milestones.became_terminal {
+            match state.status {
+                FlowStatus::Failed => {
+                    tracing::error!(flow_id = %state.id, error = %state.error, "flow failed");
+                }
+                _ => tracing::info!(flow_id = %state.id, "flow completed"),
+            }
+        }
+        for effect in effects {
+            match effect {
+                Effect::Run {
+                    step_id,
+                    token,
+                    inputs,
+                } => self.spawn_work(state, &step_id, token, inputs),
+                Effect::ScheduleRetry {
+                    step_id,
+                    token,
+                    due,
+                } => {
+                    let key = work_key("retry", &state.id, &step_id, &token);
+                    let timer = Timer {
+                        key: key.clone(),
+                        due,
+                        payload: key.into(),
+                    };
+                    if let Err(error) = self.inner.store.schedule(timer).await {
+                        tracing::error!(flow_id = %state.id, %step_id, %error, "retry timer not stored");
+                    }
+                    self.inner.timers_changed.notify_one();
+                }
+                Effect::CancelRetry { step_id, token } => {
+                    let key = work_key("retry", &state.id, &step_id, &token);
+                    if let Err(error) = self.inner.store.cancel(&key).await {
+                        tracing::warn!(flow_id = %state.id, %error, "retry timer not cancelled");
+                    }
+                }
+            }
+        }
+        if milestones.became_settled {
+            self.notify_parent(state).await;
+        }
+    }
+
+    /// Writes the flow's index entry unless a later transaction already moved it further.
+    async fn update_index(&self, state: &FlowState) {
+        let entry = index_entry(state);
+        let store = &self.inner.store;
+        if entry.phase == FlowPhase::Active
+            && let Ok(Some(existing)) = store.get_flow(&state.id).await
+            && existing.phase != FlowPhase::Active
+        {
+            return;
+        }
+        if let Err(error) = store.put_flow(entry).await {
+            tracing::error!(flow_id = %state.id, %error, "flow index update failed");
+        }
+    }
+
+    // ------------------------------------------------------------------ running work
+
+    fn spawn_work(&self, state: &FlowState, step_id: &str, token: String, inputs: Args) {
+        let Some(step) = state.plan.steps.get(step_id) else {
+            return;
+        };
+        if self.inner.stopping.load(Ordering::SeqCst) {
+            // Left active: recovery or a lease takeover runs it again.
+            return;
+        }
+        let work = WorkRequest {
+            flow_id: state.id.clone(),
+            step: Arc::new(step.clone()),
+            token,
+            inputs,
+            metadata: state.metadata.clone(),
+        };
+        let engine = self.clone();
+        self.inner.in_flight.fetch_add(1, Ordering::SeqCst);
+        tokio::spawn(async move {
+            engine.run_work(work).await;
+            if engine.inner.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+                engine.inner.idle.notify_waiters();
+            }
+        });
+    }
+
+    async fn run_work(&self, work: WorkRequest) {
+        let store = &self.inner.store;
+        let config = &self.inner.config;
+        let lease = work_key("work", &work.flow_id, &work.step.id, &work.token);
+        let owner = config.instance_id.as_str();
+        match store.acquire(&lease, owner, config.lease_ttl, now()).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(error) => {
+                tracing::error!(flow_id = %work.flow_id, %error, "work lease not acquired");
+                return;
+            }
+        }
+        let (flow_id, step, token) = (work.flow_id.clone(), work.step.clone(), work.token.clone());
+        let outcome = {
+            let execution = self.execute_work(work);
+            tokio::pin!(execution);
+            let mut renew = tokio::time::interval(config.lease_ttl / 3);
+            renew.tick().await;
+            loop {
+                tokio::select! {
+                    outcome = &mut execution => break outcome,
+                    _ = renew.tick() => {
+                        let _ = store.renew(&lease, owner, config.lease_ttl, now()).await;
+                    }
+                }
+            }
+        };
+        let recorded = match &outcome {
+            WorkOutcome::Completed(outputs) => {
+                self.flow_command(&flow_id, |tx| {
+                    tx.complete_work(&step.id, &token, outputs.clone())
+                })
+                .await
+            }
+            WorkOutcome::Accepted => Ok(()),
+            WorkOutcome::Retryable(error) => {
+                tracing::warn!(%flow_id, step_id = %step.id, %token, %error, "step attempt failed");
+                self.flow_command(&flow_id, |tx| tx.not_complete_work(&step.id, &token, error))
+                    .await
+            }
+            WorkOutcome::Failed(error) => {
+                tracing::error!(%flow_id, step_id = %step.id, %token, %error, "step execution failed");
+                self.flow_command(&flow_id, |tx| tx.fail_work(&step.id, &token, error))
+                    .await
+            }
+        };
+        if let Err(error) = recorded {
+            if let (WorkOutcome::Completed(_), EngineError::Work(_)) = (&outcome, &error) {
+                tracing::debug!(%flow_id, %error, "work result not recorded (item already finished)");
+            } else {
+                tracing::error!(%flow_id, step_id = %step.id, %error, "work result not recorded");
+            }
+        }
+        let _ = store.release(&lease, owner).await;
+    }
+
+    async fn execute_work(&self, work: WorkRequest) -> WorkOutcome {
+        match work.step.step_type {
+            StepType::Flow => match self.start_child(&work).await {
+                Ok(()) => WorkOutcome::Accepted,
+                Err(error) => WorkOutcome::Failed(error),
+            },
+            StepType::Sync | StepType::Async => {
+                let local = work
+                    .step
+                    .http
+                    .as_ref()
+                    .is_some_and(|h| h.endpoint.starts_with(LOCAL_SCHEME));
+                if !local && let Some(reason) = self.unhealthy_reason(&work.step.id).await {
+                    // Decision 15: not sent; the retry policy decides.
+                    return WorkOutcome::Retryable(format!("step unhealthy: {reason}"));
+                }
+                self.inner.runner.run(work).await
+            }
+            _ => self.inner.runner.run(work).await,
+        }
+    }
+
+    async fn unhealthy_reason(&self, step_id: &str) -> Option<String> {
+        let catalog = self.catalog().await.ok()?;
+        let health = catalog.state.health.get(step_id)?;
+        (health.status == HealthStatus::Unhealthy).then(|| health.error.clone())
+    }
+
+    // ------------------------------------------------------------------ child flows
+
+    async fn start_child(&self, work: &WorkRequest) -> Result<(), String> {
+        let Some(config) = work.step.flow.as_ref() else {
+            return Err("flow step without flow config".into());
+        };
+        let mut init = Args::new();
+        for (name, value) in &work.inputs {
+            let child_name = config.input_map.get(name).unwrap_or(name);
+            init.insert(child_name.clone(), value.clone());
+        }
+        let mut metadata = work.metadata.clone();
+        metadata.insert("parent_flow_id".into(), work.flow_id.clone().into());
+        metadata.insert("parent_step_id".into(), work.step.id.clone().into());
+        metadata.insert("parent_work_item_token".into(), work.token.clone().into());
+        let request = StartFlow {
+            flow_id: format!("{}:{}:{}", work.flow_id, work.step.id, work.token),
+            goals: config.goals.clone(),
+            init,
+            metadata,
+        };
+        let plan = self
+            .plan(&request.goals, &request.init)
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some(existing) = self.flow(&request.flow_id).await.map_err(|e| e.to_string())? {
+            if is_settled(&existing) {
+                self.notify_parent(&existing).await;
+            }
+            return Ok(());
+        }
+        argyll_plan::validate_init(&plan, &request.init).map_err(|e| e.to_string())?;
+        match self.create_flow(&request, plan).await {
+            Ok(_) | Err(EngineError::FlowExists(_)) => Ok(()),
+            Err(error) => Err(error.to_string()),
+        }
+    }
+
+    /// A settled child flow completes or fails its parent's work item. Boxed: recording the
+    /// parent's result commits another flow transaction, whose after-commit may notify a
+    /// grandparent, and a recursive future needs a known type.
+    fn notify_parent<'a>(
+        &'a self,
+        child: &'a FlowState,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
+        Box::pin(async move {
+        let parent_key = |key: &str| {
+            child
+                .metadata
+                .get(key)
+                .and_then(Value::as_str)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
+        let (Some(parent_id), Some(step_id), Some(token)) = (
+            parent_key("parent_flow_id"),
+            parent_key("parent_step_id"),
+            parent_key("parent_work_item_token"),
+        ) else {
+            return;
+        };
+        let report = match self.flow(&parent_id).await {
+            Ok(Some(parent)) => match parent.plan.steps.get(&step_id) {
+                Some(step) => child_report(child, step),
+                None => return,
+            },
+            _ => return,
+        };
+        let result = self
+            .flow_command(&parent_id, |tx| match &report {
+                WorkReport::Succeeded(outputs) => tx.complete_work(&step_id, &token, outputs.clone()),
+                WorkReport::Failed(error) | WorkReport::Retry(error) => {
+                    tx.fail_work(&step_id, &token, error)
+                }
+            })
+            .await;
+        if let Err(error) = result
+            && !matches!(error, EngineError::Work(FlowCommandError::InvalidTransition(_)))
+        {
+            tracing::error!(flow_id = %parent_id, %step_id, %error, "child flow result not recorded");
+        }
+        })
+    }
+
+    // ------------------------------------------------------------------ lifecycle
+
+    /// Recovers unfinished flows (re-dispatching work whose executor is gone, starting what is
+    /// due) and starts the background loops: retry timers, lapsed leases, health checks.
+    pub async fn start(&self) -> Result<(), EngineError> {
+        self.recover().await?;
+        let engine = self.clone();
+        tokio::spawn(async move { engine.timer_loop().await });
+        let engine = self.clone();
+        tokio::spawn(async move { engine.lease_loop().await });
+        let engine = self.clone();
+        tokio::spawn(async move { engine.health_loop().await });
+        Ok(())
+    }
+
+    async fn recover(&self) -> Result<(), EngineError> {
+        let query = FlowQuery {
+            phases: vec![FlowPhase::Active],
+            ..FlowQuery::default()
+        };
+        let page = self.inner.store.list_flows(&query).await?;
+        let count = page.entries.len();
+        for entry in page.entries {
+            if let Err(error) = self.recover_flow(&entry.flow_id).await {
+                tracing::error!(flow_id = %entry.flow_id, %error, "flow recovery failed");
+            }
+        }
+        if count > 0 {
+            tracing::info!(flows = count, "recovered unfinished flows");
+        }
+        Ok(())
+    }
+
+    /// Re-dispatches a flow's running items whose lease is free, resumes due retries and
+    /// advances the flow.
+    pub async fn recover_flow(&self, flow_id: &str) -> Result<(), EngineError> {
+        let Some(state) = self.flow(flow_id).await? else {
+            return Err(EngineError::FlowNotFound(flow_id.to_owned()));
+        };
+        if is_settled(&state) {
+            self.update_index(&state).await;
+            return Ok(());
+        }
+        let mut orphaned = Vec::new();
+        for (step_id, execution) in &state.executions {
+            for (token, item) in &execution.work_items {
+                if matches!(item.status, WorkStatus::Active | WorkStatus::NotCompleted) {
+                    let lease = work_key("work", flow_id, step_id, token);
+                    let free = self
+                        .inner
+                        .store
+                        .acquire(&lease, &self.inner.config.instance_id, self.inner.config.lease_ttl, now())
+                        .await?;
+                    if free {
+                        orphaned.push((step_id.clone(), token.clone()));
+                    }
+                }
+            }
+        }
+        self.flow_command(flow_id, |tx| {
+            for (step_id, token) in &orphaned {
+                tx.redispatch(step_id, token)?;
+            }
+            let steps: Vec<String> = tx.state.executions.keys().cloned().collect();
+            for step_id in steps {
+                tx.resume_step(&step_id)?;
+            }
+            tx.advance()
+        })
+        .await
+    }
+
+    /// Stops the loops, lets running work finish (up to `grace`) and releases its leases.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.inner.stopping.store(true, Ordering::SeqCst);
+        let _ = self.inner.shutdown.send(true);
+        let wait_idle = async {
+            while self.inner.in_flight.load(Ordering::SeqCst) > 0 {
+                let notified = self.inner.idle.notified();
+                if self.inner.in_flight.load(Ordering::SeqCst) == 0 {
+                    break;
+                }
+                let _ = tokio::time::timeout(Duration::from_millis(50), notified).await;
+            }
+        };
+        let _ = tokio::time::timeout(grace, wait_idle).await;
+    }
+
+    async fn timer_loop(&self) {
+        let mut shutdown = self.inner.shutdown.subscribe();
+        loop {
+            let sleep_for = match self.inner.store.next_due().await {
+                Ok(Some(due)) => {
+                    let millis = due.millis_since(now()).clamp(0, 250);
+                    Duration::from_millis(u64::try_from(millis).unwrap_or(0))
+                }
+                _ => Duration::from_millis(250),
+            };
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                () = self.inner.timers_changed.notified() => {}
+                () = tokio::time::sleep(sleep_for) => {}
+            }
+            let due = match self.inner.store.take_due(now(), 256).await {
+                Ok(due) => due,
+                Err(error) => {
+                    tracing::error!(%error, "retry timers unavailable");
+                    continue;
+                }
+            };
+            for timer in due {
+                let Some((flow_id, step_id, _token)) = parse_work_key(&timer.payload) else {
+                    continue;
+                };
+                let engine = self.clone();
+                tokio::spawn(async move {
+                    if let Err(error) = engine
+                        .flow_command(&flow_id, |tx| tx.resume_step(&step_id))
+                        .await
+                    {
+                        tracing::error!(%flow_id, %step_id, %error, "retry not started");
+                    }
+                });
+            }
+        }
+    }
+
+    /// Decision 22: work whose lease lapsed (its instance died) is taken over.
+    async fn lease_loop(&self) {
+        let mut shutdown = self.inner.shutdown.subscribe();
+        let period = (self.inner.config.lease_ttl / 2).max(Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                () = tokio::time::sleep(period) => {}
+            }
+            let Ok(lapsed) = self.inner.store.lapsed(now(), 64).await else {
+                continue;
+            };
+            for lease in lapsed {
+                let Some((flow_id, step_id, token)) = parse_work_key(&lease.key) else {
+                    continue;
+                };
+                let config = &self.inner.config;
+                if !matches!(
+                    self.inner.store.acquire(&lease.key, &config.instance_id, config.lease_ttl, now()).await,
+                    Ok(true)
+                ) {
+                    continue;
+                }
+                tracing::warn!(%flow_id, %step_id, %token, previous_owner = %lease.owner, "taking over work of a lapsed lease");
+                if let Err(error) = self
+                    .flow_command(&flow_id, |tx| tx.redispatch(&step_id, &token).map(|_| ()))
+                    .await
+                {
+                    tracing::error!(%flow_id, %error, "lapsed work not taken over");
+                }
+            }
+        }
+    }
+
+    async fn health_loop(&self) {
+        let mut shutdown = self.inner.shutdown.subscribe();
+        loop {
+            if let Ok(catalog) = self.catalog().await {
+                let steps: Vec<Step> = catalog.state.steps.values().cloned().collect();
+                for step in steps {
+                    self.check_health(&step).await;
+                }
+            }
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                () = tokio::time::sleep(self.inner.config.health_check_interval) => {}
+            }
+        }
+    }
+
+    fn check_health_soon(&self, step: &Step) {
+        if step.http.as_ref().is_some_and(|h| !h.health_check.is_empty()) {
+            let engine = self.clone();
+            let step = step.clone();
+            tokio::spawn(async move { engine.check_health(&step).await });
+        }
+    }
+
+    /// Polls a step's `health_check` URL and records a change (only a change).
+    async fn check_health(&self, step: &Step) {
+        let Some(url) = step
+            .http
+            .as_ref()
+            .map(|h| h.health_check.clone())
+            .filter(|u| !u.is_empty())
+        else {
+            return;
+        };
+        let (status, error) = match self.inner.http.check_health(&url).await {
+            CheckedHealth::Healthy => (HealthStatus::Healthy, String::new()),
+            CheckedHealth::Unhealthy(reason) => (HealthStatus::Unhealthy, reason),
+        };
+        let step_id = step.id.clone();
+        let result = self
+            .catalog_command(|state| {
+                let unchanged = state
+                    .health
+                    .get(&step_id)
+                    .is_some_and(|h| h.status == status && h.error == error);
+                if unchanged || !state.steps.contains_key(&step_id) {
+                    return Ok((Vec::new(), ()));
+                }
+                Ok((
+                    vec![EngineEvent::from(StepHealthChanged {
+                        step_id: step_id.clone(),
+                        status,
+                        error: error.clone(),
+                    })],
+                    (),
+                ))
+            })
+            .await;
+        if let Err(error) = result {
+            tracing::warn!(%step_id, %error, "health not recorded");
+        }
+    }
+}
+
+enum StartError {
+    Engine(EngineError),
+    Tx(TxError),
+}
+
+fn tx_error(flow_id: &str, error: TxError) -> EngineError {
+    match error {
+        TxError::Refused(FlowCommandError::FlowNotFound) => {
+            EngineError::FlowNotFound(flow_id.to_owned())
+        }
+        TxError::Refused(refused) => EngineError::Work(refused),
+        TxError::Apply(apply) => EngineError::Aggregate(AggregateError::InvalidEvent {
+            aggregate: AggregateId::Flow(flow_id.to_owned()),
+            reason: apply.to_string(),
+        }),
+    }
+}
+
+/// Decision 10: the same goals and init (key order irrelevant) is the same start.
+fn same_start(existing: &FlowState, request: &StartFlow) -> Result<(), EngineError> {
+    let init: BTreeMap<&String, &Value> = existing
+        .attributes
+        .iter()
+        .filter(|(_, attribute)| attribute.step.is_none())
+        .map(|(name, attribute)| (name, &attribute.value))
+        .collect();
+    let requested: BTreeMap<&String, &Value> = request.init.iter().collect();
+    if existing.plan.goals == request.goals && init == requested {
+        Ok(())
+    } else {
+        Err(EngineError::FlowExists(request.flow_id.clone()))
+    }
+}
+
+fn digest_of(entry: &FlowIndexEntry) -> FlowDigest {
+    FlowDigest {
+        status: match entry.outcome {
+            FlowOutcome::Active => FlowStatus::Active,
+            FlowOutcome::Completed => FlowStatus::Completed,
+            FlowOutcome::Failed => FlowStatus::Failed,
+        },
+        created_at: entry.created_at,
+        completed_at: entry.completed_at.unwrap_or_default(),
+        error: entry.error.clone().unwrap_or_default(),
+    }
+}
+
+/// The parent work item's result from a settled child (`engine.md` §5.12).
+fn child_report(child: &FlowState, parent_step: &Step) -> WorkReport {
+    if child.status != FlowStatus::Completed {
+        let error = if child.error.is_empty() {
+            "child flow failed".to_owned()
+        } else {
+            child.error.clone()
+        };
+        return WorkReport::Failed(error);
+    }
+    let declared: Vec<&String> = parent_step.outputs().collect();
+    let mut outputs = Args::new();
+    if let Some(config) = &parent_step.flow {
+        for (child_name, parent_name) in &config.output_map {
+            if !declared.contains(&parent_name) {
+                continue;
+            }
+            match child.attribute(child_name) {
+                Some(value) => {
+                    outputs.insert(parent_name.clone(), value.clone());
+                }
+                None => return WorkReport::Failed(format!("flow output missing: {child_name}")),
+            }
+        }
+    }
+    for name in declared {
+        if !outputs.contains_key(name)
+            && let Some(value) = child.attribute(name)
+        {
+            outputs.insert(name.clone(), value.clone());
+        }
+    }
+    WorkReport::Succeeded(outputs)
+}
+
+/// The flow digest the original listed (`GET /engine/flow`).
+pub fn flow_digest(entry: &FlowIndexEntry) -> FlowDigest {
+    digest_of(entry)
+}
+

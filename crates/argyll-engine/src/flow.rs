@@ -1,0 +1,817 @@
+//! The decisions of one flow: a pure function of the flow's state (and of the predicate, memo
+//! and retry services it is handed) to the events it raises and the side effects to run once
+//! they are committed.
+//!
+//! Semantics are `engine.md` §5 as amended by the contract: after every step transition the
+//! flow is *advanced* to a fixpoint — steps whose outputs nobody needs are skipped, steps that
+//! can no longer get a required input fail, ready steps start, and the terminal check runs
+//! (decisions 1–3, 11, 12). Nothing here does I/O or reads the clock; `at` comes with the
+//! transaction.
+
+use std::collections::BTreeSet;
+
+use argyll_events::{
+    ApplyError, AttributeSet, FlowCompleted, FlowEvent, FlowFailed, FlowStarted, Projection,
+    RetryScheduled, StepCompleted, StepFailed, StepSkipped, StepStarted, WorkFailed,
+    WorkNotCompleted, WorkStarted, WorkSucceeded,
+};
+use argyll_model::{
+    Args, ExecutionPlan, FlowState, Step, StepStatus, Timestamp, WorkStatus,
+};
+use argyll_retry::{RetryDecision, RetryPolicy};
+use serde_json::{Map, Value};
+
+/// Why a flow command was refused (a client-visible error; nothing is written).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FlowCommandError {
+    /// No flow with that id.
+    #[error("flow not found")]
+    FlowNotFound,
+    /// The step is not part of the flow's plan.
+    #[error("step not in execution plan: {0}")]
+    StepNotInPlan(String),
+    /// The token is not a work item of the step.
+    #[error("work item not found: {0}")]
+    WorkItemNotFound(String),
+    /// The reported result does not fit the item's status.
+    #[error(transparent)]
+    InvalidTransition(#[from] argyll_model::InvalidWorkTransition),
+}
+
+/// A flow command failed: refused, or (an engine bug) it raised an event that does not apply.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub(crate) enum TxError {
+    #[error(transparent)]
+    Refused(#[from] FlowCommandError),
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+}
+
+/// What a flow transaction needs from the engine besides the state.
+pub(crate) trait FlowServices {
+    /// Evaluates the step's predicate with step-level inputs (`Ok(true)` without one). The
+    /// error is the step's failure message.
+    fn evaluate_predicate(&self, step: &Step, inputs: &Args) -> Result<bool, String>;
+    /// A cached result of a memoizable step for these inputs.
+    fn memo_lookup(&self, step: &Step, inputs: &Args) -> Option<Args>;
+    /// Remembers a memoizable step's result (the first stored value wins). Called inside the
+    /// transaction, so the next item of the same step already sees it (decision 23).
+    fn memo_store(&self, step: &Step, inputs: &Args, outputs: &Args);
+    /// The step's retry policy.
+    fn retry_policy(&self, step: &Step) -> RetryPolicy;
+    /// A fresh work-item token.
+    fn new_token(&self) -> String;
+}
+
+/// A side effect of a committed flow transaction.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Effect {
+    /// Execute a work item whose `work_started` was committed.
+    Run {
+        step_id: String,
+        token: String,
+        inputs: Args,
+    },
+    /// A retry is due later: keep a durable timer.
+    ScheduleRetry {
+        step_id: String,
+        token: String,
+        due: Timestamp,
+    },
+    /// A queued retry was cancelled.
+    CancelRetry { step_id: String, token: String },
+}
+
+/// One flow transaction in progress: the state with the events raised so far applied.
+pub(crate) struct FlowTx<'s> {
+    pub(crate) state: FlowState,
+    pub(crate) at: Timestamp,
+    pub(crate) events: Vec<FlowEvent>,
+    pub(crate) effects: Vec<Effect>,
+    services: &'s dyn FlowServices,
+}
+
+const UNREACHABLE: &str = "required input no longer available";
+
+impl<'s> FlowTx<'s> {
+    pub(crate) fn new(state: FlowState, at: Timestamp, services: &'s dyn FlowServices) -> Self {
+        FlowTx {
+            state,
+            at,
+            events: Vec::new(),
+            effects: Vec::new(),
+            services,
+        }
+    }
+
+    /// Starts a new flow (the state must be the empty one) and runs it as far as it goes.
+    pub(crate) fn start(
+        services: &'s dyn FlowServices,
+        at: Timestamp,
+        flow_id: &str,
+        plan: ExecutionPlan,
+        init: Args,
+        metadata: Map<String, Value>,
+    ) -> Result<Self, TxError> {
+        let mut empty: Option<FlowState> = None;
+        let started = FlowEvent::from(FlowStarted {
+            plan,
+            init,
+            metadata,
+            flow_id: flow_id.to_owned(),
+        });
+        empty.apply(&started, at)?;
+        let state = empty.ok_or(TxError::Refused(FlowCommandError::FlowNotFound))?;
+        let mut tx = FlowTx::new(state, at, services);
+        tx.events.push(started);
+        tx.advance()?;
+        Ok(tx)
+    }
+
+    fn raise(&mut self, event: impl Into<FlowEvent>) -> Result<(), ApplyError> {
+        let event = event.into();
+        let mut state = Some(std::mem::take(&mut self.state));
+        let applied = state.apply(&event, self.at);
+        self.state = state.unwrap_or_default();
+        applied?;
+        self.events.push(event);
+        Ok(())
+    }
+
+    fn flow_id(&self) -> String {
+        self.state.id.clone()
+    }
+
+    fn plan_step(&self, step_id: &str) -> Option<&Step> {
+        self.state.plan.steps.get(step_id)
+    }
+
+    fn status_of(&self, step_id: &str) -> Option<StepStatus> {
+        self.state.executions.get(step_id).map(|e| e.status)
+    }
+
+    fn has_attribute(&self, name: &str) -> bool {
+        self.state.attributes.contains_key(name)
+    }
+
+    // ------------------------------------------------------------------ reported results
+
+    fn check_item(
+        &self,
+        step_id: &str,
+        token: &str,
+        to: WorkStatus,
+    ) -> Result<WorkStatus, FlowCommandError> {
+        let execution = self
+            .state
+            .executions
+            .get(step_id)
+            .ok_or_else(|| FlowCommandError::StepNotInPlan(step_id.to_owned()))?;
+        let item = execution
+            .work_items
+            .get(token)
+            .ok_or_else(|| FlowCommandError::WorkItemNotFound(token.to_owned()))?;
+        item.status.check_reported_transition(to)?;
+        Ok(item.status)
+    }
+
+    /// A work item finished with `outputs`.
+    pub(crate) fn complete_work(
+        &mut self,
+        step_id: &str,
+        token: &str,
+        outputs: Args,
+    ) -> Result<(), TxError> {
+        self.check_item(step_id, token, WorkStatus::Succeeded)?;
+        if let Some(step) = self.plan_step(step_id).filter(|step| step.memoizable)
+            && let Some(item) = self
+                .state
+                .executions
+                .get(step_id)
+                .and_then(|e| e.work_items.get(token))
+        {
+            self.services.memo_store(step, &item.inputs, &outputs);
+        }
+        self.raise(WorkSucceeded {
+            flow_id: self.flow_id(),
+            step_id: step_id.to_owned(),
+            token: token.to_owned(),
+            outputs,
+        })?;
+        self.after_item_result(step_id)
+    }
+
+    /// A work item failed for good.
+    pub(crate) fn fail_work(&mut self, step_id: &str, token: &str, error: &str) -> Result<(), TxError> {
+        self.check_item(step_id, token, WorkStatus::Failed)?;
+        self.raise(WorkFailed {
+            flow_id: self.flow_id(),
+            step_id: step_id.to_owned(),
+            token: token.to_owned(),
+            error: error.to_owned(),
+        })?;
+        self.after_item_result(step_id)
+    }
+
+    /// A work item's attempt failed in a retryable way: retry under the step's policy, or
+    /// fail the item when the retries are used up.
+    pub(crate) fn not_complete_work(
+        &mut self,
+        step_id: &str,
+        token: &str,
+        error: &str,
+    ) -> Result<(), TxError> {
+        let from = self.check_item(step_id, token, WorkStatus::NotCompleted)?;
+        if from == WorkStatus::Active {
+            self.raise(WorkNotCompleted {
+                flow_id: self.flow_id(),
+                step_id: step_id.to_owned(),
+                token: token.to_owned(),
+                error: error.to_owned(),
+            })?;
+        }
+        if self.state.is_terminal() {
+            // Late attempt on a finished flow: recorded, never retried (not_completed does not
+            // hold deactivation back).
+            return Ok(());
+        }
+        let Some(step) = self.plan_step(step_id) else {
+            return Err(FlowCommandError::StepNotInPlan(step_id.to_owned()).into());
+        };
+        let policy = self.services.retry_policy(step);
+        let retries_so_far = self
+            .state
+            .executions
+            .get(step_id)
+            .and_then(|e| e.work_items.get(token))
+            .map_or(0, |item| u64::try_from(item.retry_count).unwrap_or(0));
+        match policy.decide(retries_so_far) {
+            RetryDecision::RetryAfterMillis(delay) => {
+                let due = self.at.plus_millis(delay);
+                self.raise(RetryScheduled {
+                    flow_id: self.flow_id(),
+                    step_id: step_id.to_owned(),
+                    token: token.to_owned(),
+                    retry_count: i64::try_from(retries_so_far.saturating_add(1))
+                        .unwrap_or(i64::MAX),
+                    next_retry_at: due,
+                    error: error.to_owned(),
+                })?;
+                if delay > 0 {
+                    self.effects.push(Effect::ScheduleRetry {
+                        step_id: step_id.to_owned(),
+                        token: token.to_owned(),
+                        due,
+                    });
+                }
+            }
+            RetryDecision::GiveUp => {
+                self.raise(WorkFailed {
+                    flow_id: self.flow_id(),
+                    step_id: step_id.to_owned(),
+                    token: token.to_owned(),
+                    error: error.to_owned(),
+                })?;
+            }
+        }
+        self.progress_step(step_id)?;
+        self.advance()
+    }
+
+    fn after_item_result(&mut self, step_id: &str) -> Result<(), TxError> {
+        if self.state.is_terminal() {
+            // Recorded for the audit trail; nothing new starts.
+            self.finish_step_if_done(step_id)?;
+            return Ok(());
+        }
+        self.progress_step(step_id)?;
+        self.advance()
+    }
+
+    /// A retry timer fired (or a step may have room for more work): start what is due.
+    pub(crate) fn resume_step(&mut self, step_id: &str) -> Result<(), TxError> {
+        if self.state.is_terminal() || self.status_of(step_id) != Some(StepStatus::Active) {
+            return Ok(());
+        }
+        self.progress_step(step_id)?;
+        self.advance()
+    }
+
+    /// Re-dispatches an item that was running when its executor was lost (recovery, or a
+    /// lapsed lease): same token, at-least-once.
+    pub(crate) fn redispatch(&mut self, step_id: &str, token: &str) -> Result<bool, TxError> {
+        let Some(item) = self
+            .state
+            .executions
+            .get(step_id)
+            .and_then(|e| e.work_items.get(token))
+        else {
+            return Ok(false);
+        };
+        if !matches!(item.status, WorkStatus::Active | WorkStatus::NotCompleted) {
+            return Ok(false);
+        }
+        let inputs = item.inputs.clone();
+        self.raise(WorkStarted {
+            flow_id: self.flow_id(),
+            step_id: step_id.to_owned(),
+            token: token.to_owned(),
+            inputs: inputs.clone(),
+        })?;
+        self.effects.push(Effect::Run {
+            step_id: step_id.to_owned(),
+            token: token.to_owned(),
+            inputs,
+        });
+        Ok(true)
+    }
+
+    // ------------------------------------------------------------------ advancing the flow
+
+    /// Runs the flow to a fixpoint: skip unneeded steps, fail unreachable ones, start ready
+    /// ones, then check whether the flow is done. Called after every step transition.
+    pub(crate) fn advance(&mut self) -> Result<(), TxError> {
+        while !self.state.is_terminal() {
+            let mut progressed = false;
+            for step_id in self.pending_steps() {
+                if !self.state.plan.is_goal(&step_id) && !self.outputs_needed(&step_id) {
+                    self.raise(StepSkipped {
+                        flow_id: self.flow_id(),
+                        step_id,
+                        reason: "outputs not needed".into(),
+                    })?;
+                    progressed = true;
+                }
+            }
+            for step_id in self.pending_steps() {
+                if !self.can_complete(&step_id, &mut BTreeSet::new()) {
+                    self.raise(StepFailed {
+                        flow_id: self.flow_id(),
+                        step_id,
+                        error: UNREACHABLE.into(),
+                    })?;
+                    progressed = true;
+                }
+            }
+            for step_id in self.pending_steps() {
+                if self.status_of(&step_id) == Some(StepStatus::Pending) && self.is_ready(&step_id)
+                {
+                    self.prepare(&step_id)?;
+                    progressed = true;
+                }
+            }
+            if self.check_terminal()? || !progressed {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn pending_steps(&self) -> Vec<String> {
+        self.state
+            .executions
+            .iter()
+            .filter(|(_, e)| e.status == StepStatus::Pending)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Some declared output is not yet an attribute and has a consumer still waiting.
+    fn outputs_needed(&self, step_id: &str) -> bool {
+        let Some(step) = self.plan_step(step_id) else {
+            return false;
+        };
+        step.outputs().any(|name| {
+            !self.has_attribute(name)
+                && self
+                    .state
+                    .plan
+                    .attributes
+                    .consumers(name)
+                    .iter()
+                    .any(|consumer| self.status_of(consumer) == Some(StepStatus::Pending))
+        })
+    }
+
+    /// Whether the step can still complete: done and completed, running, or pending with every
+    /// required input present or still producible.
+    fn can_complete(&self, step_id: &str, visiting: &mut BTreeSet<String>) -> bool {
+        match self.status_of(step_id) {
+            Some(StepStatus::Completed | StepStatus::Active) => true,
+            Some(StepStatus::Pending) => {
+                let Some(step) = self.plan_step(step_id) else {
+                    return false;
+                };
+                if !visiting.insert(step_id.to_owned()) {
+                    return false;
+                }
+                let inputs: Vec<String> = step.required_inputs().cloned().collect();
+                let ok = inputs
+                    .iter()
+                    .all(|name| self.has_attribute(name) || self.has_live_provider(name, visiting));
+                visiting.remove(step_id);
+                ok
+            }
+            _ => false,
+        }
+    }
+
+    /// Some planned provider of `name` may still produce it.
+    fn has_live_provider(&self, name: &str, visiting: &mut BTreeSet<String>) -> bool {
+        let providers: Vec<String> = self.state.plan.attributes.providers(name).to_vec();
+        providers.iter().any(|provider| match self.status_of(provider) {
+            Some(StepStatus::Active) => true,
+            Some(StepStatus::Pending) => self.can_complete(provider, visiting),
+            _ => false,
+        })
+    }
+
+    /// Required inputs present; optional inputs present or beyond every planned provider
+    /// (decision 12); and the step's work is wanted.
+    fn is_ready(&self, step_id: &str) -> bool {
+        let Some(step) = self.plan_step(step_id) else {
+            return false;
+        };
+        let inputs_ready = step.inputs().all(|(name, spec)| {
+            if self.has_attribute(name) {
+                true
+            } else if spec.is_required() {
+                false
+            } else {
+                !self.has_live_provider(name, &mut BTreeSet::from([step_id.to_owned()]))
+            }
+        });
+        inputs_ready && (self.state.plan.is_goal(step_id) || self.outputs_needed(step_id))
+    }
+
+    /// Step-level inputs: const defaults, flow attributes, optional defaults.
+    fn collect_inputs(&self, step: &Step) -> Args {
+        let mut inputs = Args::new();
+        for (name, spec) in step.runtime_inputs() {
+            let value = if spec.role == argyll_model::AttributeRole::Const {
+                spec.default_value()
+            } else if let Some(value) = self.state.attribute(name) {
+                Some(value.clone())
+            } else if spec.is_required() {
+                None
+            } else {
+                spec.default_value()
+            };
+            if let Some(value) = value {
+                inputs.insert(name.clone(), value);
+            }
+        }
+        inputs
+    }
+
+    /// Evaluates the predicate once (decision 11), expands `for_each`, and starts the step.
+    fn prepare(&mut self, step_id: &str) -> Result<(), TxError> {
+        let Some(step) = self.plan_step(step_id).cloned() else {
+            return Ok(());
+        };
+        let inputs = self.collect_inputs(&step);
+        if step.predicate.is_some() {
+            match self.services.evaluate_predicate(&step, &inputs) {
+                Err(error) => {
+                    return Ok(self.raise(StepFailed {
+                        flow_id: self.flow_id(),
+                        step_id: step_id.to_owned(),
+                        error,
+                    })?);
+                }
+                Ok(false) => {
+                    return Ok(self.raise(StepSkipped {
+                        flow_id: self.flow_id(),
+                        step_id: step_id.to_owned(),
+                        reason: "predicate returned false".into(),
+                    })?);
+                }
+                Ok(true) => {}
+            }
+        }
+        let items = expand_work_items(&step, &inputs);
+        let work_items = items
+            .into_iter()
+            .map(|item| (self.services.new_token(), item))
+            .collect::<indexmap::IndexMap<_, _>>();
+        let empty = work_items.is_empty();
+        self.raise(StepStarted {
+            inputs,
+            flow_id: self.flow_id(),
+            step_id: step_id.to_owned(),
+            work_items,
+        })?;
+        if empty {
+            // Decision 4: an empty for_each array completes the step with every output [].
+            let outputs: Args = step
+                .outputs()
+                .map(|name| (name.clone(), Value::Array(Vec::new())))
+                .collect();
+            return Ok(self.complete_step(&step, outputs)?);
+        }
+        self.progress_step(step_id)
+    }
+
+    /// Starts pending items up to the step's parallelism, then finishes the step if every
+    /// item is done.
+    fn progress_step(&mut self, step_id: &str) -> Result<(), TxError> {
+        self.dispatch(step_id)?;
+        self.finish_step_if_done(step_id)?;
+        Ok(())
+    }
+
+    fn dispatch(&mut self, step_id: &str) -> Result<(), ApplyError> {
+        let Some(step) = self.plan_step(step_id).cloned() else {
+            return Ok(());
+        };
+        let limit = step
+            .work_config
+            .as_ref()
+            .map_or(1, argyll_model::WorkConfig::effective_parallelism);
+        let Some(execution) = self.state.executions.get(step_id) else {
+            return Ok(());
+        };
+        if execution.status != StepStatus::Active {
+            return Ok(());
+        }
+        let mut active = execution
+            .work_items
+            .values()
+            .filter(|item| item.status == WorkStatus::Active)
+            .count();
+        let due: Vec<(String, Args)> = execution
+            .work_items
+            .iter()
+            .filter(|(_, item)| {
+                item.status == WorkStatus::Pending
+                    && (item.next_retry_at.is_zero() || item.next_retry_at <= self.at)
+            })
+            .map(|(token, item)| (token.clone(), item.inputs.clone()))
+            .collect();
+        for (token, inputs) in due {
+            if active >= limit {
+                break;
+            }
+            if step.memoizable
+                && let Some(outputs) = self.services.memo_lookup(&step, &inputs)
+            {
+                self.raise(WorkSucceeded {
+                    flow_id: self.flow_id(),
+                    step_id: step_id.to_owned(),
+                    token,
+                    outputs,
+                })?;
+                continue;
+            }
+            self.raise(WorkStarted {
+                flow_id: self.flow_id(),
+                step_id: step_id.to_owned(),
+                token: token.clone(),
+                inputs: inputs.clone(),
+            })?;
+            self.effects.push(Effect::Run {
+                step_id: step_id.to_owned(),
+                token,
+                inputs,
+            });
+            active += 1;
+        }
+        Ok(())
+    }
+
+    /// When every item of an active step is done: fail it (first failed item's error, in item
+    /// order) or complete it with the aggregated outputs (decision 5).
+    fn finish_step_if_done(&mut self, step_id: &str) -> Result<(), ApplyError> {
+        let Some(execution) = self.state.executions.get(step_id) else {
+            return Ok(());
+        };
+        if execution.status != StepStatus::Active
+            || execution.work_items.is_empty()
+            || execution
+                .work_items
+                .values()
+                .any(|item| !item.status.is_terminal())
+        {
+            return Ok(());
+        }
+        if let Some(failed) = execution
+            .work_items
+            .values()
+            .find(|item| item.status == WorkStatus::Failed)
+        {
+            let error = if failed.error.is_empty() {
+                "work item failed".to_owned()
+            } else {
+                failed.error.clone()
+            };
+            return self.raise(StepFailed {
+                flow_id: self.flow_id(),
+                step_id: step_id.to_owned(),
+                error,
+            });
+        }
+        let Some(step) = self.plan_step(step_id).cloned() else {
+            return Ok(());
+        };
+        let step_inputs = execution.inputs.clone().unwrap_or_default();
+        let expanded: Vec<String> = step
+            .for_each_attributes()
+            .filter(|name| matches!(step_inputs.get(*name), Some(Value::Array(_))))
+            .cloned()
+            .collect();
+        let outputs = if expanded.is_empty() {
+            execution
+                .work_items
+                .values()
+                .next()
+                .map(|item| item.outputs.clone())
+                .unwrap_or_default()
+        } else {
+            aggregate(&expanded, execution.work_items.values())
+        };
+        self.complete_step(&step, outputs)
+    }
+
+    fn complete_step(&mut self, step: &Step, outputs: Args) -> Result<(), ApplyError> {
+        let declared: Vec<String> = step.outputs().cloned().collect();
+        for name in declared {
+            if let Some(value) = outputs.get(&name)
+                && !self.has_attribute(&name)
+            {
+                self.raise(AttributeSet {
+                    value: value.clone(),
+                    flow_id: self.flow_id(),
+                    step_id: step.id.clone(),
+                    key: name,
+                })?;
+            }
+        }
+        let started_at = self
+            .state
+            .executions
+            .get(&step.id)
+            .map_or(self.at, |e| e.started_at);
+        self.raise(StepCompleted {
+            outputs,
+            flow_id: self.flow_id(),
+            step_id: step.id.clone(),
+            duration: self.at.millis_since(started_at).max(0),
+        })
+    }
+
+    /// Decision 1: completed when every goal is completed or skipped; failed as soon as a
+    /// goal failed (unreachable goals were failed by the sweep). Returns whether the flow is
+    /// terminal.
+    fn check_terminal(&mut self) -> Result<bool, ApplyError> {
+        if self.state.is_terminal() {
+            return Ok(true);
+        }
+        let goals = self.state.plan.goals.clone();
+        let mut all_done = true;
+        let mut failed_goal = None;
+        for goal in &goals {
+            match self.state.executions.get(goal).map(|e| e.status) {
+                // A goal outside the plan had its outputs supplied by init.
+                None | Some(StepStatus::Completed | StepStatus::Skipped) => {}
+                Some(StepStatus::Failed) => {
+                    failed_goal.get_or_insert(goal.clone());
+                }
+                Some(_) => all_done = false,
+            }
+        }
+        if let Some(goal) = failed_goal {
+            let error = self
+                .state
+                .executions
+                .get(&goal)
+                .map(|e| e.error.clone())
+                .unwrap_or_default();
+            self.raise(FlowFailed {
+                flow_id: self.flow_id(),
+                error: format!("step {goal} failed: {error}"),
+            })?;
+        } else if all_done {
+            let mut result = Args::new();
+            for goal in &goals {
+                if let Some(execution) = self.state.executions.get(goal) {
+                    result.extend(execution.outputs.clone());
+                }
+            }
+            self.raise(FlowCompleted {
+                result,
+                flow_id: self.flow_id(),
+            })?;
+        } else {
+            return Ok(false);
+        }
+        self.cancel_queued_work()?;
+        Ok(true)
+    }
+
+    /// Decision 1: queued work (held back by parallelism or waiting for a retry) never blocks
+    /// a terminal flow's deactivation; it is cancelled.
+    fn cancel_queued_work(&mut self) -> Result<(), ApplyError> {
+        let status = self.state.status;
+        let queued: Vec<(String, String, bool)> = self
+            .state
+            .executions
+            .iter()
+            .flat_map(|(step_id, e)| {
+                e.work_items
+                    .iter()
+                    .filter(|(_, item)| item.status == WorkStatus::Pending)
+                    .map(|(token, item)| {
+                        (step_id.clone(), token.clone(), !item.next_retry_at.is_zero())
+                    })
+            })
+            .collect();
+        let mut steps = BTreeSet::new();
+        for (step_id, token, had_timer) in queued {
+            self.raise(WorkFailed {
+                flow_id: self.flow_id(),
+                step_id: step_id.clone(),
+                token: token.clone(),
+                error: format!("cancelled: flow {status}"),
+            })?;
+            if had_timer {
+                self.effects.push(Effect::CancelRetry {
+                    step_id: step_id.clone(),
+                    token,
+                });
+            }
+            steps.insert(step_id);
+        }
+        for step_id in steps {
+            self.finish_step_if_done(&step_id)?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether the flow is terminal with nothing pending or running (it can be deactivated).
+pub(crate) fn is_settled(state: &FlowState) -> bool {
+    state.is_terminal() && !state.has_unfinished_work()
+}
+
+/// Work items of a step: one per element of the Cartesian product of its `for_each` inputs
+/// that hold arrays (first attribute by name varying slowest), or one with the step inputs.
+pub(crate) fn expand_work_items(step: &Step, inputs: &Args) -> Vec<Args> {
+    let dimensions: Vec<(&String, &Vec<Value>)> = step
+        .for_each_attributes()
+        .filter_map(|name| match inputs.get(name) {
+            Some(Value::Array(values)) => Some((name, values)),
+            _ => None,
+        })
+        .collect();
+    if dimensions.is_empty() {
+        return vec![inputs.clone()];
+    }
+    let mut items = vec![inputs.clone()];
+    for (name, values) in dimensions {
+        let mut next = Vec::with_capacity(items.len().saturating_mul(values.len()));
+        for item in &items {
+            for value in values {
+                let mut expanded = item.clone();
+                expanded.insert(name.clone(), value.clone());
+                next.push(expanded);
+            }
+        }
+        items = next;
+    }
+    items
+}
+
+/// Decision 5: per output name (first appearance order), the list of
+/// `{<for_each attr>: element, <output>: value}` in item order.
+fn aggregate<'a>(
+    expanded: &[String],
+    items: impl Iterator<Item = &'a argyll_model::WorkState> + Clone,
+) -> Args {
+    let mut names: Vec<&String> = Vec::new();
+    for item in items.clone() {
+        for name in item.outputs.keys() {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    let mut outputs = Args::new();
+    for name in names {
+        let list = items
+            .clone()
+            .filter_map(|item| {
+                let value = item.outputs.get(name)?;
+                let mut entry = Map::new();
+                for attribute in expanded {
+                    if let Some(element) = item.inputs.get(attribute) {
+                        entry.insert(attribute.clone(), element.clone());
+                    }
+                }
+                entry.insert(name.clone(), value.clone());
+                Some(Value::Object(entry))
+            })
+            .collect();
+        outputs.insert(name.clone(), Value::Array(list));
+    }
+    outputs
+}
