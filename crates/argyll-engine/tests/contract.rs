@@ -1,0 +1,571 @@
+//! The contract's decisions where the engine differs from the original, and the issue's
+//! concurrency and restart requirements, through the engine API with a mock HTTP runner.
+
+// Test helpers outside #[test] functions may panic on broken fixtures: that is a test failure.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+mod support;
+
+use std::time::Duration;
+
+use argyll_engine::{
+    CatalogError, EngineError, FlowCommandError, Registration, StartFlow, WorkReport,
+};
+use argyll_events::{AggregateId, Event, FlowEvent};
+use argyll_model::{
+    AttributeSpec, AttributeType, BackoffType, FlowConfig, ScriptConfig, ScriptLanguage,
+    WorkConfig,
+};
+use argyll_plan::InitError;
+use argyll_store::{EmbeddedStore, EventLog, FlowQuery};
+use serde_json::json;
+use support::*;
+
+fn start_request(flow_id: &str, goals: &[&str], init: serde_json::Value) -> StartFlow {
+    StartFlow {
+        flow_id: flow_id.into(),
+        goals: goals.iter().map(|g| (*g).to_owned()).collect(),
+        init: support::init(init),
+        metadata: Default::default(),
+    }
+}
+
+#[tokio::test]
+async fn goal_feeds_goal() {
+    let mock = MockRunner::new();
+    mock.outputs("g1", json!({"x": 1})).outputs("g2", json!({"y": 2}));
+    let engine = engine(&mock).await;
+    register(&engine, vec![step("g1", &[], &["x"]), step("g2", &["x"], &["y"])]).await;
+    let flow = run(&engine, "f", &["g1", "g2"], init(json!({}))).await;
+    assert_eq!(flow.status.to_string(), "completed");
+    assert_eq!(attr(&flow, "y"), Some(json!(2)));
+}
+
+#[tokio::test]
+async fn empty_for_each_completes_with_empty_lists() {
+    let mock = MockRunner::new();
+    let engine = engine(&mock).await;
+    let g = step("g", &[], &["out"])
+        .with_attribute("xs", AttributeSpec::required(AttributeType::Array).for_each());
+    register(&engine, vec![g]).await;
+    let flow = run(&engine, "f", &["g"], init(json!({"xs": []}))).await;
+    assert_eq!(flow.status.to_string(), "completed");
+    assert_eq!(attr(&flow, "out"), Some(json!([])));
+    assert!(mock.calls().is_empty());
+}
+
+#[tokio::test]
+async fn for_each_single_element_is_a_list_and_cartesian_order_is_fixed() {
+    let mock = MockRunner::new();
+    mock.outputs("g", json!({"r": 1}));
+    let engine = engine(&mock).await;
+    let mut g = step("g", &[], &["r"])
+        .with_attribute("a", AttributeSpec::required(AttributeType::Array).for_each())
+        .with_attribute("b", AttributeSpec::required(AttributeType::Array).for_each());
+    g.work_config = Some(WorkConfig {
+        parallelism: 4,
+        ..WorkConfig::default()
+    });
+    register(&engine, vec![g]).await;
+    let flow = run(&engine, "one", &["g"], init(json!({"a": ["x"], "b": ["y"]}))).await;
+    assert_eq!(attr(&flow, "r"), Some(json!([{"a": "x", "b": "y", "r": 1}])));
+    let flow = run(&engine, "two", &["g"], init(json!({"a": [1, 2], "b": ["p", "q"]}))).await;
+    assert_eq!(
+        attr(&flow, "r"),
+        Some(json!([
+            {"a": 1, "b": "p", "r": 1},
+            {"a": 1, "b": "q", "r": 1},
+            {"a": 2, "b": "p", "r": 1},
+            {"a": 2, "b": "q", "r": 1},
+        ]))
+    );
+}
+
+#[tokio::test]
+async fn predicate_is_evaluated_once_with_the_whole_array() {
+    let mock = MockRunner::new();
+    let engine = engine(&mock).await;
+    let mut g = step("g", &[], &["r"])
+        .with_attribute("xs", AttributeSpec::required(AttributeType::Array).for_each());
+    g.predicate = Some(ScriptConfig::new(
+        ScriptLanguage::Lua,
+        "return type(xs) == 'table'",
+    ));
+    register(&engine, vec![g]).await;
+    let flow = run(&engine, "f", &["g"], init(json!({"xs": ["a", "b"]}))).await;
+    assert_eq!(flow.status.to_string(), "completed");
+    assert_eq!(mock.calls().len(), 2);
+}
+
+#[tokio::test]
+async fn optional_input_waits_for_its_planned_provider() {
+    let mock = MockRunner::new();
+    mock.outputs("p", json!({"hint": "from-p"}))
+        .delay("p", Duration::from_millis(100))
+        .outputs("g", json!({"r": 1}));
+    let engine = engine(&mock).await;
+    let g = step("g", &[], &["r"]).with_attribute(
+        "hint",
+        AttributeSpec::optional(AttributeType::Untyped, None),
+    );
+    register(&engine, vec![step("p", &[], &["hint"]), g]).await;
+    let flow = run(&engine, "f", &["g"], init(json!({}))).await;
+    assert_eq!(flow.status.to_string(), "completed");
+    assert_eq!(mock.calls_of("g")[0].inputs["hint"], json!("from-p"));
+}
+
+#[tokio::test]
+async fn optional_input_stops_waiting_when_its_provider_fails() {
+    let mock = MockRunner::new();
+    mock.on("p", vec![Reply::Failed("no".into())])
+        .outputs("g", json!({"r": 1}));
+    let engine = engine(&mock).await;
+    let g = step("g", &[], &["r"]).with_attribute(
+        "hint",
+        AttributeSpec::optional(AttributeType::Untyped, Some("\"fallback\"")),
+    );
+    register(&engine, vec![no_retry(step("p", &[], &["hint"])), g]).await;
+    let flow = run(&engine, "f", &["g"], init(json!({}))).await;
+    assert_eq!(flow.status.to_string(), "completed");
+    assert_eq!(mock.calls_of("g")[0].inputs["hint"], json!("fallback"));
+}
+
+#[tokio::test]
+async fn provider_without_its_output_fails_the_consumer() {
+    let mock = MockRunner::new();
+    mock.outputs("p", json!({"other": 1}));
+    let engine = engine(&mock).await;
+    register(&engine, vec![step("p", &[], &["v"]), step("g", &["v"], &["r"])]).await;
+    let flow = run(&engine, "f", &["g"], init(json!({}))).await;
+    assert_eq!(flow.status.to_string(), "failed");
+    assert_eq!(flow.executions["g"].error, "required input no longer available");
+}
+
+#[tokio::test]
+async fn skipped_provider_fails_the_consumer_transitively() {
+    let mock = MockRunner::new();
+    let engine = engine(&mock).await;
+    let mut p = step("p", &[], &["v"]);
+    p.predicate = Some(ScriptConfig::new(ScriptLanguage::Ale, "false"));
+    register(
+        &engine,
+        vec![p, step("m", &["v"], &["w"]), step("g", &["w"], &["r"])],
+    )
+    .await;
+    let flow = run(&engine, "f", &["g"], init(json!({}))).await;
+    assert_eq!(flow.status.to_string(), "failed");
+    assert_eq!(status(&flow, "p"), "skipped");
+    assert_eq!(status(&flow, "m"), "failed");
+    assert_eq!(status(&flow, "g"), "failed");
+    assert!(mock.calls().is_empty());
+}
+
+#[tokio::test]
+async fn failed_alternative_provider_does_not_block_completion() {
+    let mock = MockRunner::new();
+    mock.on("p1", vec![Reply::Failed("down".into())])
+        .outputs("p2", json!({"v": 2}))
+        .delay("p2", Duration::from_millis(30))
+        .outputs("g", json!({"r": 1}));
+    let engine = engine(&mock).await;
+    register(
+        &engine,
+        vec![
+            no_retry(step("p1", &[], &["v"])),
+            step("p2", &[], &["v"]),
+            step("g", &["v"], &["r"]),
+        ],
+    )
+    .await;
+    let flow = run(&engine, "f", &["g"], init(json!({}))).await;
+    assert_eq!(flow.status.to_string(), "completed");
+    assert_eq!(status(&flow, "p1"), "failed");
+}
+
+#[tokio::test]
+async fn goals_done_while_another_provider_still_runs() {
+    let mock = MockRunner::new();
+    mock.outputs("fast", json!({"v": 1}))
+        .outputs("slow", json!({"v": 2}))
+        .delay("slow", Duration::from_millis(300))
+        .outputs("g", json!({"r": 1}));
+    let engine = engine(&mock).await;
+    register(
+        &engine,
+        vec![
+            step("fast", &[], &["v"]),
+            step("slow", &[], &["v"]),
+            step("g", &["v"], &["r"]),
+        ],
+    )
+    .await;
+    let flow = run(&engine, "f", &["g"], init(json!({}))).await;
+    assert_eq!(flow.status.to_string(), "completed");
+    assert_eq!(status(&flow, "slow"), "active", "still running when the flow completed");
+    let flow = wait_settled(&engine, "f").await;
+    assert_eq!(status(&flow, "slow"), "completed");
+    assert_eq!(attr(&flow, "v"), Some(json!(1)), "first writer wins");
+}
+
+#[tokio::test]
+async fn zero_step_plan_completes_at_once() {
+    let mock = MockRunner::new();
+    let engine = engine(&mock).await;
+    register(&engine, vec![step("g", &[], &["r"])]).await;
+    let flow = run(&engine, "f", &["g"], init(json!({"r": 5}))).await;
+    assert_eq!(flow.status.to_string(), "completed");
+    assert!(flow.executions.is_empty());
+    assert!(mock.calls().is_empty());
+}
+
+#[tokio::test]
+async fn flow_start_is_idempotent_and_conflicts_are_refused() {
+    let mock = MockRunner::new();
+    let engine = engine(&mock).await;
+    register(&engine, vec![step("g", &["x"], &["r"]), step("h", &[], &["s"])]).await;
+    let first = engine
+        .start_flow(start_request("f", &["g"], json!({"x": 1, "y": {"a": 1, "b": 2}})))
+        .await
+        .unwrap();
+    assert!(first.created);
+    let again = engine
+        .start_flow(start_request("f", &["g"], json!({"y": {"b": 2, "a": 1}, "x": 1})))
+        .await
+        .unwrap();
+    assert!(!again.created);
+    for (goals, init) in [(vec!["g"], json!({"x": 2})), (vec!["h"], json!({}))] {
+        let error = engine
+            .start_flow(start_request("f", &goals, init))
+            .await
+            .unwrap_err();
+        assert_eq!(error.to_string(), "flow exists: f");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_concurrent_starts_record_one_flow_started() {
+    let mock = MockRunner::new();
+    let engine = engine(&mock).await;
+    register(&engine, vec![step("g", &[], &["r"])]).await;
+    let starts: Vec<_> = (0..100)
+        .map(|_| {
+            let engine = engine.clone();
+            tokio::spawn(async move { engine.start_flow(start_request("race", &["g"], json!({}))).await })
+        })
+        .collect();
+    let mut created = 0;
+    for start in starts {
+        if start.await.unwrap().unwrap().created {
+            created += 1;
+        }
+    }
+    assert_eq!(created, 1);
+    wait(&engine, "race").await;
+    let events = engine
+        .store()
+        .read(&AggregateId::Flow("race".into()), 0)
+        .await
+        .unwrap();
+    let started = events
+        .iter()
+        .filter(|e| matches!(e.event, Event::Flow(FlowEvent::FlowStarted(_))))
+        .count();
+    assert_eq!(started, 1);
+    assert_eq!(mock.calls().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_flows_all_complete() {
+    let mock = MockRunner::new();
+    mock.outputs("a", json!({"v": 1})).outputs("g", json!({"r": 2}));
+    let engine = engine(&mock).await;
+    register(&engine, vec![step("a", &["seed"], &["v"]), step("g", &["v"], &["r"])]).await;
+    let starts: Vec<_> = (0..1000)
+        .map(|i| {
+            let engine = engine.clone();
+            tokio::spawn(async move {
+                engine
+                    .start_flow(start_request(&format!("f{i}"), &["g"], json!({"seed": i})))
+                    .await
+                    .unwrap();
+                engine
+                    .wait_for_flow(&format!("f{i}"), Duration::from_secs(30))
+                    .await
+                    .unwrap()
+                    .unwrap()
+            })
+        })
+        .collect();
+    for start in starts {
+        let flow = start.await.unwrap();
+        assert_eq!(flow.status.to_string(), "completed", "{}", flow.id);
+        assert_eq!(attr(&flow, "r"), Some(json!(2)));
+    }
+    assert_eq!(mock.calls().len(), 2000);
+    let page = engine.list_flows(&FlowQuery::default()).await.unwrap();
+    assert_eq!(page.entries.len(), 1000);
+}
+
+#[tokio::test]
+async fn async_step_survives_a_restart_and_completes_by_webhook() {
+    let store = EmbeddedStore::new();
+    let mock = MockRunner::new();
+    mock.on("a", vec![Reply::Accepted]);
+    let first = engine_with(store.clone(), &mock).await;
+    let mut a = step("a", &["x"], &["r"]);
+    a.step_type = argyll_model::StepType::Async;
+    register(&first, vec![a]).await;
+    start(&first, "f", &["a"], init(json!({"x": 1}))).await;
+    for _ in 0..200 {
+        if !mock.calls().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let token = mock.calls()[0].token.clone();
+    first.shutdown(Duration::from_secs(1)).await;
+    drop(first);
+
+    let second = engine_with(store, &mock).await;
+    second
+        .report_work("f", "a", &token, WorkReport::Succeeded(init(json!({"r": "late"}))))
+        .await
+        .unwrap();
+    let flow = wait(&second, "f").await;
+    assert_eq!(flow.status.to_string(), "completed");
+    assert_eq!(attr(&flow, "r"), Some(json!("late")));
+    let error = second
+        .report_work("f", "a", &token, WorkReport::Succeeded(init(json!({}))))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, EngineError::Work(FlowCommandError::InvalidTransition(_))),
+        "{error}"
+    );
+    assert_eq!(error.to_string(), "invalid work state transition: succeeded -> succeeded");
+}
+
+#[tokio::test]
+async fn webhook_can_request_a_retry() {
+    let mock = MockRunner::new();
+    mock.on("a", vec![Reply::Accepted]);
+    let engine = engine(&mock).await;
+    let mut a = with_work_config(
+        step("a", &[], &["r"]),
+        WorkConfig {
+            max_retries: 2,
+            backoff_ms: 10,
+            backoff_type: BackoffType::Fixed,
+            ..WorkConfig::default()
+        },
+    );
+    a.step_type = argyll_model::StepType::Async;
+    register(&engine, vec![a]).await;
+    start(&engine, "f", &["a"], init(json!({}))).await;
+    for attempt in 1..=2 {
+        for _ in 0..200 {
+            if mock.calls().len() >= attempt {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(mock.calls().len(), attempt);
+        let token = mock.calls()[0].token.clone();
+        let report = if attempt == 1 {
+            WorkReport::Retry("busy".into())
+        } else {
+            WorkReport::Succeeded(init(json!({"r": "second"})))
+        };
+        engine.report_work("f", "a", &token, report).await.unwrap();
+    }
+    let flow = wait(&engine, "f").await;
+    assert_eq!(attr(&flow, "r"), Some(json!("second")));
+}
+
+#[tokio::test]
+async fn webhook_errors_name_the_problem() {
+    let mock = MockRunner::new();
+    mock.on("a", vec![Reply::Accepted]);
+    let engine = engine(&mock).await;
+    register(&engine, vec![step("a", &[], &["r"])]).await;
+    start(&engine, "f", &["a"], init(json!({}))).await;
+    let report = || WorkReport::Succeeded(init(json!({})));
+    let error = engine.report_work("nope", "a", "t", report()).await.unwrap_err();
+    assert!(matches!(error, EngineError::FlowNotFound(_)));
+    let error = engine.report_work("f", "zz", "t", report()).await.unwrap_err();
+    assert_eq!(error.to_string(), "step not in execution plan: zz");
+    let error = engine.report_work("f", "a", "t", report()).await.unwrap_err();
+    assert_eq!(error.to_string(), "work item not found: t");
+}
+
+fn child_setup(mock: &MockRunner) -> Vec<argyll_model::Step> {
+    let _ = mock;
+    let child = ale_script("child", "{:child_out (* 2 child_in)}")
+        .with_attribute("child_in", AttributeSpec::required(AttributeType::Untyped))
+        .with_attribute("child_out", AttributeSpec::output(AttributeType::Untyped));
+    let mut parent = flow_step("parent")
+        .with_attribute("input", AttributeSpec::required(AttributeType::Untyped))
+        .with_attribute("output", AttributeSpec::output(AttributeType::Untyped));
+    parent.flow = Some(FlowConfig {
+        goals: vec!["child".into()],
+        input_map: [("input".to_owned(), "child_in".to_owned())].into(),
+        output_map: [("child_out".to_owned(), "output".to_owned())].into(),
+    });
+    vec![child, parent]
+}
+
+#[tokio::test]
+async fn child_flow_maps_inputs_and_outputs() {
+    let mock = MockRunner::new();
+    let engine = engine(&mock).await;
+    register(&engine, child_setup(&mock)).await;
+    let flow = run(&engine, "p", &["parent"], init(json!({"input": 7}))).await;
+    assert_eq!(flow.status.to_string(), "completed", "{flow:#?}");
+    assert_eq!(attr(&flow, "output"), Some(json!(14)));
+    assert!(attr(&flow, "child_out").is_none());
+    let token = flow.executions["parent"].work_items.keys().next().unwrap().clone();
+    let child = engine
+        .flow(&format!("p:parent:{token}"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(child.status.to_string(), "completed");
+    assert_eq!(child.metadata["parent_flow_id"], json!("p"));
+    assert_eq!(child.metadata["parent_step_id"], json!("parent"));
+    assert_eq!(child.metadata["parent_work_item_token"], json!(token));
+    let top = engine
+        .list_flows(&FlowQuery {
+            top_level_only: true,
+            ..FlowQuery::default()
+        })
+        .await
+        .unwrap();
+    let ids: Vec<_> = top.entries.iter().map(|e| e.flow_id.as_str()).collect();
+    assert_eq!(ids, ["p"]);
+}
+
+#[tokio::test]
+async fn failing_or_missing_children_fail_the_parent() {
+    let mock = MockRunner::new();
+    let engine = engine(&mock).await;
+    let failing = lua_script("boom", "error('boom')")
+        .with_attribute("o", AttributeSpec::output(AttributeType::Untyped));
+    let mut parent = flow_step("parent1")
+        .with_attribute("o", AttributeSpec::output(AttributeType::Untyped));
+    parent.flow = Some(FlowConfig {
+        goals: vec!["boom".into()],
+        ..FlowConfig::default()
+    });
+    let mut missing_goal = flow_step("parent2");
+    missing_goal.flow = Some(FlowConfig {
+        goals: vec!["never-registered".into()],
+        ..FlowConfig::default()
+    });
+    let empty = ale_script("empty", "{}")
+        .with_attribute("child_out", AttributeSpec::output(AttributeType::Untyped));
+    let mut missing_output = flow_step("parent3")
+        .with_attribute("output", AttributeSpec::output(AttributeType::Untyped));
+    missing_output.flow = Some(FlowConfig {
+        goals: vec!["empty".into()],
+        output_map: [("child_out".to_owned(), "output".to_owned())].into(),
+        ..FlowConfig::default()
+    });
+    register(&engine, vec![failing, parent, missing_goal, empty, missing_output]).await;
+    let flow = run(&engine, "f1", &["parent1"], init(json!({}))).await;
+    assert_eq!(flow.status.to_string(), "failed");
+    assert!(flow.executions["parent1"].error.contains("boom"), "{}", flow.error);
+    let flow = run(&engine, "f2", &["parent2"], init(json!({}))).await;
+    assert_eq!(flow.status.to_string(), "failed");
+    assert!(flow.executions["parent2"].error.contains("step not found"));
+    let flow = run(&engine, "f3", &["parent3"], init(json!({}))).await;
+    assert_eq!(flow.status.to_string(), "failed");
+    assert_eq!(flow.executions["parent3"].error, "flow output missing: child_out");
+}
+
+#[tokio::test]
+async fn init_values_are_type_checked() {
+    let mock = MockRunner::new();
+    let engine = engine(&mock).await;
+    let g = step("g", &[], &["r"])
+        .with_attribute("amt", AttributeSpec::required(AttributeType::Number))
+        .with_attribute("who", AttributeSpec::required(AttributeType::String));
+    register(&engine, vec![g]).await;
+    let error = engine
+        .start_flow(start_request("f", &["g"], json!({"amt": "12", "who": 3})))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, EngineError::Init(InitError::TypeMismatch { .. })));
+    let text = error.to_string();
+    assert!(text.contains("amt") && text.contains("who"), "{text}");
+    assert!(engine.flow("f").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn registration_checks() {
+    let mock = MockRunner::new();
+    let engine = engine(&mock).await;
+    let a = step("a", &[], &["x"]);
+    assert_eq!(engine.register_step(a.clone()).await.unwrap(), Registration::Created);
+    assert_eq!(engine.register_step(a.clone()).await.unwrap(), Registration::Unchanged);
+    let mut renamed = a.clone();
+    renamed.name = "other".into();
+    let error = engine.register_step(renamed).await.unwrap_err();
+    assert!(matches!(error, EngineError::Catalog(CatalogError::StepExists(_))));
+
+    let conflicting = step("b", &[], &[]).with_attribute("x", AttributeSpec::required(AttributeType::Number));
+    let error = engine.register_step(conflicting).await.unwrap_err();
+    assert_eq!(error.to_string(), "attribute type conflict: x");
+
+    register(&engine, vec![step("c", &["y"], &["z"])]).await;
+    let error = engine.register_step(step("d", &["z"], &["y"])).await.unwrap_err();
+    assert_eq!(error.to_string(), "circular dependency detected: step d");
+
+    let error = engine.register_step(ale_script("e", "(+ 1")).await.unwrap_err();
+    assert!(matches!(error, EngineError::Script(_)), "{error}");
+    let mut predicate = step("p", &[], &[]);
+    predicate.predicate = Some(ScriptConfig::new(ScriptLanguage::Lua, "return ("));
+    assert!(matches!(
+        engine.register_step(predicate).await.unwrap_err(),
+        EngineError::Script(_)
+    ));
+    let invalid = step("", &[], &[]);
+    assert_eq!(engine.register_step(invalid).await.unwrap_err().to_string(), "step ID empty");
+
+    let catalog = engine.catalog().await.unwrap();
+    assert_eq!(
+        catalog.state.steps.keys().collect::<Vec<_>>(),
+        ["a", "c"],
+        "refused registrations left nothing behind"
+    );
+    engine.unregister_step("a").await.unwrap();
+    assert!(matches!(
+        engine.unregister_step("a").await.unwrap_err(),
+        EngineError::Catalog(CatalogError::StepNotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn parallelism_limits_active_items_and_terminal_flows_cancel_queued_work() {
+    let mock = MockRunner::new();
+    mock.on("g", vec![Reply::Failed("first fails".into()), Reply::Outputs(json!({"r": 1}))])
+        .delay("g", Duration::from_millis(20));
+    let engine = engine(&mock).await;
+    let mut g = step("g", &[], &["r"])
+        .with_attribute("xs", AttributeSpec::required(AttributeType::Array).for_each());
+    g.work_config = Some(WorkConfig {
+        parallelism: 1,
+        ..WorkConfig::default()
+    });
+    register(&engine, vec![g]).await;
+    let flow = run(&engine, "f", &["g"], init(json!({"xs": [1, 2, 3]}))).await;
+    // Every item runs (a step fails only when all its items are done), one at a time.
+    assert_eq!(flow.status.to_string(), "failed");
+    assert_eq!(mock.calls().len(), 3);
+    let flow = wait_settled(&engine, "f").await;
+    assert!(!flow.has_unfinished_work());
+}
