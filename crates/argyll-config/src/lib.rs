@@ -71,6 +71,10 @@ settings_table! {
     "FLOW_REDIS_PASSWORD" = "" : "Password of the flow store.";
     "FLOW_REDIS_DB" = "0" : "Database number of the flow store.";
     "FLOW_REDIS_PREFIX" = "argyll:flow" : "Key prefix of the flow store.";
+    "STEP_TIMEOUT" = "30s" : "HTTP step timeout when a step's `http.timeout` is 0 or absent (milliseconds or a duration such as `30s`).";
+    "ENGINE_MAX_REQUEST_BYTES" = "10485760" : "Largest accepted HTTP request body in bytes (> 0); larger requests get 413.";
+    "ENGINE_SHUTDOWN_TIMEOUT" = "10s" : "How long a graceful shutdown waits for in-flight requests and work.";
+    "ENGINE_INSTANCE_ID" = "(random)" : "This instance's name in work leases; unique per running instance.";
     "MEMO_CACHE_SIZE" = "4096" : "Entries of the memoization cache (> 0).";
     "FLOW_CACHE_SIZE" = "4096" : "Flow states kept in memory (> 0).";
     "RETRY_MAX_RETRIES" = "10" : "Retries for steps without a `work_config` (negative: unlimited).";
@@ -229,6 +233,14 @@ pub struct Settings {
     pub engine_redis: Option<RedisSettings>,
     /// Flow store (`None`: embedded).
     pub flow_redis: Option<RedisSettings>,
+    /// Default HTTP step timeout.
+    pub step_timeout: Duration,
+    /// Largest request body.
+    pub max_request_bytes: usize,
+    /// Graceful shutdown limit.
+    pub shutdown_timeout: Duration,
+    /// Name in work leases (`None`: random).
+    pub instance_id: Option<String>,
     /// Memoization cache entries.
     pub memo_cache_size: usize,
     /// Cached flow states.
@@ -481,6 +493,20 @@ impl Reader {
             })?,
             engine_redis,
             flow_redis,
+            step_timeout: self.parse("STEP_TIMEOUT", Duration::from_secs(30), |t| {
+                match t.parse::<u64>() {
+                    Ok(ms) if ms > 0 => Ok(Duration::from_millis(ms)),
+                    Ok(_) => Err("expected a duration greater than zero".into()),
+                    Err(_) => positive_duration(t),
+                }
+            })?,
+            max_request_bytes: self.parse("ENGINE_MAX_REQUEST_BYTES", 10 << 20, positive_count)?,
+            shutdown_timeout: self.parse(
+                "ENGINE_SHUTDOWN_TIMEOUT",
+                Duration::from_secs(10),
+                parse_duration,
+            )?,
+            instance_id: self.text("ENGINE_INSTANCE_ID")?,
             memo_cache_size: self.parse("MEMO_CACHE_SIZE", 4096, positive_count)?,
             flow_cache_size: self.parse("FLOW_CACHE_SIZE", 4096, positive_count)?,
             retry_max_retries: self.parse("RETRY_MAX_RETRIES", 10, |t| {
