@@ -439,7 +439,9 @@ impl<S: Store> Engine<S> {
                 self.inner
                     .scripts
                     .validate(config.language.as_str(), &config.script, &names)
-                    .map_err(|e| EngineError::Script(format!("{what} does not compile: {}", e.message)))?;
+                    .map_err(|e| {
+                        EngineError::Script(format!("{what} does not compile: {}", e.message))
+                    })?;
             }
         }
         Ok(())
@@ -523,13 +525,16 @@ impl<S: Store> Engine<S> {
                     deactivated_at: entry.completed_at.unwrap_or_default(),
                 }),
                 FlowPhase::Archiving => {
-                    state
-                        .archiving
-                        .insert(entry.flow_id.clone(), entry.completed_at.unwrap_or_default());
+                    state.archiving.insert(
+                        entry.flow_id.clone(),
+                        entry.completed_at.unwrap_or_default(),
+                    );
                 }
                 FlowPhase::Archived => continue,
             }
-            state.flow_digests.insert(entry.flow_id.clone(), digest_of(&entry));
+            state
+                .flow_digests
+                .insert(entry.flow_id.clone(), digest_of(&entry));
         }
         Ok(state)
     }
@@ -643,8 +648,7 @@ impl<S: Store> Engine<S> {
                             &envelope.event,
                             Event::Flow(FlowEvent::FlowCompleted(_) | FlowEvent::FlowFailed(_))
                         );
-                        if terminal && envelope.aggregate_id == AggregateId::Flow(flow_id.into())
-                        {
+                        if terminal && envelope.aggregate_id == AggregateId::Flow(flow_id.into()) {
                             return self.flow(flow_id).await;
                         }
                     }
@@ -920,7 +924,11 @@ impl<S: Store> Engine<S> {
             .plan(&request.goals, &request.init)
             .await
             .map_err(|e| e.to_string())?;
-        if let Some(existing) = self.flow(&request.flow_id).await.map_err(|e| e.to_string())? {
+        if let Some(existing) = self
+            .flow(&request.flow_id)
+            .await
+            .map_err(|e| e.to_string())?
+        {
             if is_settled(&existing) {
                 self.notify_parent(&existing).await;
             }
@@ -941,41 +949,46 @@ impl<S: Store> Engine<S> {
         child: &'a FlowState,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
         Box::pin(async move {
-        let parent_key = |key: &str| {
-            child
-                .metadata
-                .get(key)
-                .and_then(Value::as_str)
-                .filter(|v| !v.is_empty())
-                .map(str::to_owned)
-        };
-        let (Some(parent_id), Some(step_id), Some(token)) = (
-            parent_key("parent_flow_id"),
-            parent_key("parent_step_id"),
-            parent_key("parent_work_item_token"),
-        ) else {
-            return;
-        };
-        let report = match self.flow(&parent_id).await {
-            Ok(Some(parent)) => match parent.plan.steps.get(&step_id) {
-                Some(step) => child_report(child, step),
-                None => return,
-            },
-            _ => return,
-        };
-        let result = self
-            .flow_command(&parent_id, |tx| match &report {
-                WorkReport::Succeeded(outputs) => tx.complete_work(&step_id, &token, outputs.clone()),
-                WorkReport::Failed(error) | WorkReport::Retry(error) => {
-                    tx.fail_work(&step_id, &token, error)
-                }
-            })
-            .await;
-        if let Err(error) = result
-            && !matches!(error, EngineError::Work(FlowCommandError::InvalidTransition(_)))
-        {
-            tracing::error!(flow_id = %parent_id, %step_id, %error, "child flow result not recorded");
-        }
+            let parent_key = |key: &str| {
+                child
+                    .metadata
+                    .get(key)
+                    .and_then(Value::as_str)
+                    .filter(|v| !v.is_empty())
+                    .map(str::to_owned)
+            };
+            let (Some(parent_id), Some(step_id), Some(token)) = (
+                parent_key("parent_flow_id"),
+                parent_key("parent_step_id"),
+                parent_key("parent_work_item_token"),
+            ) else {
+                return;
+            };
+            let report = match self.flow(&parent_id).await {
+                Ok(Some(parent)) => match parent.plan.steps.get(&step_id) {
+                    Some(step) => child_report(child, step),
+                    None => return,
+                },
+                _ => return,
+            };
+            let result = self
+                .flow_command(&parent_id, |tx| match &report {
+                    WorkReport::Succeeded(outputs) => {
+                        tx.complete_work(&step_id, &token, outputs.clone())
+                    }
+                    WorkReport::Failed(error) | WorkReport::Retry(error) => {
+                        tx.fail_work(&step_id, &token, error)
+                    }
+                })
+                .await;
+            if let Err(error) = result
+                && !matches!(
+                    error,
+                    EngineError::Work(FlowCommandError::InvalidTransition(_))
+                )
+            {
+                tracing::error!(flow_id = %parent_id, %step_id, %error, "child flow result not recorded");
+            }
         })
     }
 
@@ -1030,7 +1043,12 @@ impl<S: Store> Engine<S> {
                     let free = self
                         .inner
                         .store
-                        .acquire(&lease, &self.inner.config.instance_id, self.inner.config.lease_ttl, now())
+                        .acquire(
+                            &lease,
+                            &self.inner.config.instance_id,
+                            self.inner.config.lease_ttl,
+                            now(),
+                        )
                         .await?;
                     if free {
                         orphaned.push((step_id.clone(), token.clone()));
@@ -1124,7 +1142,10 @@ impl<S: Store> Engine<S> {
                 };
                 let config = &self.inner.config;
                 if !matches!(
-                    self.inner.store.acquire(&lease.key, &config.instance_id, config.lease_ttl, now()).await,
+                    self.inner
+                        .store
+                        .acquire(&lease.key, &config.instance_id, config.lease_ttl, now())
+                        .await,
                     Ok(true)
                 ) {
                     continue;
@@ -1157,7 +1178,11 @@ impl<S: Store> Engine<S> {
     }
 
     fn check_health_soon(&self, step: &Step) {
-        if step.http.as_ref().is_some_and(|h| !h.health_check.is_empty()) {
+        if step
+            .http
+            .as_ref()
+            .is_some_and(|h| !h.health_check.is_empty())
+        {
             let engine = self.clone();
             let step = step.clone();
             tokio::spawn(async move { engine.check_health(&step).await });
@@ -1290,4 +1315,3 @@ fn child_report(child: &FlowState, parent_step: &Step) -> WorkReport {
 pub fn flow_digest(entry: &FlowIndexEntry) -> FlowDigest {
     digest_of(entry)
 }
-

@@ -15,9 +15,7 @@ use argyll_events::{
     RetryScheduled, StepCompleted, StepFailed, StepSkipped, StepStarted, WorkFailed,
     WorkNotCompleted, WorkStarted, WorkSucceeded,
 };
-use argyll_model::{
-    Args, ExecutionPlan, FlowState, Step, StepStatus, Timestamp, WorkStatus,
-};
+use argyll_model::{Args, ExecutionPlan, FlowState, Step, StepStatus, Timestamp, WorkStatus};
 use argyll_retry::{RetryDecision, RetryPolicy};
 use serde_json::{Map, Value};
 
@@ -202,7 +200,12 @@ impl<'s> FlowTx<'s> {
     }
 
     /// A work item failed for good.
-    pub(crate) fn fail_work(&mut self, step_id: &str, token: &str, error: &str) -> Result<(), TxError> {
+    pub(crate) fn fail_work(
+        &mut self,
+        step_id: &str,
+        token: &str,
+        error: &str,
+    ) -> Result<(), TxError> {
         self.check_item(step_id, token, WorkStatus::Failed)?;
         self.raise(WorkFailed {
             flow_id: self.flow_id(),
@@ -419,11 +422,13 @@ impl<'s> FlowTx<'s> {
     /// Some planned provider of `name` may still produce it.
     fn has_live_provider(&self, name: &str, visiting: &mut BTreeSet<String>) -> bool {
         let providers: Vec<String> = self.state.plan.attributes.providers(name).to_vec();
-        providers.iter().any(|provider| match self.status_of(provider) {
-            Some(StepStatus::Active) => true,
-            Some(StepStatus::Pending) => self.can_complete(provider, visiting),
-            _ => false,
-        })
+        providers
+            .iter()
+            .any(|provider| match self.status_of(provider) {
+                Some(StepStatus::Active) => true,
+                Some(StepStatus::Pending) => self.can_complete(provider, visiting),
+                _ => false,
+            })
     }
 
     /// Required inputs present; optional inputs present or beyond every planned provider
@@ -721,7 +726,11 @@ impl<'s> FlowTx<'s> {
                     .iter()
                     .filter(|(_, item)| item.status == WorkStatus::Pending)
                     .map(|(token, item)| {
-                        (step_id.clone(), token.clone(), !item.next_retry_at.is_zero())
+                        (
+                            step_id.clone(),
+                            token.clone(),
+                            !item.next_retry_at.is_zero(),
+                        )
                     })
             })
             .collect();

@@ -36,8 +36,7 @@ pub use aggregate::{
 };
 pub use catalog::{CatalogError, Registration};
 pub use engine::{
-    Engine, EngineBuilder, EngineConfig, EngineError, FlowStart, StartFlow, WorkReport,
-    flow_digest,
+    Engine, EngineBuilder, EngineConfig, EngineError, FlowStart, StartFlow, WorkReport, flow_digest,
 };
 pub use flow::FlowCommandError;
 pub use runner::{

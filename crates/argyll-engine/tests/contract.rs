@@ -18,8 +18,7 @@ use argyll_engine::{
 };
 use argyll_events::{AggregateId, Event, FlowEvent};
 use argyll_model::{
-    AttributeSpec, AttributeType, BackoffType, FlowConfig, ScriptConfig, ScriptLanguage,
-    WorkConfig,
+    AttributeSpec, AttributeType, BackoffType, FlowConfig, ScriptConfig, ScriptLanguage, WorkConfig,
 };
 use argyll_plan::InitError;
 use argyll_store::{EmbeddedStore, EventLog, FlowQuery};
@@ -38,9 +37,14 @@ fn start_request(flow_id: &str, goals: &[&str], init: serde_json::Value) -> Star
 #[tokio::test]
 async fn goal_feeds_goal() {
     let mock = MockRunner::new();
-    mock.outputs("g1", json!({"x": 1})).outputs("g2", json!({"y": 2}));
+    mock.outputs("g1", json!({"x": 1}))
+        .outputs("g2", json!({"y": 2}));
     let engine = engine(&mock).await;
-    register(&engine, vec![step("g1", &[], &["x"]), step("g2", &["x"], &["y"])]).await;
+    register(
+        &engine,
+        vec![step("g1", &[], &["x"]), step("g2", &["x"], &["y"])],
+    )
+    .await;
     let flow = run(&engine, "f", &["g1", "g2"], init(json!({}))).await;
     assert_eq!(flow.status.to_string(), "completed");
     assert_eq!(attr(&flow, "y"), Some(json!(2)));
@@ -50,8 +54,10 @@ async fn goal_feeds_goal() {
 async fn empty_for_each_completes_with_empty_lists() {
     let mock = MockRunner::new();
     let engine = engine(&mock).await;
-    let g = step("g", &[], &["out"])
-        .with_attribute("xs", AttributeSpec::required(AttributeType::Array).for_each());
+    let g = step("g", &[], &["out"]).with_attribute(
+        "xs",
+        AttributeSpec::required(AttributeType::Array).for_each(),
+    );
     register(&engine, vec![g]).await;
     let flow = run(&engine, "f", &["g"], init(json!({"xs": []}))).await;
     assert_eq!(flow.status.to_string(), "completed");
@@ -65,16 +71,37 @@ async fn for_each_single_element_is_a_list_and_cartesian_order_is_fixed() {
     mock.outputs("g", json!({"r": 1}));
     let engine = engine(&mock).await;
     let mut g = step("g", &[], &["r"])
-        .with_attribute("a", AttributeSpec::required(AttributeType::Array).for_each())
-        .with_attribute("b", AttributeSpec::required(AttributeType::Array).for_each());
+        .with_attribute(
+            "a",
+            AttributeSpec::required(AttributeType::Array).for_each(),
+        )
+        .with_attribute(
+            "b",
+            AttributeSpec::required(AttributeType::Array).for_each(),
+        );
     g.work_config = Some(WorkConfig {
         parallelism: 4,
         ..WorkConfig::default()
     });
     register(&engine, vec![g]).await;
-    let flow = run(&engine, "one", &["g"], init(json!({"a": ["x"], "b": ["y"]}))).await;
-    assert_eq!(attr(&flow, "r"), Some(json!([{"a": "x", "b": "y", "r": 1}])));
-    let flow = run(&engine, "two", &["g"], init(json!({"a": [1, 2], "b": ["p", "q"]}))).await;
+    let flow = run(
+        &engine,
+        "one",
+        &["g"],
+        init(json!({"a": ["x"], "b": ["y"]})),
+    )
+    .await;
+    assert_eq!(
+        attr(&flow, "r"),
+        Some(json!([{"a": "x", "b": "y", "r": 1}]))
+    );
+    let flow = run(
+        &engine,
+        "two",
+        &["g"],
+        init(json!({"a": [1, 2], "b": ["p", "q"]})),
+    )
+    .await;
     assert_eq!(
         attr(&flow, "r"),
         Some(json!([
@@ -90,8 +117,10 @@ async fn for_each_single_element_is_a_list_and_cartesian_order_is_fixed() {
 async fn predicate_is_evaluated_once_with_the_whole_array() {
     let mock = MockRunner::new();
     let engine = engine(&mock).await;
-    let mut g = step("g", &[], &["r"])
-        .with_attribute("xs", AttributeSpec::required(AttributeType::Array).for_each());
+    let mut g = step("g", &[], &["r"]).with_attribute(
+        "xs",
+        AttributeSpec::required(AttributeType::Array).for_each(),
+    );
     g.predicate = Some(ScriptConfig::new(
         ScriptLanguage::Lua,
         "return type(xs) == 'table'",
@@ -140,10 +169,17 @@ async fn provider_without_its_output_fails_the_consumer() {
     let mock = MockRunner::new();
     mock.outputs("p", json!({"other": 1}));
     let engine = engine(&mock).await;
-    register(&engine, vec![step("p", &[], &["v"]), step("g", &["v"], &["r"])]).await;
+    register(
+        &engine,
+        vec![step("p", &[], &["v"]), step("g", &["v"], &["r"])],
+    )
+    .await;
     let flow = run(&engine, "f", &["g"], init(json!({}))).await;
     assert_eq!(flow.status.to_string(), "failed");
-    assert_eq!(flow.executions["g"].error, "required input no longer available");
+    assert_eq!(
+        flow.executions["g"].error,
+        "required input no longer available"
+    );
 }
 
 #[tokio::test]
@@ -206,7 +242,11 @@ async fn goals_done_while_another_provider_still_runs() {
     .await;
     let flow = run(&engine, "f", &["g"], init(json!({}))).await;
     assert_eq!(flow.status.to_string(), "completed");
-    assert_eq!(status(&flow, "slow"), "active", "still running when the flow completed");
+    assert_eq!(
+        status(&flow, "slow"),
+        "active",
+        "still running when the flow completed"
+    );
     let flow = wait_settled(&engine, "f").await;
     assert_eq!(status(&flow, "slow"), "completed");
     assert_eq!(attr(&flow, "v"), Some(json!(1)), "first writer wins");
@@ -227,14 +267,26 @@ async fn zero_step_plan_completes_at_once() {
 async fn flow_start_is_idempotent_and_conflicts_are_refused() {
     let mock = MockRunner::new();
     let engine = engine(&mock).await;
-    register(&engine, vec![step("g", &["x"], &["r"]), step("h", &[], &["s"])]).await;
+    register(
+        &engine,
+        vec![step("g", &["x"], &["r"]), step("h", &[], &["s"])],
+    )
+    .await;
     let first = engine
-        .start_flow(start_request("f", &["g"], json!({"x": 1, "y": {"a": 1, "b": 2}})))
+        .start_flow(start_request(
+            "f",
+            &["g"],
+            json!({"x": 1, "y": {"a": 1, "b": 2}}),
+        ))
         .await
         .unwrap();
     assert!(first.created);
     let again = engine
-        .start_flow(start_request("f", &["g"], json!({"y": {"b": 2, "a": 1}, "x": 1})))
+        .start_flow(start_request(
+            "f",
+            &["g"],
+            json!({"y": {"b": 2, "a": 1}, "x": 1}),
+        ))
         .await
         .unwrap();
     assert!(!again.created);
@@ -255,7 +307,11 @@ async fn a_hundred_concurrent_starts_record_one_flow_started() {
     let starts: Vec<_> = (0..100)
         .map(|_| {
             let engine = engine.clone();
-            tokio::spawn(async move { engine.start_flow(start_request("race", &["g"], json!({}))).await })
+            tokio::spawn(async move {
+                engine
+                    .start_flow(start_request("race", &["g"], json!({})))
+                    .await
+            })
         })
         .collect();
     let mut created = 0;
@@ -282,9 +338,14 @@ async fn a_hundred_concurrent_starts_record_one_flow_started() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_concurrent_flows_all_complete() {
     let mock = MockRunner::new();
-    mock.outputs("a", json!({"v": 1})).outputs("g", json!({"r": 2}));
+    mock.outputs("a", json!({"v": 1}))
+        .outputs("g", json!({"r": 2}));
     let engine = engine(&mock).await;
-    register(&engine, vec![step("a", &["seed"], &["v"]), step("g", &["v"], &["r"])]).await;
+    register(
+        &engine,
+        vec![step("a", &["seed"], &["v"]), step("g", &["v"], &["r"])],
+    )
+    .await;
     let starts: Vec<_> = (0..1000)
         .map(|i| {
             let engine = engine.clone();
@@ -333,7 +394,12 @@ async fn async_step_survives_a_restart_and_completes_by_webhook() {
 
     let second = engine_with(store, &mock).await;
     second
-        .report_work("f", "a", &token, WorkReport::Succeeded(init(json!({"r": "late"}))))
+        .report_work(
+            "f",
+            "a",
+            &token,
+            WorkReport::Succeeded(init(json!({"r": "late"}))),
+        )
         .await
         .unwrap();
     let flow = wait(&second, "f").await;
@@ -344,10 +410,16 @@ async fn async_step_survives_a_restart_and_completes_by_webhook() {
         .await
         .unwrap_err();
     assert!(
-        matches!(error, EngineError::Work(FlowCommandError::InvalidTransition(_))),
+        matches!(
+            error,
+            EngineError::Work(FlowCommandError::InvalidTransition(_))
+        ),
         "{error}"
     );
-    assert_eq!(error.to_string(), "invalid work state transition: succeeded -> succeeded");
+    assert_eq!(
+        error.to_string(),
+        "invalid work state transition: succeeded -> succeeded"
+    );
 }
 
 #[tokio::test]
@@ -395,11 +467,20 @@ async fn webhook_errors_name_the_problem() {
     register(&engine, vec![step("a", &[], &["r"])]).await;
     start(&engine, "f", &["a"], init(json!({}))).await;
     let report = || WorkReport::Succeeded(init(json!({})));
-    let error = engine.report_work("nope", "a", "t", report()).await.unwrap_err();
+    let error = engine
+        .report_work("nope", "a", "t", report())
+        .await
+        .unwrap_err();
     assert!(matches!(error, EngineError::FlowNotFound(_)));
-    let error = engine.report_work("f", "zz", "t", report()).await.unwrap_err();
+    let error = engine
+        .report_work("f", "zz", "t", report())
+        .await
+        .unwrap_err();
     assert_eq!(error.to_string(), "step not in execution plan: zz");
-    let error = engine.report_work("f", "a", "t", report()).await.unwrap_err();
+    let error = engine
+        .report_work("f", "a", "t", report())
+        .await
+        .unwrap_err();
     assert_eq!(error.to_string(), "work item not found: t");
 }
 
@@ -428,7 +509,12 @@ async fn child_flow_maps_inputs_and_outputs() {
     assert_eq!(flow.status.to_string(), "completed", "{flow:#?}");
     assert_eq!(attr(&flow, "output"), Some(json!(14)));
     assert!(attr(&flow, "child_out").is_none());
-    let token = flow.executions["parent"].work_items.keys().next().unwrap().clone();
+    let token = flow.executions["parent"]
+        .work_items
+        .keys()
+        .next()
+        .unwrap()
+        .clone();
     let child = engine
         .flow(&format!("p:parent:{token}"))
         .await
@@ -455,8 +541,8 @@ async fn failing_or_missing_children_fail_the_parent() {
     let engine = engine(&mock).await;
     let failing = lua_script("boom", "error('boom')")
         .with_attribute("o", AttributeSpec::output(AttributeType::Untyped));
-    let mut parent = flow_step("parent1")
-        .with_attribute("o", AttributeSpec::output(AttributeType::Untyped));
+    let mut parent =
+        flow_step("parent1").with_attribute("o", AttributeSpec::output(AttributeType::Untyped));
     parent.flow = Some(FlowConfig {
         goals: vec!["boom".into()],
         ..FlowConfig::default()
@@ -475,16 +561,27 @@ async fn failing_or_missing_children_fail_the_parent() {
         output_map: [("child_out".to_owned(), "output".to_owned())].into(),
         ..FlowConfig::default()
     });
-    register(&engine, vec![failing, parent, missing_goal, empty, missing_output]).await;
+    register(
+        &engine,
+        vec![failing, parent, missing_goal, empty, missing_output],
+    )
+    .await;
     let flow = run(&engine, "f1", &["parent1"], init(json!({}))).await;
     assert_eq!(flow.status.to_string(), "failed");
-    assert!(flow.executions["parent1"].error.contains("boom"), "{}", flow.error);
+    assert!(
+        flow.executions["parent1"].error.contains("boom"),
+        "{}",
+        flow.error
+    );
     let flow = run(&engine, "f2", &["parent2"], init(json!({}))).await;
     assert_eq!(flow.status.to_string(), "failed");
     assert!(flow.executions["parent2"].error.contains("step not found"));
     let flow = run(&engine, "f3", &["parent3"], init(json!({}))).await;
     assert_eq!(flow.status.to_string(), "failed");
-    assert_eq!(flow.executions["parent3"].error, "flow output missing: child_out");
+    assert_eq!(
+        flow.executions["parent3"].error,
+        "flow output missing: child_out"
+    );
 }
 
 #[tokio::test]
@@ -499,7 +596,10 @@ async fn init_values_are_type_checked() {
         .start_flow(start_request("f", &["g"], json!({"amt": "12", "who": 3})))
         .await
         .unwrap_err();
-    assert!(matches!(error, EngineError::Init(InitError::TypeMismatch { .. })));
+    assert!(matches!(
+        error,
+        EngineError::Init(InitError::TypeMismatch { .. })
+    ));
     let text = error.to_string();
     assert!(text.contains("amt") && text.contains("who"), "{text}");
     assert!(engine.flow("f").await.unwrap().is_none());
@@ -510,22 +610,38 @@ async fn registration_checks() {
     let mock = MockRunner::new();
     let engine = engine(&mock).await;
     let a = step("a", &[], &["x"]);
-    assert_eq!(engine.register_step(a.clone()).await.unwrap(), Registration::Created);
-    assert_eq!(engine.register_step(a.clone()).await.unwrap(), Registration::Unchanged);
+    assert_eq!(
+        engine.register_step(a.clone()).await.unwrap(),
+        Registration::Created
+    );
+    assert_eq!(
+        engine.register_step(a.clone()).await.unwrap(),
+        Registration::Unchanged
+    );
     let mut renamed = a.clone();
     renamed.name = "other".into();
     let error = engine.register_step(renamed).await.unwrap_err();
-    assert!(matches!(error, EngineError::Catalog(CatalogError::StepExists(_))));
+    assert!(matches!(
+        error,
+        EngineError::Catalog(CatalogError::StepExists(_))
+    ));
 
-    let conflicting = step("b", &[], &[]).with_attribute("x", AttributeSpec::required(AttributeType::Number));
+    let conflicting =
+        step("b", &[], &[]).with_attribute("x", AttributeSpec::required(AttributeType::Number));
     let error = engine.register_step(conflicting).await.unwrap_err();
     assert_eq!(error.to_string(), "attribute type conflict: x");
 
     register(&engine, vec![step("c", &["y"], &["z"])]).await;
-    let error = engine.register_step(step("d", &["z"], &["y"])).await.unwrap_err();
+    let error = engine
+        .register_step(step("d", &["z"], &["y"]))
+        .await
+        .unwrap_err();
     assert_eq!(error.to_string(), "circular dependency detected: step d");
 
-    let error = engine.register_step(ale_script("e", "(+ 1")).await.unwrap_err();
+    let error = engine
+        .register_step(ale_script("e", "(+ 1"))
+        .await
+        .unwrap_err();
     assert!(matches!(error, EngineError::Script(_)), "{error}");
     let mut predicate = step("p", &[], &[]);
     predicate.predicate = Some(ScriptConfig::new(ScriptLanguage::Lua, "return ("));
@@ -534,7 +650,10 @@ async fn registration_checks() {
         EngineError::Script(_)
     ));
     let invalid = step("", &[], &[]);
-    assert_eq!(engine.register_step(invalid).await.unwrap_err().to_string(), "step ID empty");
+    assert_eq!(
+        engine.register_step(invalid).await.unwrap_err().to_string(),
+        "step ID empty"
+    );
 
     let catalog = engine.catalog().await.unwrap();
     assert_eq!(
@@ -552,11 +671,19 @@ async fn registration_checks() {
 #[tokio::test]
 async fn parallelism_limits_active_items_and_terminal_flows_cancel_queued_work() {
     let mock = MockRunner::new();
-    mock.on("g", vec![Reply::Failed("first fails".into()), Reply::Outputs(json!({"r": 1}))])
-        .delay("g", Duration::from_millis(20));
+    mock.on(
+        "g",
+        vec![
+            Reply::Failed("first fails".into()),
+            Reply::Outputs(json!({"r": 1})),
+        ],
+    )
+    .delay("g", Duration::from_millis(20));
     let engine = engine(&mock).await;
-    let mut g = step("g", &[], &["r"])
-        .with_attribute("xs", AttributeSpec::required(AttributeType::Array).for_each());
+    let mut g = step("g", &[], &["r"]).with_attribute(
+        "xs",
+        AttributeSpec::required(AttributeType::Array).for_each(),
+    );
     g.work_config = Some(WorkConfig {
         parallelism: 1,
         ..WorkConfig::default()

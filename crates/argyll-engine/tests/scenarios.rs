@@ -14,7 +14,9 @@ mod support;
 use std::time::Duration;
 
 use argyll_engine::{EngineError, StartFlow};
-use argyll_model::{AttributeSpec, AttributeType, BackoffType, ScriptConfig, ScriptLanguage, WorkConfig};
+use argyll_model::{
+    AttributeSpec, AttributeType, BackoffType, ScriptConfig, ScriptLanguage, WorkConfig,
+};
 use argyll_plan::InitError;
 use serde_json::json;
 use support::*;
@@ -30,7 +32,13 @@ async fn const_attribute_ignores_the_flow_value() {
         )
         .with_attribute("result", AttributeSpec::output(AttributeType::String));
     register(&engine, vec![script]).await;
-    let flow = run(&engine, "f", &["s"], init(json!({"const_value": "override"}))).await;
+    let flow = run(
+        &engine,
+        "f",
+        &["s"],
+        init(json!({"const_value": "override"})),
+    )
+    .await;
     assert_eq!(flow.status.to_string(), "completed");
     assert_eq!(attr(&flow, "result"), Some(json!("fixed")));
 }
@@ -150,7 +158,8 @@ async fn for_each_work_items_aggregate_in_order() {
         "items",
         AttributeSpec::required(AttributeType::Array).for_each(),
     );
-    let a = step("a", &[], &[]).with_attribute("items", AttributeSpec::output(AttributeType::Array));
+    let a =
+        step("a", &[], &[]).with_attribute("items", AttributeSpec::output(AttributeType::Array));
     register(&engine, vec![a, b]).await;
     let flow = run(&engine, "f", &["b"], init(json!({}))).await;
     assert_eq!(flow.status.to_string(), "completed");
@@ -172,7 +181,11 @@ async fn initial_flow_inputs_have_no_provenance() {
     let engine = engine(&mock).await;
     register(
         &engine,
-        vec![step("step-a", &["initialValue", "configValue"], &["result"])],
+        vec![step(
+            "step-a",
+            &["initialValue", "configValue"],
+            &["result"],
+        )],
     )
     .await;
     let flow = run(
@@ -184,7 +197,10 @@ async fn initial_flow_inputs_have_no_provenance() {
     .await;
     assert_eq!(flow.status.to_string(), "completed");
     assert_eq!(mock.calls().len(), 1);
-    assert_eq!(flow.attributes["initialValue"].value, json!("user-provided"));
+    assert_eq!(
+        flow.attributes["initialValue"].value,
+        json!("user-provided")
+    );
     assert_eq!(flow.attributes["configValue"].value, json!(42));
     assert_eq!(flow.attributes["configValue"].step, None);
     assert_eq!(flow.attributes["result"].step.as_deref(), Some("step-a"));
@@ -207,7 +223,10 @@ async fn required_inputs_missing_is_an_error_and_creates_nothing() {
         matches!(error, EngineError::Init(InitError::MissingRequired { .. })),
         "{error}"
     );
-    assert_eq!(error.to_string(), "required inputs not provided: [customer_id]");
+    assert_eq!(
+        error.to_string(),
+        "required inputs not provided: [customer_id]"
+    );
     assert!(engine.flow("f").await.unwrap().is_none());
 }
 
@@ -269,13 +288,25 @@ async fn memoization_between_work_items_of_one_step() {
     let mock = MockRunner::new();
     mock.outputs("m", json!({"out": 1}));
     let engine = engine(&mock).await;
-    let mut memo = step("m", &[], &["out"])
-        .with_attribute("xs", AttributeSpec::required(AttributeType::Array).for_each());
+    let mut memo = step("m", &[], &["out"]).with_attribute(
+        "xs",
+        AttributeSpec::required(AttributeType::Array).for_each(),
+    );
     memo.memoizable = true;
     register(&engine, vec![memo]).await;
-    let flow = run(&engine, "f", &["m"], init(json!({"xs": ["a", "a", "b", "a"]}))).await;
+    let flow = run(
+        &engine,
+        "f",
+        &["m"],
+        init(json!({"xs": ["a", "a", "b", "a"]})),
+    )
+    .await;
     assert_eq!(flow.status.to_string(), "completed");
-    assert_eq!(mock.calls().len(), 2, "equal elements served from the cache");
+    assert_eq!(
+        mock.calls().len(),
+        2,
+        "equal elements served from the cache"
+    );
 }
 
 #[tokio::test]
@@ -289,7 +320,11 @@ async fn mixed_step_types() {
         .with_attribute("valueB", AttributeSpec::output(AttributeType::Untyped));
     register(
         &engine,
-        vec![step("a", &[], &["valueA"]), b, step("c", &["valueB"], &["result"])],
+        vec![
+            step("a", &[], &["valueA"]),
+            b,
+            step("c", &["valueB"], &["result"]),
+        ],
     )
     .await;
     let flow = run(&engine, "f", &["c"], init(json!({}))).await;
@@ -338,7 +373,10 @@ async fn optional_input_default_is_passed() {
     register(&engine, vec![step("a", &[], &["valueA"]), b]).await;
     let flow = run(&engine, "f", &["b"], init(json!({}))).await;
     assert_eq!(flow.status.to_string(), "completed");
-    assert_eq!(mock.calls_of("b")[0].inputs["config"], json!({"key": "default"}));
+    assert_eq!(
+        mock.calls_of("b")[0].inputs["config"],
+        json!({"key": "default"})
+    );
 }
 
 #[tokio::test]
@@ -361,7 +399,10 @@ async fn goal_skipped_by_predicate_completes_the_flow() {
 #[tokio::test]
 async fn retry_exhaustion_calls_one_plus_max_retries_times() {
     let mock = MockRunner::new();
-    mock.on("s", vec![Reply::Retryable("work not completed: down".into())]);
+    mock.on(
+        "s",
+        vec![Reply::Retryable("work not completed: down".into())],
+    );
     let engine = engine(&mock).await;
     let s = with_work_config(
         step("s", &[], &["result"]),
@@ -400,7 +441,10 @@ fn retrying_step() -> argyll_model::Step {
 async fn flows_recover_after_an_engine_restart() {
     let store = argyll_store::EmbeddedStore::new();
     let mock = MockRunner::new();
-    mock.on("s", vec![Reply::Retryable("work not completed: down".into())]);
+    mock.on(
+        "s",
+        vec![Reply::Retryable("work not completed: down".into())],
+    );
     let first = engine_with(store.clone(), &mock).await;
     register(&first, vec![retrying_step()]).await;
     for id in ["f1", "f2", "f3"] {
@@ -458,8 +502,14 @@ async fn recovery_keeps_failed_flows_failed_and_finishes_the_others() {
 
     mock.outputs("retrying", json!({"a": 1}));
     let second = engine_with(store, &mock).await;
-    assert_eq!(wait(&second, "not-completed").await.status.to_string(), "completed");
-    assert_eq!(wait(&second, "pending").await.status.to_string(), "completed");
+    assert_eq!(
+        wait(&second, "not-completed").await.status.to_string(),
+        "completed"
+    );
+    assert_eq!(
+        wait(&second, "pending").await.status.to_string(),
+        "completed"
+    );
     assert_eq!(wait(&second, "failed").await.status.to_string(), "failed");
 }
 
@@ -490,7 +540,11 @@ async fn script_error_fails_flow(b: argyll_model::Step, expected: &str) {
         .with_attribute("valueB", AttributeSpec::output(AttributeType::Untyped));
     register(
         &engine,
-        vec![step("a", &[], &["valueA"]), b, step("c", &["valueB"], &["result"])],
+        vec![
+            step("a", &[], &["valueA"]),
+            b,
+            step("c", &["valueB"], &["result"]),
+        ],
     )
     .await;
     let flow = run(&engine, "f", &["c"], init(json!({}))).await;

@@ -19,12 +19,12 @@ use argyll_engine::{
     Engine, EngineConfig, ScriptStepRunner, StartFlow, StepRunner, WorkFuture, WorkOutcome,
     WorkRequest,
 };
-use argyll_script::{ScriptLimits, ScriptRunner};
 use argyll_model::{
-    Args, AttributeSpec, AttributeType, BackoffType, FlowState, ScriptLanguage,
-    Step, StepType, WorkConfig,
+    Args, AttributeSpec, AttributeType, BackoffType, FlowState, ScriptLanguage, Step, StepType,
+    WorkConfig,
 };
 use argyll_retry::RetryPolicy;
+use argyll_script::{ScriptLimits, ScriptRunner};
 use argyll_store::EmbeddedStore;
 use serde_json::{Value, json};
 
@@ -240,7 +240,10 @@ pub async fn wait(engine: &Engine<EmbeddedStore>, flow_id: &str) -> FlowState {
         .await
         .unwrap()
         .unwrap_or_else(|| panic!("flow {flow_id} not found"));
-    assert!(flow.is_terminal(), "flow {flow_id} did not finish: {flow:#?}");
+    assert!(
+        flow.is_terminal(),
+        "flow {flow_id} did not finish: {flow:#?}"
+    );
     flow
 }
 

@@ -1,0 +1,147 @@
+//! The Argyll server binary: load the configuration, set up logging, build the store, the
+//! engine and the HTTP API, serve until SIGINT/SIGTERM. Everything else lives in the crates.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use argyll_config::{BackoffKind, LogFormat, Settings, StoreMode};
+use argyll_engine::{Engine, EngineConfig};
+use argyll_model::BackoffType;
+use argyll_retry::RetryPolicy;
+use argyll_script::ScriptLimits;
+use argyll_server::ServerConfig;
+use argyll_store::EmbeddedStore;
+use tokio::net::TcpListener;
+
+fn main() -> ExitCode {
+    let config_path = std::env::var("ARGYLL_CONFIG").unwrap_or_else(|_| "argyll.toml".into());
+    let settings = match Settings::load(Some(Path::new(&config_path))) {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("argyll: configuration error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&settings);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "argyll stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(settings: &Settings) {
+    let filter = tracing_subscriber::EnvFilter::new(settings.log_level.as_str());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
+    match settings.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Human => builder.init(),
+    }
+}
+
+fn engine_config(settings: &Settings) -> EngineConfig {
+    let defaults = EngineConfig::default();
+    EngineConfig {
+        retry: RetryPolicy {
+            max_retries: settings.retry_max_retries,
+            backoff_ms: i64::try_from(settings.retry_backoff_ms).unwrap_or(i64::MAX),
+            max_backoff_ms: i64::try_from(settings.retry_max_backoff_ms).unwrap_or(i64::MAX),
+            backoff_type: match settings.retry_backoff_type {
+                BackoffKind::Fixed => BackoffType::Fixed,
+                BackoffKind::Linear => BackoffType::Linear,
+                BackoffKind::Exponential => BackoffType::Exponential,
+            },
+            jitter: 0.0,
+        },
+        memo_cache_size: u64::try_from(settings.memo_cache_size).unwrap_or(u64::MAX),
+        step_timeout: settings.step_timeout,
+        webhook_base_url: settings.webhook_base_url.clone(),
+        script_limits: ScriptLimits {
+            memory_bytes: settings.script_memory_bytes,
+            steps: settings.script_step_limit,
+            timeout: settings.script_timeout,
+        },
+        instance_id: settings.instance_id.clone().unwrap_or(defaults.instance_id),
+        ..defaults
+    }
+}
+
+async fn run(settings: Settings) -> Result<(), String> {
+    let store = match settings.store_mode() {
+        StoreMode::Embedded => {
+            tracing::warn!(
+                "using the embedded store: state is kept in memory only and is lost when the process exits (set ENGINE_REDIS_ADDR for a persistent store)"
+            );
+            EmbeddedStore::new()
+        }
+        StoreMode::Redis { engine, .. } => {
+            return Err(format!(
+                "ENGINE_REDIS_ADDR/FLOW_REDIS_ADDR is set ({}), but this build has no Redis store yet; unset it to run on the embedded store",
+                engine.addr
+            ));
+        }
+    };
+    let engine = Engine::builder(store)
+        .config(engine_config(&settings))
+        .build()
+        .map_err(|e| e.to_string())?;
+    engine.start().await.map_err(|e| e.to_string())?;
+    let address = format!("{}:{}", settings.host, settings.port);
+    let listener = TcpListener::bind(&address)
+        .await
+        .map_err(|e| format!("cannot listen on {address}: {e}"))?;
+    tracing::info!(
+        %address,
+        webhook_base_url = %settings.webhook_base_url,
+        "argyll engine listening"
+    );
+    let server = ServerConfig {
+        max_request_bytes: settings.max_request_bytes,
+        shutdown_timeout: settings.shutdown_timeout,
+        ..ServerConfig::default()
+    };
+    argyll_server::serve(listener, engine, server, shutdown_signal())
+        .await
+        .map_err(|e| format!("server error: {e}"))?;
+    tracing::info!("argyll engine stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            () = terminate => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+    tracing::info!("shutting down: finishing in-flight requests and work");
+}

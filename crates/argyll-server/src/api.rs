@@ -1,0 +1,298 @@
+//! The REST endpoints of `api.md` §1.
+
+use std::time::Duration;
+
+use argyll_engine::{CatalogError, EngineError, Registration, StartFlow, flow_digest};
+use argyll_model::{Args, StepDocument, sanitize_flow_id};
+use argyll_store::{FlowOutcome, FlowPhase, FlowQuery, Store};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::{ApiError, AppState};
+
+type ApiResult = Result<Response, ApiError>;
+
+fn ok(body: Value) -> ApiResult {
+    Ok((StatusCode::OK, Json(body)).into_response())
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::invalid_json(&e))
+}
+
+pub(crate) async fn health() -> Response {
+    Json(json!({"service": "argyll-engine", "status": "healthy"})).into_response()
+}
+
+pub(crate) async fn engine_state<S: Store>(State(app): State<AppState<S>>) -> ApiResult {
+    let state = app.engine.engine_state().await.map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("failed to get engine state: {e}"),
+        )
+    })?;
+    Ok(Json(state).into_response())
+}
+
+pub(crate) async fn list_steps<S: Store>(State(app): State<AppState<S>>) -> ApiResult {
+    let catalog = app.engine.catalog().await?;
+    let steps: Vec<&argyll_model::Step> = catalog.state.steps.values().collect();
+    ok(json!({"steps": steps, "count": steps.len()}))
+}
+
+pub(crate) async fn register_step<S: Store>(
+    State(app): State<AppState<S>>,
+    body: Bytes,
+) -> ApiResult {
+    let document: StepDocument = decode(&body)?;
+    let step = document
+        .validate()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let registration = app.engine.register_step(step.clone()).await?;
+    let status = match registration {
+        Registration::Created => StatusCode::CREATED,
+        Registration::Unchanged => StatusCode::OK,
+    };
+    Ok((
+        status,
+        Json(json!({"step": step, "message": "Step registered"})),
+    )
+        .into_response())
+}
+
+pub(crate) async fn get_step<S: Store>(
+    State(app): State<AppState<S>>,
+    Path(step_id): Path<String>,
+) -> ApiResult {
+    let catalog = app.engine.catalog().await?;
+    match catalog.state.steps.get(&step_id) {
+        Some(step) => Ok(Json(step).into_response()),
+        None => Err(ApiError::not_found(format!("step not found: {step_id}"))),
+    }
+}
+
+pub(crate) async fn update_step<S: Store>(
+    State(app): State<AppState<S>>,
+    Path(step_id): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let document: StepDocument = decode(&body)?;
+    if document.step.id != step_id {
+        return Err(ApiError::bad_request(
+            "Step ID in URL does not match step ID in body",
+        ));
+    }
+    let step = document
+        .validate()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    app.engine.update_step(step.clone()).await?;
+    ok(json!({"step": step, "message": "Step updated"}))
+}
+
+pub(crate) async fn unregister_step<S: Store>(
+    State(app): State<AppState<S>>,
+    Path(step_id): Path<String>,
+) -> ApiResult {
+    match app.engine.unregister_step(&step_id).await {
+        Ok(()) => ok(json!({"message": "Step unregistered"})),
+        Err(EngineError::Catalog(CatalogError::StepNotFound(_))) => {
+            Err(ApiError::not_found(format!("step not found: {step_id}")))
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
+pub(crate) async fn list_health<S: Store>(State(app): State<AppState<S>>) -> ApiResult {
+    let catalog = app.engine.catalog().await?;
+    let health = &catalog.state.health;
+    ok(json!({"health": health, "count": health.len()}))
+}
+
+pub(crate) async fn get_health<S: Store>(
+    State(app): State<AppState<S>>,
+    Path(step_id): Path<String>,
+) -> ApiResult {
+    let catalog = app.engine.catalog().await?;
+    match catalog.state.health.get(&step_id) {
+        Some(health) => Ok(Json(health).into_response()),
+        None => Err(ApiError::not_found(format!(
+            "Health not found for step: {step_id}"
+        ))),
+    }
+}
+
+#[derive(Deserialize)]
+struct PlanRequest {
+    #[serde(default)]
+    goals: Option<Vec<String>>,
+    #[serde(default)]
+    init: Option<Args>,
+}
+
+pub(crate) async fn plan<S: Store>(State(app): State<AppState<S>>, body: Bytes) -> ApiResult {
+    let request: PlanRequest = decode(&body)?;
+    let goals = request.goals.unwrap_or_default();
+    let plan = app
+        .engine
+        .plan(&goals, &request.init.unwrap_or_default())
+        .await?;
+    Ok(Json(plan).into_response())
+}
+
+#[derive(Deserialize)]
+struct StartRequest {
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    goals: Option<Vec<String>>,
+    #[serde(default)]
+    init: Option<Args>,
+}
+
+pub(crate) async fn start_flow<S: Store>(State(app): State<AppState<S>>, body: Bytes) -> ApiResult {
+    let request: StartRequest = decode(&body)?;
+    let flow_id = sanitize_flow_id(&request.id)
+        .map_err(|_| ApiError::bad_request("Valid Flow ID is required"))?;
+    let goals = request.goals.unwrap_or_default();
+    if goals.is_empty() {
+        return Err(ApiError::bad_request(
+            "At least one goal step ID is required",
+        ));
+    }
+    let started = app
+        .engine
+        .start_flow(StartFlow {
+            flow_id,
+            goals,
+            init: request.init.unwrap_or_default(),
+            metadata: Default::default(),
+        })
+        .await?;
+    let status = if started.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(json!({"message": "", "flow_id": started.flow_id})),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ListQuery {
+    status: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+pub(crate) async fn list_flows<S: Store>(
+    State(app): State<AppState<S>>,
+    Query(query): Query<ListQuery>,
+) -> ApiResult {
+    let outcome = match query.status.as_deref() {
+        None | Some("") => None,
+        Some("active") => Some(FlowOutcome::Active),
+        Some("completed") => Some(FlowOutcome::Completed),
+        Some("failed") => Some(FlowOutcome::Failed),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "invalid status: {other} (expected active, completed or failed)"
+            )));
+        }
+    };
+    let limit = match query.limit.as_deref() {
+        None | Some("") => 0,
+        Some(text) => match text.parse::<usize>() {
+            Ok(limit) if limit > 0 => limit,
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "invalid limit: {text} (expected a whole number greater than zero)"
+                )));
+            }
+        },
+    };
+    let page = app
+        .engine
+        .list_flows(&FlowQuery {
+            outcome,
+            phases: vec![FlowPhase::Active, FlowPhase::Deactivated],
+            top_level_only: true,
+            after: query.cursor.filter(|c| !c.is_empty()),
+            limit,
+        })
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("failed to list flows: {e}"),
+            )
+        })?;
+    let flows: Vec<Value> = page
+        .entries
+        .iter()
+        .map(|entry| json!({"id": entry.flow_id, "digest": flow_digest(entry)}))
+        .collect();
+    let mut body = json!({"flows": flows, "count": flows.len()});
+    if let (Some(next), Some(map)) = (page.next_after, body.as_object_mut()) {
+        map.insert("next_cursor".into(), Value::String(next));
+    }
+    ok(body)
+}
+
+#[derive(Deserialize)]
+pub(crate) struct FlowQueryParams {
+    wait: Option<String>,
+}
+
+pub(crate) async fn get_flow<S: Store>(
+    State(app): State<AppState<S>>,
+    Path(flow_id): Path<String>,
+    Query(params): Query<FlowQueryParams>,
+) -> ApiResult {
+    let flow = match params.wait.as_deref().filter(|w| !w.is_empty()) {
+        None => app.engine.flow(&flow_id).await,
+        Some(text) => {
+            let wait = parse_wait(text).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "invalid wait: {text} (expected a duration such as 5s or 500ms)"
+                ))
+            })?;
+            let wait = wait.min(app.config.max_long_poll);
+            app.engine.wait_for_flow(&flow_id, wait).await
+        }
+    }
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("failed to get flow: {e}"),
+        )
+    })?;
+    match flow {
+        Some(flow) => Ok(Json(flow).into_response()),
+        None => Err(ApiError::not_found(format!("flow not found: {flow_id}"))),
+    }
+}
+
+/// `5s`, `500ms`, `1m`, or a plain number of seconds.
+fn parse_wait(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let value: f64 = number.parse().ok()?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        _ => return None,
+    };
+    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds.min(3600.0)))
+}

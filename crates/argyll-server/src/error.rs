@@ -1,0 +1,78 @@
+//! The `{"error","status"}` error body and the status code of each engine error.
+
+use argyll_engine::{CatalogError, EngineError};
+use argyll_plan::PlanError;
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// An API error: a status and the message of the error body.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{status}: {message}")]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// The `error` text.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error with a status and message.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    /// 400.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// 404.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+
+    /// 400 for a request body that is not the expected JSON.
+    pub fn invalid_json(error: &serde_json::Error) -> Self {
+        Self::bad_request(format!("invalid JSON request: {error}"))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::error!(status = self.status.as_u16(), error = %self.message, "request failed");
+        }
+        let body = json!({"error": self.message, "status": self.status.as_u16()});
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(error: EngineError) -> Self {
+        let status = match &error {
+            EngineError::InvalidStep(_)
+            | EngineError::Script(_)
+            | EngineError::Init(_)
+            | EngineError::Work(_)
+            | EngineError::Catalog(CatalogError::TypeConflict(_) | CatalogError::Cycle(_)) => {
+                StatusCode::BAD_REQUEST
+            }
+            EngineError::Plan(PlanError::NoGoals) => {
+                return ApiError::bad_request("At least one goal step ID is required");
+            }
+            EngineError::Catalog(CatalogError::StepExists(_)) | EngineError::FlowExists(_) => {
+                StatusCode::CONFLICT
+            }
+            EngineError::Catalog(CatalogError::StepNotFound(_))
+            | EngineError::Plan(PlanError::StepNotFound { .. })
+            | EngineError::FlowNotFound(_) => StatusCode::NOT_FOUND,
+            EngineError::Aggregate(_) | EngineError::Setup(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, error.to_string())
+    }
+}

@@ -1,0 +1,170 @@
+//! # argyll-server
+//!
+//! Argyll's HTTP API over an [`argyll_engine::Engine`]: the original's REST endpoints with the
+//! same paths, bodies, status codes and `{"error","status"}` error bodies (`api.md` §1, with
+//! the contract's changed codes), the webhook (`api.md` §2, decision 14), the WebSocket event
+//! stream (`api.md` §4), CORS, a request-body limit and graceful shutdown. Beyond the
+//! original: `GET /engine/flow/{id}?wait=5s` long-polls until the flow is terminal, and
+//! `GET /engine/flow` takes `status`, `limit` and `cursor`.
+//!
+//! [`router`] builds the axum router (embeddable in another service); [`serve`] runs it on a
+//! listener until a shutdown signal, then lets in-flight requests and work finish.
+//!
+//! **Must not depend on**: a concrete store, configuration loading or logging setup — the
+//! binary composes those.
+
+mod api;
+mod error;
+mod webhook;
+mod ws;
+
+use std::future::Future;
+use std::time::Duration;
+
+use argyll_engine::Engine;
+use argyll_store::Store;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use error::ApiError;
+
+/// Server settings.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Largest accepted request body (413 above).
+    pub max_request_bytes: usize,
+    /// Longest `?wait=` of a long-poll read.
+    pub max_long_poll: Duration,
+    /// How long a graceful shutdown waits for running work.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_request_bytes: 10 << 20,
+            max_long_poll: Duration::from_secs(60),
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What every handler sees.
+pub struct AppState<S> {
+    engine: Engine<S>,
+    config: ServerConfig,
+    closing: watch::Receiver<bool>,
+}
+
+impl<S> Clone for AppState<S> {
+    fn clone(&self) -> Self {
+        AppState {
+            engine: self.engine.clone(),
+            config: self.config.clone(),
+            closing: self.closing.clone(),
+        }
+    }
+}
+
+/// The API router over `engine`. WebSocket streams end when `closing` turns true.
+pub fn router<S: Store>(
+    engine: Engine<S>,
+    config: ServerConfig,
+    closing: watch::Receiver<bool>,
+) -> Router {
+    let limit = config.max_request_bytes;
+    let state = AppState {
+        engine,
+        config,
+        closing,
+    };
+    Router::new()
+        .route("/health", get(api::health))
+        .route("/engine", get(api::engine_state::<S>))
+        .route("/engine/", get(api::engine_state::<S>))
+        .route(
+            "/engine/step",
+            get(api::list_steps::<S>).post(api::register_step::<S>),
+        )
+        .route(
+            "/engine/step/{step_id}",
+            get(api::get_step::<S>)
+                .put(api::update_step::<S>)
+                .delete(api::unregister_step::<S>),
+        )
+        .route("/engine/health", get(api::list_health::<S>))
+        .route("/engine/health/{step_id}", get(api::get_health::<S>))
+        .route("/engine/plan", post(api::plan::<S>))
+        .route(
+            "/engine/flow",
+            get(api::list_flows::<S>).post(api::start_flow::<S>),
+        )
+        .route("/engine/flow/{flow_id}", get(api::get_flow::<S>))
+        .route("/engine/ws", get(ws::upgrade::<S>))
+        .route(
+            "/webhook/{flow_id}/{step_id}/{token}",
+            post(webhook::receive::<S>),
+        )
+        .fallback(not_found)
+        .method_not_allowed_fallback(not_found)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn(cors))
+        .with_state(state)
+}
+
+/// Serves `engine` on `listener` until `shutdown` resolves; then stops accepting, lets
+/// in-flight requests finish, closes WebSocket streams and shuts the engine down (running work
+/// finishes, leases are released).
+pub async fn serve<S: Store>(
+    listener: TcpListener,
+    engine: Engine<S>,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (closing_tx, closing) = watch::channel(false);
+    let grace = config.shutdown_timeout;
+    let app = router(engine.clone(), config, closing);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = closing_tx.send(true);
+        })
+        .await?;
+    engine.shutdown(grace).await;
+    Ok(())
+}
+
+/// The original's router answered unknown paths and methods with this plain text.
+async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "404 page not found").into_response()
+}
+
+/// `api.md` §0: every response allows any origin; any `OPTIONS` request is answered 200.
+async fn cors(request: Request, next: Next) -> Response {
+    let mut response = if request.method() == Method::OPTIONS {
+        Response::new(Body::empty())
+    } else {
+        next.run(request).await
+    };
+    let headers = response.headers_mut();
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, POST, PUT, DELETE, OPTIONS"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("Content-Type, Authorization"),
+    );
+    response
+}
