@@ -1,0 +1,170 @@
+//! The binary as users run it: the black-box acceptance suite (`../shared/acceptance/`) and
+//! the README quickstart, each against a freshly started `argyll` on the embedded store.
+
+// Test helpers outside #[test] functions may panic on broken fixtures: that is a test failure.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// A running `argyll` binary, killed on drop.
+struct Server {
+    child: Child,
+    port: u16,
+    first_line: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn get(port: u16, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    Some(response)
+}
+
+fn start_server() -> Server {
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_argyll"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("ENGINE_HOST", "127.0.0.1")
+        .env("ENGINE_PORT", port.to_string())
+        .env("WEBHOOK_BASE_URL", format!("http://127.0.0.1:{port}"))
+        .env("ENGINE_LOGGING_LEVEL", "warn")
+        .env("ARGYLL_CONFIG", "/nonexistent/argyll.toml")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (lines_tx, lines_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if lines_tx.send(line).is_err() {
+                // Keep draining so the server never blocks on a full pipe.
+                continue;
+            }
+        }
+    });
+    let first_line = lines_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the server logs a first line");
+    let started = Instant::now();
+    while get(port, "/health").is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "server never answered"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Server {
+        child,
+        port,
+        first_line,
+    }
+}
+
+fn shared(path: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared");
+    let file = root.join(path);
+    assert!(
+        file.exists(),
+        "{} not found: the tests expect the shared spec beside the repository",
+        file.display()
+    );
+    file
+}
+
+#[test]
+fn first_log_line_says_the_store_is_embedded_and_in_memory() {
+    let server = start_server();
+    assert!(
+        server.first_line.contains("embedded store") && server.first_line.contains("memory"),
+        "{}",
+        server.first_line
+    );
+    assert!(server.first_line.contains("WARN"), "{}", server.first_line);
+}
+
+#[test]
+fn acceptance_suite_passes() {
+    let server = start_server();
+    let output = Command::new("python3")
+        .arg(shared("acceptance/argyll_accept.py"))
+        .arg("--base")
+        .arg(format!("http://127.0.0.1:{}", server.port))
+        .output()
+        .expect("python3 runs the acceptance suite");
+    let report = String::from_utf8_lossy(&output.stdout);
+    println!("{report}");
+    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "acceptance suite failed:\n{report}");
+    assert!(report.contains(" passed, 0 failed"), "{report}");
+}
+
+/// The README's quickstart block, run as written (port swapped for a free one).
+#[test]
+fn readme_quickstart_works_as_written() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+            .unwrap();
+    let section = readme
+        .split("## Quickstart")
+        .nth(1)
+        .expect("README has a Quickstart section");
+    let script = section
+        .split("```bash\n")
+        .nth(1)
+        .and_then(|block| block.split("```").next())
+        .expect("the quickstart has a bash block");
+    assert!(script.contains("curl"), "{script}");
+    let server = start_server();
+    let script = script.replace("localhost:8080", &format!("localhost:{}", server.port));
+    let output = Command::new("bash")
+        .arg("-euo")
+        .arg("pipefail")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains(r#""message":"Step registered""#), "{stdout}");
+    assert!(stdout.contains(r#""flow_id":"hello-flow""#), "{stdout}");
+    assert!(
+        stdout.contains(r#""greeting":{"value":"Argyll","step":"hello-script"}"#),
+        "{stdout}"
+    );
+    assert!(stdout.contains(r#""status":"completed""#), "{stdout}");
+}
