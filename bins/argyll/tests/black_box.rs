@@ -125,7 +125,10 @@ fn acceptance_suite_passes() {
     let report = String::from_utf8_lossy(&output.stdout);
     println!("{report}");
     eprintln!("{}", String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "acceptance suite failed:\n{report}");
+    assert!(
+        output.status.success(),
+        "acceptance suite failed:\n{report}"
+    );
     assert!(report.contains(" passed, 0 failed"), "{report}");
 }
 
@@ -160,7 +163,10 @@ fn readme_quickstart_works_as_written() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(stdout.contains(r#""message":"Step registered""#), "{stdout}");
+    assert!(
+        stdout.contains(r#""message":"Step registered""#),
+        "{stdout}"
+    );
     assert!(stdout.contains(r#""flow_id":"hello-flow""#), "{stdout}");
     assert!(
         stdout.contains(r#""greeting":{"value":"Argyll","step":"hello-script"}"#),

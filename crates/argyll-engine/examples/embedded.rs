@@ -40,9 +40,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     engine
         .register_step(
-            Step::script("shout", ScriptLanguage::Ale, "{:loud (str greeting \" !!\")}")
-                .with_attribute("greeting", AttributeSpec::required(AttributeType::String))
-                .with_attribute("loud", AttributeSpec::output(AttributeType::String)),
+            Step::script(
+                "shout",
+                ScriptLanguage::Ale,
+                "{:loud (str greeting \" !!\")}",
+            )
+            .with_attribute("greeting", AttributeSpec::required(AttributeType::String))
+            .with_attribute("loud", AttributeSpec::output(AttributeType::String)),
         )
         .await?;
 

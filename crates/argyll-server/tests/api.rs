@@ -1,0 +1,424 @@
+//! The API beyond what the black-box suite covers: the WebSocket stream, long-poll reads,
+//! flow listing with filters and paging, CORS, unknown routes, the body limit, health-gated
+//! dispatch and graceful shutdown — over a real socket, with in-process step handlers.
+
+// Test helpers outside #[test] functions may panic on broken fixtures: that is a test failure.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use argyll_engine::{Engine, EngineConfig, HandlerError, LocalHandlers};
+use argyll_model::Args;
+use argyll_server::ServerConfig;
+use argyll_store::EmbeddedStore;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+
+struct TestServer {
+    base: String,
+    engine: Engine<EmbeddedStore>,
+    stop: Option<oneshot::Sender<()>>,
+    served: JoinHandle<std::io::Result<()>>,
+    client: reqwest::Client,
+}
+
+async fn server_with(config: ServerConfig, handlers: LocalHandlers) -> TestServer {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let engine = Engine::builder(EmbeddedStore::new())
+        .config(EngineConfig {
+            webhook_base_url: base.clone(),
+            health_check_interval: Duration::from_millis(200),
+            ..EngineConfig::default()
+        })
+        .local_handlers(handlers)
+        .build()
+        .unwrap();
+    engine.start().await.unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let served = tokio::spawn(argyll_server::serve(
+        listener,
+        engine.clone(),
+        config,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    TestServer {
+        base,
+        engine,
+        stop: Some(stop),
+        served,
+        client: reqwest::Client::new(),
+    }
+}
+
+async fn server() -> TestServer {
+    server_with(ServerConfig::default(), echo_handlers()).await
+}
+
+fn echo_handlers() -> LocalHandlers {
+    let handlers = LocalHandlers::new();
+    handlers.register("echo", |work| async move {
+        let mut outputs = Args::new();
+        outputs.insert(
+            "out".into(),
+            work.inputs.get("in").cloned().unwrap_or(Value::Null),
+        );
+        Ok(outputs)
+    });
+    handlers.register("slow", |work| async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut outputs = Args::new();
+        outputs.insert(
+            "out".into(),
+            work.inputs.get("in").cloned().unwrap_or(Value::Null),
+        );
+        Ok(outputs)
+    });
+    handlers.register("fail", |_| async move {
+        Err(HandlerError::Permanent("nope".into()))
+    });
+    handlers
+}
+
+impl TestServer {
+    async fn send(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let url = format!("{}{path}", self.base);
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = self.client.request(method, url);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn register(&self, id: &str, endpoint: &str) {
+        let step = json!({
+            "id": id, "name": id, "type": "sync",
+            "http": {"endpoint": endpoint},
+            "attributes": {"in": {"role": "required"}, "out": {"role": "output"}},
+            "work_config": {"max_retries": 0}
+        });
+        let (status, body) = self.send("POST", "/engine/step", Some(step)).await;
+        assert_eq!(status, 201, "{body}");
+    }
+
+    async fn start(&self, flow_id: &str, goal: &str) -> u16 {
+        let body = json!({"id": flow_id, "goals": [goal], "init": {"in": 1}});
+        self.send("POST", "/engine/flow", Some(body)).await.0
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.served.await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_sends_a_snapshot_then_live_events_in_order() {
+    let server = server().await;
+    server.register("s", "local://slow").await;
+    let ws_url = format!("{}/engine/ws", server.base.replace("http://", "ws://"));
+    let (mut socket, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
+    // Subscribing to a flow that does not exist yet: no snapshot, live events from 0.
+    let subscribe = json!({"type": "subscribe", "data": {"aggregate_id": ["flow", "wsf"]}});
+    socket
+        .send(Message::Text(subscribe.to_string().into()))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(server.start("wsf", "s").await, 201);
+    let mut types = Vec::new();
+    let mut sequences = Vec::new();
+    while !types.contains(&"flow_completed".to_owned()) {
+        let message = tokio::time::timeout(Duration::from_secs(5), socket.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let event: Value = serde_json::from_str(message.to_text().unwrap()).unwrap();
+        assert_eq!(event["id"], json!(["flow", "wsf"]));
+        assert!(event["timestamp"].as_i64().unwrap() > 0);
+        types.push(event["type"].as_str().unwrap().to_owned());
+        sequences.push(event["sequence"].as_u64().unwrap());
+    }
+    assert_eq!(types.first().map(String::as_str), Some("flow_started"));
+    assert_eq!(sequences, (0..sequences.len() as u64).collect::<Vec<_>>());
+
+    // A second connection subscribing to the finished flow gets its state and next sequence.
+    let (mut late, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
+    late.send(Message::Text(subscribe.to_string().into()))
+        .await
+        .unwrap();
+    let message = tokio::time::timeout(Duration::from_secs(5), late.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let snapshot: Value = serde_json::from_str(message.to_text().unwrap()).unwrap();
+    assert_eq!(snapshot["type"], "subscribed");
+    assert_eq!(snapshot["data"]["status"], "completed");
+    assert_eq!(
+        snapshot["sequence"].as_u64().unwrap(),
+        sequences.len() as u64
+    );
+
+    // event_types alone filters across flows.
+    let by_type = json!({"type": "subscribe", "data": {"event_types": ["flow_completed"]}});
+    late.send(Message::Text(by_type.to_string().into()))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(server.start("other", "s").await, 201);
+    let message = tokio::time::timeout(Duration::from_secs(5), late.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let event: Value = serde_json::from_str(message.to_text().unwrap()).unwrap();
+    assert_eq!(event["type"], "flow_completed");
+    assert_eq!(event["id"], json!(["flow", "other"]));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_poll_returns_the_finished_flow_or_the_current_state() {
+    let server = server().await;
+    server.register("s", "local://slow").await;
+    assert_eq!(server.start("lp", "s").await, 201);
+    let (status, flow) = server.send("GET", "/engine/flow/lp?wait=10ms", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        flow["status"], "active",
+        "a short wait returns the running flow"
+    );
+    let (status, flow) = server.send("GET", "/engine/flow/lp?wait=5s", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(flow["status"], "completed");
+    assert_eq!(flow["attributes"]["out"]["value"], 1);
+    let (status, body) = server.send("GET", "/engine/flow/lp?wait=soon", None).await;
+    assert_eq!(status, 400);
+    assert!(body["error"].as_str().unwrap().contains("wait"));
+    let (status, body) = server.send("GET", "/engine/flow/none?wait=1s", None).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("flow not found: none"))
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flow_listing_filters_and_pages() {
+    let server = server().await;
+    server.register("ok", "local://echo").await;
+    server.register("bad", "local://fail").await;
+    for i in 0..5 {
+        assert_eq!(server.start(&format!("ok-{i}"), "ok").await, 201);
+    }
+    for i in 0..2 {
+        assert_eq!(server.start(&format!("bad-{i}"), "bad").await, 201);
+    }
+    for id in ["ok-0", "ok-1", "ok-2", "ok-3", "ok-4", "bad-0", "bad-1"] {
+        server
+            .send("GET", &format!("/engine/flow/{id}?wait=5s"), None)
+            .await;
+    }
+    let mut seen = Vec::new();
+    let mut path = "/engine/flow?limit=3".to_owned();
+    loop {
+        let (status, page) = server.send("GET", &path, None).await;
+        assert_eq!(status, 200, "{page}");
+        let flows = page["flows"].as_array().unwrap();
+        assert!(flows.len() <= 3);
+        seen.extend(flows.iter().map(|f| f["id"].as_str().unwrap().to_owned()));
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/engine/flow?limit=3&cursor={cursor}"),
+            None => break,
+        }
+    }
+    let mut expected: Vec<String> = (0..2)
+        .map(|i| format!("bad-{i}"))
+        .chain((0..5).map(|i| format!("ok-{i}")))
+        .collect();
+    expected.sort();
+    assert_eq!(seen, expected);
+    // The index records an outcome right after the flow's terminal event is committed.
+    let mut failed = Vec::new();
+    for _ in 0..100 {
+        let page = server
+            .send("GET", "/engine/flow?status=failed", None)
+            .await
+            .1;
+        failed = page["flows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["id"].as_str().unwrap().to_owned())
+            .collect();
+        if failed.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(failed, ["bad-0", "bad-1"]);
+    let (status, body) = server.send("GET", "/engine/flow?status=weird", None).await;
+    assert_eq!(status, 400, "{body}");
+    let (status, _) = server.send("GET", "/engine/flow?limit=0", None).await;
+    assert_eq!(status, 400);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn cors_options_unknown_routes_and_body_limit() {
+    let server = server_with(
+        ServerConfig {
+            max_request_bytes: 1024,
+            ..ServerConfig::default()
+        },
+        echo_handlers(),
+    )
+    .await;
+    let response = server
+        .client
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{}/no/such/path", server.base),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["access-control-allow-origin"], "*");
+    let (status, body) = server.send("GET", "/no/such/path", None).await;
+    assert_eq!(
+        (status, body),
+        (404, Value::String("404 page not found".into()))
+    );
+    let (status, body) = server.send("GET", "/health", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        json!({"service": "argyll-engine", "status": "healthy"})
+    );
+    let big = json!({"id": "x".repeat(4096), "name": "n", "type": "sync"});
+    let (status, _) = server.send("POST", "/engine/step", Some(big)).await;
+    assert_eq!(status, 413);
+    let response = server
+        .client
+        .post(format!("{}/engine/step", server.base))
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid JSON request: ")
+    );
+    assert_eq!(body["status"], 400);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unhealthy_steps_are_not_called() {
+    // A step service whose health check answers 500 and which counts its calls.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let service = axum::Router::new()
+        .route(
+            "/health",
+            axum::routing::get(|| async { axum::http::StatusCode::INTERNAL_SERVER_ERROR }),
+        )
+        .route(
+            "/step",
+            axum::routing::post(move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+                async { axum::Json(json!({"success": true, "outputs": {"out": 1}})) }
+            }),
+        );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let service_base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, service).await });
+
+    let server = server().await;
+    let step = json!({
+        "id": "sick", "name": "sick", "type": "sync",
+        "http": {"endpoint": format!("{service_base}/step"), "health_check": format!("{service_base}/health")},
+        "attributes": {"out": {"role": "output"}},
+        "work_config": {"max_retries": 1, "backoff_ms": 10, "backoff_type": "fixed"}
+    });
+    assert_eq!(server.send("POST", "/engine/step", Some(step)).await.0, 201);
+    let mut health = Value::Null;
+    for _ in 0..100 {
+        health = server.send("GET", "/engine/health/sick", None).await.1;
+        if health["status"] == "unhealthy" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        health,
+        json!({"status": "unhealthy", "error": "HTTP 500 Internal Server Error"})
+    );
+    let body = json!({"id": "gated", "goals": ["sick"]});
+    assert_eq!(server.send("POST", "/engine/flow", Some(body)).await.0, 201);
+    let (_, flow) = server.send("GET", "/engine/flow/gated?wait=5s", None).await;
+    assert_eq!(flow["status"], "failed");
+    let item = flow["executions"]["sick"]["work_items"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        item["error"],
+        "step unhealthy: HTTP 500 Internal Server Error"
+    );
+    assert_eq!(item["retry_count"], 1, "the retry policy decided");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        0,
+        "an unhealthy step is never called"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_lets_running_work_finish() {
+    let server = server().await;
+    server.register("s", "local://slow").await;
+    assert_eq!(server.start("late", "s").await, 201);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let engine = server.engine.clone();
+    server.stop().await;
+    let flow = engine.flow("late").await.unwrap().unwrap();
+    assert_eq!(
+        flow.status.to_string(),
+        "completed",
+        "the running step finished first"
+    );
+}
