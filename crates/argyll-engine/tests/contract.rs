@@ -696,3 +696,64 @@ async fn parallelism_limits_active_items_and_terminal_flows_cancel_queued_work()
     let flow = wait_settled(&engine, "f").await;
     assert!(!flow.has_unfinished_work());
 }
+
+/// Decision 22: an instance that dies mid-work stops renewing its lease; another instance
+/// takes the work over once the lease lapses, without any restart.
+#[test]
+fn work_of_a_dead_instance_is_taken_over() {
+    let store = EmbeddedStore::new();
+    let config = || argyll_engine::EngineConfig {
+        lease_ttl: Duration::from_millis(300),
+        ..test_config()
+    };
+    let stuck = MockRunner::new();
+    stuck
+        .outputs("s", json!({"r": "never"}))
+        .delay("s", Duration::from_secs(3600));
+    let doomed = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    doomed.block_on(async {
+        let engine = argyll_engine::Engine::builder(store.clone())
+            .config(config())
+            .runner(std::sync::Arc::new(stuck.clone()))
+            .build()
+            .unwrap();
+        engine.start().await.unwrap();
+        register(&engine, vec![step("s", &[], &["r"])]).await;
+        start(&engine, "f", &["s"], init(json!({}))).await;
+        while stuck.calls().is_empty() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    // The instance dies: its tasks (the running call, the lease renewal) vanish.
+    doomed.shutdown_background();
+
+    let survivor = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    survivor.block_on(async {
+        let healthy = MockRunner::new();
+        healthy.outputs("s", json!({"r": "taken over"}));
+        let engine = argyll_engine::Engine::builder(store.clone())
+            .config(config())
+            .runner(std::sync::Arc::new(healthy.clone()))
+            .build()
+            .unwrap();
+        engine.start().await.unwrap();
+        let flow = wait(&engine, "f").await;
+        assert_eq!(flow.status.to_string(), "completed");
+        assert_eq!(attr(&flow, "r"), Some(json!("taken over")));
+        let calls = healthy.calls();
+        assert_eq!(calls.len(), 1);
+        assert_eq!(
+            calls[0].token,
+            stuck.calls()[0].token,
+            "same work item, same token"
+        );
+    });
+}
