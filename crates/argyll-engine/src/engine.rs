@@ -546,21 +546,20 @@ impl<S: Store> Engine<S> {
     /// `created: false`; with other goals or init it is [`EngineError::FlowExists`].
     pub async fn start_flow(&self, request: StartFlow) -> Result<FlowStart, EngineError> {
         let plan = self.plan(&request.goals, &request.init).await?;
-        if let Some(existing) = self.flow(&request.flow_id).await? {
-            return same_start(&existing, &request).map(|()| FlowStart {
-                flow_id: request.flow_id.clone(),
-                created: false,
-            });
-        }
-        argyll_plan::validate_init(&plan, &request.init)?;
-        self.create_flow(&request, plan).await
+        let (started, _) = self.create_flow(&request, plan, true).await?;
+        Ok(started)
     }
 
+    /// Creates the flow in one command on its aggregate: an existing flow is answered from
+    /// its state (with `require_same_start`, other goals or init are [`EngineError::FlowExists`])
+    /// before the init values are validated, so a duplicate id is 409 before a bad init is
+    /// 400. Returns the flow's state after the command.
     async fn create_flow(
         &self,
         request: &StartFlow,
         plan: ExecutionPlan,
-    ) -> Result<FlowStart, EngineError> {
+        require_same_start: bool,
+    ) -> Result<(FlowStart, Option<FlowState>), EngineError> {
         let services = self.services();
         let aggregate = AggregateId::Flow(request.flow_id.clone());
         let executed = execute_applied(
@@ -569,11 +568,13 @@ impl<S: Store> Engine<S> {
             self.inner.config.command_attempts,
             |current: &Option<FlowState>, at| {
                 if let Some(existing) = current {
-                    return match same_start(existing, request) {
-                        Ok(()) => Ok((Vec::new(), current.clone(), None)),
-                        Err(error) => Err(StartError::Engine(error)),
-                    };
+                    if require_same_start {
+                        same_start(existing, request).map_err(StartError::Engine)?;
+                    }
+                    return Ok((Vec::new(), current.clone(), None));
                 }
+                argyll_plan::validate_init(&plan, &request.init)
+                    .map_err(|e| StartError::Engine(e.into()))?;
                 let tx = FlowTx::start(
                     &services,
                     at,
@@ -592,13 +593,9 @@ impl<S: Store> Engine<S> {
             Err(StartError::Engine(error)) => return Err(error),
             Err(StartError::Tx(error)) => return Err(tx_error(&request.flow_id, error)),
         };
-        let Some(effects) = executed.result else {
-            return Ok(FlowStart {
-                flow_id: request.flow_id.clone(),
-                created: false,
-            });
-        };
-        if let Some(state) = &executed.current.state {
+        let state = executed.current.state;
+        let created = executed.result.is_some();
+        if let (Some(effects), Some(state)) = (executed.result, &state) {
             let milestones = Milestones {
                 created: true,
                 became_terminal: state.is_terminal(),
@@ -606,10 +603,11 @@ impl<S: Store> Engine<S> {
             };
             self.after_commit(state, milestones, effects).await;
         }
-        Ok(FlowStart {
+        let started = FlowStart {
             flow_id: request.flow_id.clone(),
-            created: true,
-        })
+            created,
+        };
+        Ok((started, state))
     }
 
     /// A flow's current state (never older than the store's).
@@ -924,21 +922,16 @@ impl<S: Store> Engine<S> {
             .plan(&request.goals, &request.init)
             .await
             .map_err(|e| e.to_string())?;
-        if let Some(existing) = self
-            .flow(&request.flow_id)
+        // Starting is idempotent: a re-dispatched item finds its child already there, and a
+        // child that already settled reports to the parent again.
+        let (started, state) = self
+            .create_flow(&request, plan, false)
             .await
-            .map_err(|e| e.to_string())?
-        {
-            if is_settled(&existing) {
-                self.notify_parent(&existing).await;
-            }
-            return Ok(());
+            .map_err(|e| e.to_string())?;
+        if let Some(child) = state.filter(|child| !started.created && is_settled(child)) {
+            self.notify_parent(&child).await;
         }
-        argyll_plan::validate_init(&plan, &request.init).map_err(|e| e.to_string())?;
-        match self.create_flow(&request, plan).await {
-            Ok(_) | Err(EngineError::FlowExists(_)) => Ok(()),
-            Err(error) => Err(error.to_string()),
-        }
+        Ok(())
     }
 
     /// A settled child flow completes or fails its parent's work item. Boxed: recording the

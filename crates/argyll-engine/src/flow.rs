@@ -15,7 +15,9 @@ use argyll_events::{
     RetryScheduled, StepCompleted, StepFailed, StepSkipped, StepStarted, WorkFailed,
     WorkNotCompleted, WorkStarted, WorkSucceeded,
 };
-use argyll_model::{Args, ExecutionPlan, FlowState, Step, StepStatus, Timestamp, WorkStatus};
+use argyll_model::{
+    Args, ExecutionPlan, FlowState, Step, StepStatus, Timestamp, WorkState, WorkStatus,
+};
 use argyll_retry::{RetryDecision, RetryPolicy};
 use serde_json::{Map, Value};
 
@@ -148,6 +150,27 @@ impl<'s> FlowTx<'s> {
         self.state.executions.get(step_id).map(|e| e.status)
     }
 
+    fn item(&self, step_id: &str, token: &str) -> Option<&WorkState> {
+        self.state
+            .executions
+            .get(step_id)
+            .and_then(|e| e.work_items.get(token))
+    }
+
+    fn raise_work_failed(
+        &mut self,
+        step_id: &str,
+        token: &str,
+        error: &str,
+    ) -> Result<(), ApplyError> {
+        self.raise(WorkFailed {
+            flow_id: self.flow_id(),
+            step_id: step_id.to_owned(),
+            token: token.to_owned(),
+            error: error.to_owned(),
+        })
+    }
+
     fn has_attribute(&self, name: &str) -> bool {
         self.state.attributes.contains_key(name)
     }
@@ -182,11 +205,7 @@ impl<'s> FlowTx<'s> {
     ) -> Result<(), TxError> {
         self.check_item(step_id, token, WorkStatus::Succeeded)?;
         if let Some(step) = self.plan_step(step_id).filter(|step| step.memoizable)
-            && let Some(item) = self
-                .state
-                .executions
-                .get(step_id)
-                .and_then(|e| e.work_items.get(token))
+            && let Some(item) = self.item(step_id, token)
         {
             self.services.memo_store(step, &item.inputs, &outputs);
         }
@@ -207,12 +226,7 @@ impl<'s> FlowTx<'s> {
         error: &str,
     ) -> Result<(), TxError> {
         self.check_item(step_id, token, WorkStatus::Failed)?;
-        self.raise(WorkFailed {
-            flow_id: self.flow_id(),
-            step_id: step_id.to_owned(),
-            token: token.to_owned(),
-            error: error.to_owned(),
-        })?;
+        self.raise_work_failed(step_id, token, error)?;
         self.after_item_result(step_id)
     }
 
@@ -243,10 +257,7 @@ impl<'s> FlowTx<'s> {
         };
         let policy = self.services.retry_policy(step);
         let retries_so_far = self
-            .state
-            .executions
-            .get(step_id)
-            .and_then(|e| e.work_items.get(token))
+            .item(step_id, token)
             .map_or(0, |item| u64::try_from(item.retry_count).unwrap_or(0));
         match policy.decide(retries_so_far) {
             RetryDecision::RetryAfterMillis(delay) => {
@@ -268,14 +279,7 @@ impl<'s> FlowTx<'s> {
                     });
                 }
             }
-            RetryDecision::GiveUp => {
-                self.raise(WorkFailed {
-                    flow_id: self.flow_id(),
-                    step_id: step_id.to_owned(),
-                    token: token.to_owned(),
-                    error: error.to_owned(),
-                })?;
-            }
+            RetryDecision::GiveUp => self.raise_work_failed(step_id, token, error)?,
         }
         self.progress_step(step_id)?;
         self.advance()
@@ -303,12 +307,7 @@ impl<'s> FlowTx<'s> {
     /// Re-dispatches an item that was running when its executor was lost (recovery, or a
     /// lapsed lease): same token, at-least-once.
     pub(crate) fn redispatch(&mut self, step_id: &str, token: &str) -> Result<bool, TxError> {
-        let Some(item) = self
-            .state
-            .executions
-            .get(step_id)
-            .and_then(|e| e.work_items.get(token))
-        else {
+        let Some(item) = self.item(step_id, token) else {
             return Ok(false);
         };
         if !matches!(item.status, WorkStatus::Active | WorkStatus::NotCompleted) {
@@ -736,12 +735,7 @@ impl<'s> FlowTx<'s> {
             .collect();
         let mut steps = BTreeSet::new();
         for (step_id, token, had_timer) in queued {
-            self.raise(WorkFailed {
-                flow_id: self.flow_id(),
-                step_id: step_id.clone(),
-                token: token.clone(),
-                error: format!("cancelled: flow {status}"),
-            })?;
+            self.raise_work_failed(&step_id, &token, &format!("cancelled: flow {status}"))?;
             if had_timer {
                 self.effects.push(Effect::CancelRetry {
                     step_id: step_id.clone(),
@@ -792,10 +786,7 @@ pub(crate) fn expand_work_items(step: &Step, inputs: &Args) -> Vec<Args> {
 
 /// Decision 5: per output name (first appearance order), the list of
 /// `{<for_each attr>: element, <output>: value}` in item order.
-fn aggregate<'a>(
-    expanded: &[String],
-    items: impl Iterator<Item = &'a argyll_model::WorkState> + Clone,
-) -> Args {
+fn aggregate<'a>(expanded: &[String], items: impl Iterator<Item = &'a WorkState> + Clone) -> Args {
     let mut names: Vec<&String> = Vec::new();
     for item in items.clone() {
         for name in item.outputs.keys() {

@@ -314,8 +314,18 @@ async fn mixed_step_types() {
     let mock = MockRunner::new();
     mock.outputs("a", json!({"valueA": "data"}))
         .outputs("c", json!({"result": "ok"}));
-    let engine = engine(&mock).await;
-    let b = ale_script("b", "{:valueB (str \"transformed-\" valueA)}")
+    let b = ale_script("b", "{:valueB (str \"transformed-\" valueA)}");
+    let flow = run_http_script_http(&mock, b).await;
+    assert_eq!(flow.status.to_string(), "completed");
+    assert_eq!(attr(&flow, "valueB"), Some(json!("transformed-data")));
+    let called: Vec<String> = mock.calls().into_iter().map(|c| c.step_id).collect();
+    assert_eq!(called, ["a", "c"]);
+}
+
+/// A (HTTP, → valueA) → script `b` (valueA → valueB) → C (HTTP goal, valueB → result).
+async fn run_http_script_http(mock: &MockRunner, b: argyll_model::Step) -> argyll_model::FlowState {
+    let engine = engine(mock).await;
+    let b = b
         .with_attribute("valueA", AttributeSpec::required(AttributeType::Untyped))
         .with_attribute("valueB", AttributeSpec::output(AttributeType::Untyped));
     register(
@@ -327,11 +337,7 @@ async fn mixed_step_types() {
         ],
     )
     .await;
-    let flow = run(&engine, "f", &["c"], init(json!({}))).await;
-    assert_eq!(flow.status.to_string(), "completed");
-    assert_eq!(attr(&flow, "valueB"), Some(json!("transformed-data")));
-    let called: Vec<String> = mock.calls().into_iter().map(|c| c.step_id).collect();
-    assert_eq!(called, ["a", "c"]);
+    run(&engine, "f", &["c"], init(json!({}))).await
 }
 
 #[tokio::test]
@@ -534,20 +540,7 @@ async fn script_error_lua_fails_the_flow_without_retries() {
 async fn script_error_fails_flow(b: argyll_model::Step, expected: &str) {
     let mock = MockRunner::new();
     mock.outputs("a", json!({"valueA": 1}));
-    let engine = engine(&mock).await;
-    let b = b
-        .with_attribute("valueA", AttributeSpec::required(AttributeType::Untyped))
-        .with_attribute("valueB", AttributeSpec::output(AttributeType::Untyped));
-    register(
-        &engine,
-        vec![
-            step("a", &[], &["valueA"]),
-            b,
-            step("c", &["valueB"], &["result"]),
-        ],
-    )
-    .await;
-    let flow = run(&engine, "f", &["c"], init(json!({}))).await;
+    let flow = run_http_script_http(&mock, b).await;
     assert_eq!(flow.status.to_string(), "failed");
     assert_eq!(status(&flow, "a"), "completed");
     assert_eq!(status(&flow, "b"), "failed");
