@@ -1,0 +1,191 @@
+//! The cross-instance event feed: a Redis stream of committed envelopes, read by every store
+//! instance with `XREAD BLOCK` from the last id it saw and fanned out locally.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use argyll_events::EventEnvelope;
+use argyll_store::StoreError;
+use fred::prelude::{Builder, Client, ClientLike};
+use fred::types::{ClusterHash, CustomCommand, Value};
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+
+use crate::RedisConfig;
+
+/// Local subscribers may fall this far behind before they see `Lagged`.
+const LOCAL_CAPACITY: usize = 16_384;
+/// The stream keeps about this many batches for readers catching up after a reconnect.
+const STREAM_LENGTH: &str = "100000";
+
+pub(crate) struct Feed {
+    key: String,
+    sender: broadcast::Sender<Arc<EventEnvelope>>,
+    reader: JoinHandle<()>,
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+fn xadd() -> CustomCommand {
+    CustomCommand::new("XADD", ClusterHash::FirstKey, false)
+}
+
+impl Feed {
+    /// Starts reading the stream at `key` from its current end, on a dedicated connection.
+    pub(crate) async fn start(
+        builder: Builder,
+        config: &RedisConfig,
+        key: String,
+    ) -> Result<Self, StoreError> {
+        let client = builder.build().map_err(crate::unavailable)?;
+        let addr = config.display_addr();
+        match tokio::time::timeout(config.connect_timeout, client.init()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => {
+                return Err(StoreError::Unavailable(format!(
+                    "cannot connect to Redis at {addr}: {error}"
+                )));
+            }
+            Err(_) => {
+                return Err(StoreError::Unavailable(format!(
+                    "cannot connect to Redis at {addr}: timed out"
+                )));
+            }
+        }
+        let last: Value = client
+            .custom(
+                CustomCommand::new("XREVRANGE", ClusterHash::FirstKey, false),
+                vec![
+                    Value::from(key.as_str()),
+                    Value::from("+"),
+                    Value::from("-"),
+                    Value::from("COUNT"),
+                    Value::from(1),
+                ],
+            )
+            .await
+            .map_err(crate::unavailable)?;
+        let start = crate::array(last)
+            .into_iter()
+            .next()
+            .and_then(|entry| crate::array(entry).into_iter().next())
+            .and_then(Value::into_string)
+            .unwrap_or_else(|| "0-0".to_owned());
+        let (sender, _) = broadcast::channel(LOCAL_CAPACITY);
+        let reader = tokio::spawn(read_loop(client, key.clone(), start, sender.clone()));
+        Ok(Feed {
+            key,
+            sender,
+            reader,
+        })
+    }
+
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<EventEnvelope>> {
+        self.sender.subscribe()
+    }
+
+    /// Adds one batch of committed envelopes to the stream. The append is already durable, so
+    /// a failure here is retried and then logged: subscribers would miss the batch.
+    pub(crate) async fn publish(&self, client: &Client, envelopes: &[Arc<EventEnvelope>]) {
+        let batch: Vec<&EventEnvelope> = envelopes.iter().map(AsRef::as_ref).collect();
+        let json = match serde_json::to_string(&batch) {
+            Ok(json) => json,
+            Err(error) => {
+                tracing::error!(%error, "event feed: cannot encode a batch");
+                return;
+            }
+        };
+        let args = vec![
+            Value::from(self.key.as_str()),
+            Value::from("MAXLEN"),
+            Value::from("~"),
+            Value::from(STREAM_LENGTH),
+            Value::from("*"),
+            Value::from("e"),
+            Value::from(json),
+        ];
+        for attempt in 1..=3 {
+            match client.custom::<Value, Value>(xadd(), args.clone()).await {
+                Ok(_) => return,
+                Err(error) if attempt == 3 => {
+                    tracing::error!(%error, "event feed: committed events not published");
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(50 * attempt)).await,
+            }
+        }
+    }
+}
+
+async fn read_loop(
+    client: Client,
+    key: String,
+    mut last_id: String,
+    sender: broadcast::Sender<Arc<EventEnvelope>>,
+) {
+    loop {
+        let args = vec![
+            Value::from("BLOCK"),
+            Value::from(1000),
+            Value::from("COUNT"),
+            Value::from(256),
+            Value::from("STREAMS"),
+            Value::from(key.as_str()),
+            Value::from(last_id.as_str()),
+        ];
+        let reply = client
+            .custom::<Value, Value>(
+                CustomCommand::new("XREAD", ClusterHash::Offset(5), true),
+                args,
+            )
+            .await;
+        let reply = match reply {
+            Ok(reply) => reply,
+            Err(error) => {
+                tracing::debug!(%error, "event feed: read failed; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        for (id, batch) in stream_entries(reply) {
+            last_id = id;
+            match serde_json::from_str::<Vec<EventEnvelope>>(&batch) {
+                Ok(envelopes) => {
+                    for envelope in envelopes {
+                        // No subscribers is fine: nobody is listening right now.
+                        let _ = sender.send(Arc::new(envelope));
+                    }
+                }
+                Err(error) => tracing::error!(%error, %last_id, "event feed: undecodable entry"),
+            }
+        }
+    }
+}
+
+/// `(id, batch json)` of every entry in an `XREAD` reply (null when the block timed out).
+fn stream_entries(reply: Value) -> Vec<(String, String)> {
+    let mut entries = Vec::new();
+    for stream in crate::array(reply) {
+        let mut parts = crate::array(stream).into_iter();
+        let _key = parts.next();
+        for entry in parts.next().map(crate::array).unwrap_or_default() {
+            let mut fields = crate::array(entry).into_iter();
+            let Some(id) = fields.next().and_then(Value::into_string) else {
+                continue;
+            };
+            let values: Vec<Value> = fields.next().map(crate::array).unwrap_or_default();
+            let batch = values
+                .chunks(2)
+                .find(|pair| pair.first().and_then(Value::as_str).as_deref() == Some("e"))
+                .and_then(|pair| pair.get(1))
+                .and_then(|value| value.as_str().map(|s| s.to_string()));
+            if let Some(batch) = batch {
+                entries.push((id, batch));
+            }
+        }
+    }
+    entries
+}

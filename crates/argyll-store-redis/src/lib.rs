@@ -1,0 +1,914 @@
+//! # argyll-store-redis
+//!
+//! The `argyll-store` traits on Redis or Valkey, through fred. It owns the key layout, the
+//! server-side scripts and the cross-instance event feed; it passes the same conformance kit
+//! as the embedded store, on a single server and on Redis Cluster.
+//!
+//! * **Engine store and flow store** are configured separately ([`RedisConfig`] each: address,
+//!   password, database, key prefix) and may be one server or two. The engine aggregate (step
+//!   catalog and health) lives in the engine store; flows, the flow index, leases, timers and
+//!   the event feed in the flow store.
+//! * **Appends** are one `EVALSHA` of a script that checks the expected sequence and pushes the
+//!   records atomically (a conflict writes nothing). `load` reads snapshot and tail in one
+//!   atomic script call.
+//! * **Cluster safety**: every script call touches keys of one hash slot — an aggregate's keys
+//!   share the `{tag}` of the aggregate id; the index, leases and timers each have their own
+//!   tag.
+//! * **Event feed**: after an append, its envelopes go to a Redis stream; each store instance
+//!   reads the stream from where it started (`XREAD BLOCK`) and fans the events out locally,
+//!   so subscribers on every instance see every instance's events, and a reader that lost its
+//!   connection continues from the last id it saw.
+//! * **Faults**: connection errors are logged as `redis connection lost` (WARN); commands fail
+//!   with [`StoreError::Unavailable`] after the command timeout instead of hanging; the client
+//!   reconnects with exponential backoff. Start-up against an unreachable server fails within
+//!   the connect timeout, naming the address.
+//!
+//! **Must not depend on**: the engine, runners, HTTP or configuration loading.
+
+mod feed;
+mod scripts;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use argyll_events::{
+    AggregateId, EngineEvent, Event, EventEnvelope, FlowEvent, decode_stored, encode_stored,
+};
+use argyll_model::Timestamp;
+use argyll_store::{
+    EventFeed, EventLog, FlowIndex, FlowIndexEntry, FlowOutcome, FlowPage, FlowPhase, FlowQuery,
+    Lease, Leases, Loaded, Snapshot, StoreError, Timer, Timers,
+};
+use fred::prelude::{
+    Builder, ClientLike, Config, EventInterface, Pool, ReconnectPolicy, ServerConfig,
+};
+use fred::types::Value;
+use fred::types::scripts::Script;
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+/// Where one of the two stores lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RedisConfig {
+    /// `host:port` of the server, or of any cluster nodes (several for a cluster).
+    pub addrs: Vec<String>,
+    /// Whether `addrs` are Redis Cluster nodes.
+    pub cluster: bool,
+    /// Password (`AUTH`).
+    pub password: Option<String>,
+    /// Database number (single servers only).
+    pub db: u32,
+    /// Prefix of every key.
+    pub prefix: String,
+    /// Connections in the pool.
+    pub pool_size: usize,
+    /// How long a command may take before it fails (a lost connection answers within this).
+    pub command_timeout: Duration,
+    /// How long the first connection may take.
+    pub connect_timeout: Duration,
+}
+
+impl RedisConfig {
+    /// A single server at `addr` (`host:port`) with the defaults: database 0, pool of 8, 5 s
+    /// command timeout, 5 s connect timeout. A comma-separated list of addresses means Redis
+    /// Cluster nodes.
+    pub fn new(addr: &str, prefix: &str) -> Self {
+        let addrs: Vec<String> = addr
+            .split(',')
+            .map(|a| a.trim().to_owned())
+            .filter(|a| !a.is_empty())
+            .collect();
+        RedisConfig {
+            cluster: addrs.len() > 1,
+            addrs,
+            password: None,
+            db: 0,
+            prefix: prefix.to_owned(),
+            pool_size: 8,
+            command_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+
+    fn display_addr(&self) -> String {
+        self.addrs.join(",")
+    }
+
+    fn hosts(&self) -> Result<Vec<(String, u16)>, StoreError> {
+        self.addrs
+            .iter()
+            .map(|addr| {
+                let (host, port) = addr.rsplit_once(':').ok_or_else(|| {
+                    StoreError::Unavailable(format!(
+                        "invalid Redis address {addr}: expected host:port"
+                    ))
+                })?;
+                let port = port.parse::<u16>().map_err(|_| {
+                    StoreError::Unavailable(format!("invalid Redis address {addr}: bad port"))
+                })?;
+                Ok((host.to_owned(), port))
+            })
+            .collect()
+    }
+}
+
+fn unavailable(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("redis: {error}"))
+}
+
+fn corrupt(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(error.to_string())
+}
+
+struct Scripts {
+    append: Script,
+    load: Script,
+    put_snapshot: Script,
+    index_insert: Script,
+    index_put: Script,
+    index_remove: Script,
+    index_range: Script,
+    lease_acquire: Script,
+    lease_renew: Script,
+    lease_release: Script,
+    lease_lapsed: Script,
+    timer_schedule: Script,
+    timer_cancel: Script,
+    timer_take: Script,
+}
+
+impl Scripts {
+    fn new() -> Self {
+        Scripts {
+            append: Script::from_lua(scripts::APPEND),
+            load: Script::from_lua(scripts::LOAD),
+            put_snapshot: Script::from_lua(scripts::PUT_SNAPSHOT),
+            index_insert: Script::from_lua(scripts::INDEX_INSERT),
+            index_put: Script::from_lua(scripts::INDEX_PUT),
+            index_remove: Script::from_lua(scripts::INDEX_REMOVE),
+            index_range: Script::from_lua(scripts::INDEX_RANGE),
+            lease_acquire: Script::from_lua(scripts::LEASE_ACQUIRE),
+            lease_renew: Script::from_lua(scripts::LEASE_RENEW),
+            lease_release: Script::from_lua(scripts::LEASE_RELEASE),
+            lease_lapsed: Script::from_lua(scripts::LEASE_LAPSED),
+            timer_schedule: Script::from_lua(scripts::TIMER_SCHEDULE),
+            timer_cancel: Script::from_lua(scripts::TIMER_CANCEL),
+            timer_take: Script::from_lua(scripts::TIMER_TAKE),
+        }
+    }
+
+    fn all(&self) -> [&Script; 14] {
+        [
+            &self.append,
+            &self.load,
+            &self.put_snapshot,
+            &self.index_insert,
+            &self.index_put,
+            &self.index_remove,
+            &self.index_range,
+            &self.lease_acquire,
+            &self.lease_renew,
+            &self.lease_release,
+            &self.lease_lapsed,
+            &self.timer_schedule,
+            &self.timer_cancel,
+            &self.timer_take,
+        ]
+    }
+}
+
+/// One server (or cluster) with its key prefix.
+struct Backend {
+    pool: Pool,
+    prefix: String,
+}
+
+fn builder(config: &RedisConfig) -> Result<Builder, StoreError> {
+    let hosts = config.hosts()?;
+    let server = if config.cluster {
+        ServerConfig::new_clustered(hosts)
+    } else {
+        let (host, port) = hosts
+            .into_iter()
+            .next()
+            .ok_or_else(|| StoreError::Unavailable("no Redis address given".into()))?;
+        ServerConfig::new_centralized(host, port)
+    };
+    let fred_config = Config {
+        server,
+        password: config.password.clone(),
+        database: if config.cluster {
+            None
+        } else {
+            Some(u8::try_from(config.db).map_err(|_| {
+                StoreError::Unavailable(format!("invalid Redis database {}", config.db))
+            })?)
+        },
+        fail_fast: true,
+        ..Config::default()
+    };
+    let mut builder = Builder::from_config(fred_config);
+    let command_timeout = config.command_timeout;
+    let connect_timeout = config.connect_timeout;
+    builder
+        .with_connection_config(|c| {
+            c.connection_timeout = connect_timeout;
+            c.internal_command_timeout = command_timeout;
+        })
+        .with_performance_config(|p| p.default_command_timeout = command_timeout)
+        .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2));
+    Ok(builder)
+}
+
+impl Backend {
+    async fn connect(config: &RedisConfig, scripts: &Scripts) -> Result<Self, StoreError> {
+        let pool = builder(config)?
+            .build_pool(config.pool_size.max(1))
+            .map_err(unavailable)?;
+        let addr = config.display_addr();
+        let connect_error =
+            |e: String| StoreError::Unavailable(format!("cannot connect to Redis at {addr}: {e}"));
+        match tokio::time::timeout(config.connect_timeout, pool.init()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => return Err(connect_error(error.to_string())),
+            Err(_) => return Err(connect_error("timed out".into())),
+        }
+        for client in pool.clients() {
+            let addr = addr.clone();
+            client.on_error(move |(error, server)| {
+                let addr = addr.clone();
+                async move {
+                    let server = server.map_or(addr, |s| s.to_string());
+                    tracing::warn!(%server, %error, "redis connection lost");
+                    Ok(())
+                }
+            });
+            client.on_reconnect(|server| async move {
+                tracing::info!(%server, "redis connection restored");
+                Ok(())
+            });
+        }
+        for script in scripts.all() {
+            script.load(pool.next()).await.map_err(unavailable)?;
+        }
+        Ok(Backend {
+            pool,
+            prefix: config.prefix.clone(),
+        })
+    }
+
+    async fn eval(
+        &self,
+        script: &Script,
+        keys: impl Into<Vec<String>>,
+        args: Vec<Value>,
+    ) -> Result<Value, StoreError> {
+        script
+            .evalsha_with_reload::<Value, _, _>(self.pool.next(), keys.into(), args)
+            .await
+            .map_err(unavailable)
+    }
+}
+
+/// The name of an aggregate in keys and the hash tag that keeps its keys in one slot.
+fn aggregate_name(aggregate: &AggregateId) -> String {
+    match aggregate {
+        AggregateId::Engine => "engine".into(),
+        AggregateId::Flow(id) => format!("flow:{id}"),
+    }
+}
+
+fn aggregate_keys(prefix: &str, aggregate: &AggregateId) -> [String; 2] {
+    let name = aggregate_name(aggregate);
+    let tag = name.replace(['{', '}'], "_");
+    [
+        format!("{prefix}:{{{tag}}}:{name}:events"),
+        format!("{prefix}:{{{tag}}}:{name}:snapshot"),
+    ]
+}
+
+fn tagged_pair(prefix: &str, tag: &str, first: &str, second: &str) -> [String; 2] {
+    [
+        format!("{{{prefix}:{tag}}}:{first}"),
+        format!("{{{prefix}:{tag}}}:{second}"),
+    ]
+}
+
+fn millis_up(at: Timestamp) -> i64 {
+    // Round up so that a due time read back is never earlier than the one scheduled.
+    at.unix_nanos().map_or(i64::MAX, |nanos| {
+        nanos.div_euclid(1_000_000) + i64::from(nanos.rem_euclid(1_000_000) > 0)
+    })
+}
+
+fn millis(at: Timestamp) -> i64 {
+    at.unix_millis().unwrap_or(i64::MAX)
+}
+
+fn ttl_millis(ttl: Duration) -> i64 {
+    i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn int(value: &Value) -> Result<i64, StoreError> {
+    value
+        .as_i64()
+        .ok_or_else(|| corrupt(format!("expected an integer from Redis, got {value:?}")))
+}
+
+fn text(value: Value) -> Result<String, StoreError> {
+    value
+        .into_string()
+        .ok_or_else(|| corrupt("expected a string from Redis"))
+}
+
+fn array(value: Value) -> Vec<Value> {
+    if value.is_null() {
+        Vec::new()
+    } else {
+        value.into_array()
+    }
+}
+
+fn encode(timestamp: Timestamp, event: &Event) -> Result<String, StoreError> {
+    match event {
+        Event::Engine(event) => encode_stored(event, timestamp),
+        Event::Flow(event) => encode_stored(event, timestamp),
+    }
+    .map_err(corrupt)
+}
+
+fn decode(aggregate: &AggregateId, record: &str) -> Result<(Timestamp, Event), StoreError> {
+    match aggregate {
+        AggregateId::Engine => {
+            decode_stored::<EngineEvent>(record).map(|(at, event)| (at, Event::Engine(event)))
+        }
+        AggregateId::Flow(_) => {
+            decode_stored::<FlowEvent>(record).map(|(at, event)| (at, Event::Flow(event)))
+        }
+    }
+    .map_err(corrupt)
+}
+
+fn belongs(aggregate: &AggregateId, event: &Event) -> bool {
+    matches!(
+        (aggregate, event),
+        (AggregateId::Engine, Event::Engine(_)) | (AggregateId::Flow(_), Event::Flow(_))
+    )
+}
+
+/// The stored form of a flow index entry.
+#[derive(Serialize, Deserialize)]
+struct StoredEntry {
+    parent: Option<String>,
+    outcome: String,
+    phase: String,
+    created_at: Timestamp,
+    completed_at: Option<Timestamp>,
+    error: Option<String>,
+}
+
+fn outcome_name(outcome: FlowOutcome) -> &'static str {
+    match outcome {
+        FlowOutcome::Active => "active",
+        FlowOutcome::Completed => "completed",
+        FlowOutcome::Failed => "failed",
+    }
+}
+
+fn phase_name(phase: FlowPhase) -> &'static str {
+    match phase {
+        FlowPhase::Active => "active",
+        FlowPhase::Deactivated => "deactivated",
+        FlowPhase::Archiving => "archiving",
+        FlowPhase::Archived => "archived",
+    }
+}
+
+fn encode_entry(entry: &FlowIndexEntry) -> Result<String, StoreError> {
+    serde_json::to_string(&StoredEntry {
+        parent: entry.parent_flow_id.clone(),
+        outcome: outcome_name(entry.outcome).into(),
+        phase: phase_name(entry.phase).into(),
+        created_at: entry.created_at,
+        completed_at: entry.completed_at,
+        error: entry.error.clone(),
+    })
+    .map_err(corrupt)
+}
+
+fn decode_entry(flow_id: String, json: &str) -> Result<FlowIndexEntry, StoreError> {
+    let stored: StoredEntry = serde_json::from_str(json).map_err(corrupt)?;
+    let outcome = match stored.outcome.as_str() {
+        "active" => FlowOutcome::Active,
+        "completed" => FlowOutcome::Completed,
+        "failed" => FlowOutcome::Failed,
+        other => return Err(corrupt(format!("unknown flow outcome {other}"))),
+    };
+    let phase = match stored.phase.as_str() {
+        "active" => FlowPhase::Active,
+        "deactivated" => FlowPhase::Deactivated,
+        "archiving" => FlowPhase::Archiving,
+        "archived" => FlowPhase::Archived,
+        other => return Err(corrupt(format!("unknown flow phase {other}"))),
+    };
+    Ok(FlowIndexEntry {
+        flow_id,
+        parent_flow_id: stored.parent,
+        outcome,
+        phase,
+        created_at: stored.created_at,
+        completed_at: stored.completed_at,
+        error: stored.error,
+    })
+}
+
+/// The store on Redis/Valkey; cheap to clone (clones share connections and the feed).
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Backend,
+    flow: Backend,
+    scripts: Scripts,
+    feed: feed::Feed,
+}
+
+impl RedisStore {
+    /// Connects to the engine store and the flow store (they may be the same server), loads
+    /// the scripts and starts the feed reader. Fails within the connect timeout when a server
+    /// is unreachable, naming its address.
+    pub async fn connect(engine: RedisConfig, flow: RedisConfig) -> Result<Self, StoreError> {
+        let scripts = Scripts::new();
+        let engine_backend = Backend::connect(&engine, &scripts).await?;
+        let flow_backend = Backend::connect(&flow, &scripts).await?;
+        let feed_key = format!("{{{}:feed}}", flow.prefix);
+        let feed = feed::Feed::start(builder(&flow)?, &flow, feed_key).await?;
+        Ok(RedisStore {
+            inner: Arc::new(Inner {
+                engine: engine_backend,
+                flow: flow_backend,
+                scripts,
+                feed,
+            }),
+        })
+    }
+
+    fn backend(&self, aggregate: &AggregateId) -> &Backend {
+        match aggregate {
+            AggregateId::Engine => &self.inner.engine,
+            AggregateId::Flow(_) => &self.inner.flow,
+        }
+    }
+
+    fn flow_prefix(&self) -> &str {
+        &self.inner.flow.prefix
+    }
+
+    fn index_keys(&self) -> [String; 2] {
+        tagged_pair(self.flow_prefix(), "index", "entries", "ids")
+    }
+
+    fn lease_keys(&self) -> [String; 2] {
+        tagged_pair(self.flow_prefix(), "leases", "expiries", "owners")
+    }
+
+    fn timer_keys(&self) -> [String; 2] {
+        tagged_pair(self.flow_prefix(), "timers", "due", "payloads")
+    }
+
+    fn envelopes(
+        aggregate: &AggregateId,
+        from: u64,
+        records: Vec<Value>,
+    ) -> Result<Vec<Arc<EventEnvelope>>, StoreError> {
+        records
+            .into_iter()
+            .zip(from..)
+            .map(|(record, sequence)| {
+                let record = text(record)?;
+                let (timestamp, event) = decode(aggregate, &record)?;
+                Ok(Arc::new(EventEnvelope {
+                    aggregate_id: aggregate.clone(),
+                    sequence,
+                    timestamp,
+                    event,
+                }))
+            })
+            .collect()
+    }
+}
+
+impl EventLog for RedisStore {
+    async fn append(
+        &self,
+        aggregate: &AggregateId,
+        expected: u64,
+        events: Vec<(Timestamp, Event)>,
+    ) -> Result<Vec<Arc<EventEnvelope>>, StoreError> {
+        if let Some((_, event)) = events.iter().find(|(_, event)| !belongs(aggregate, event)) {
+            return Err(StoreError::WrongAggregate {
+                aggregate: aggregate.clone(),
+                event_type: event.event_type(),
+            });
+        }
+        let backend = self.backend(aggregate);
+        let mut args: Vec<Value> = Vec::with_capacity(events.len() + 1);
+        args.push(Value::from(i64::try_from(expected).unwrap_or(i64::MAX)));
+        for (timestamp, event) in &events {
+            args.push(Value::from(encode(*timestamp, event)?));
+        }
+        let keys = aggregate_keys(&backend.prefix, aggregate);
+        let reply = array(
+            backend
+                .eval(&self.inner.scripts.append, [keys[0].clone()], args)
+                .await?,
+        );
+        let (ok, position) = match reply.as_slice() {
+            [ok, position] => (int(ok)?, int(position)?),
+            _ => return Err(corrupt("unexpected reply to append")),
+        };
+        let position = u64::try_from(position).map_err(corrupt)?;
+        if ok != 1 {
+            return Err(StoreError::Conflict {
+                aggregate: aggregate.clone(),
+                expected,
+                actual: position,
+            });
+        }
+        let appended: Vec<Arc<EventEnvelope>> = events
+            .into_iter()
+            .zip(position..)
+            .map(|((timestamp, event), sequence)| {
+                Arc::new(EventEnvelope {
+                    aggregate_id: aggregate.clone(),
+                    sequence,
+                    timestamp,
+                    event,
+                })
+            })
+            .collect();
+        if !appended.is_empty() {
+            self.inner
+                .feed
+                .publish(self.inner.flow.pool.next(), &appended)
+                .await;
+        }
+        Ok(appended)
+    }
+
+    async fn read(
+        &self,
+        aggregate: &AggregateId,
+        from: u64,
+    ) -> Result<Vec<Arc<EventEnvelope>>, StoreError> {
+        use fred::prelude::ListInterface;
+        let backend = self.backend(aggregate);
+        let keys = aggregate_keys(&backend.prefix, aggregate);
+        let start = i64::try_from(from).unwrap_or(i64::MAX);
+        let records: Vec<Value> = backend
+            .pool
+            .next()
+            .lrange(keys[0].clone(), start, -1)
+            .await
+            .map_err(unavailable)?;
+        Self::envelopes(aggregate, from, records)
+    }
+
+    async fn load(&self, aggregate: &AggregateId) -> Result<Loaded, StoreError> {
+        let backend = self.backend(aggregate);
+        let keys = aggregate_keys(&backend.prefix, aggregate);
+        let reply = array(
+            backend
+                .eval(&self.inner.scripts.load, keys, Vec::new())
+                .await?,
+        );
+        let [sequence, state, tail, next]: [Value; 4] = reply
+            .try_into()
+            .map_err(|_| corrupt("unexpected reply to load"))?;
+        let next_sequence = u64::try_from(int(&next)?).map_err(corrupt)?;
+        let snapshot = if sequence.is_null() {
+            None
+        } else {
+            let sequence: u64 = text(sequence)?.parse().map_err(corrupt)?;
+            Some(Snapshot {
+                sequence,
+                state_json: Arc::from(text(state)?),
+            })
+        };
+        let from = snapshot.as_ref().map_or(0, |s| s.sequence);
+        Ok(Loaded {
+            tail: Self::envelopes(aggregate, from, array(tail))?,
+            snapshot,
+            next_sequence,
+        })
+    }
+
+    async fn put_snapshot(
+        &self,
+        aggregate: &AggregateId,
+        snapshot: Snapshot,
+    ) -> Result<(), StoreError> {
+        let backend = self.backend(aggregate);
+        let keys = aggregate_keys(&backend.prefix, aggregate);
+        let args = vec![
+            Value::from(i64::try_from(snapshot.sequence).unwrap_or(i64::MAX)),
+            Value::from(snapshot.state_json.as_ref()),
+        ];
+        let reply = array(
+            backend
+                .eval(&self.inner.scripts.put_snapshot, keys, args)
+                .await?,
+        );
+        let length = match reply.as_slice() {
+            [_, length] => u64::try_from(int(length)?).map_err(corrupt)?,
+            _ => return Err(corrupt("unexpected reply to put_snapshot")),
+        };
+        if snapshot.sequence > length {
+            return Err(StoreError::InvalidSnapshot {
+                aggregate: aggregate.clone(),
+                sequence: snapshot.sequence,
+                next_sequence: length,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl FlowIndex for RedisStore {
+    async fn put_flow(&self, entry: FlowIndexEntry) -> Result<(), StoreError> {
+        let args = vec![
+            Value::from(entry.flow_id.clone()),
+            Value::from(encode_entry(&entry)?),
+        ];
+        self.inner
+            .flow
+            .eval(&self.inner.scripts.index_put, self.index_keys(), args)
+            .await?;
+        Ok(())
+    }
+
+    async fn insert_flow(&self, entry: FlowIndexEntry) -> Result<bool, StoreError> {
+        let args = vec![
+            Value::from(entry.flow_id.clone()),
+            Value::from(encode_entry(&entry)?),
+        ];
+        let reply = self
+            .inner
+            .flow
+            .eval(&self.inner.scripts.index_insert, self.index_keys(), args)
+            .await?;
+        Ok(int(&reply)? == 1)
+    }
+
+    async fn get_flow(&self, flow_id: &str) -> Result<Option<FlowIndexEntry>, StoreError> {
+        use fred::prelude::HashesInterface;
+        let keys = self.index_keys();
+        let entry: Option<String> = self
+            .inner
+            .flow
+            .pool
+            .next()
+            .hget(keys[0].clone(), flow_id)
+            .await
+            .map_err(unavailable)?;
+        entry
+            .map(|json| decode_entry(flow_id.to_owned(), &json))
+            .transpose()
+    }
+
+    async fn list_flows(&self, query: &FlowQuery) -> Result<FlowPage, StoreError> {
+        const BATCH: i64 = 512;
+        let wanted = |entry: &FlowIndexEntry| {
+            query.outcome.is_none_or(|outcome| entry.outcome == outcome)
+                && (query.phases.is_empty() || query.phases.contains(&entry.phase))
+                && !(query.top_level_only && entry.parent_flow_id.is_some())
+        };
+        let limit = if query.limit == 0 {
+            usize::MAX
+        } else {
+            query.limit
+        };
+        let mut entries = Vec::new();
+        let mut after = query.after.clone();
+        loop {
+            let min = after.as_ref().map_or("-".to_owned(), |id| format!("({id}"));
+            let reply = array(
+                self.inner
+                    .flow
+                    .eval(
+                        &self.inner.scripts.index_range,
+                        self.index_keys(),
+                        vec![Value::from(min), Value::from(BATCH)],
+                    )
+                    .await?,
+            );
+            let fetched = reply.len() / 2;
+            let mut pairs = reply.into_iter();
+            while let (Some(id), Some(json)) = (pairs.next(), pairs.next()) {
+                let id = text(id)?;
+                after = Some(id.clone());
+                let json = text(json)?;
+                if json.is_empty() {
+                    continue;
+                }
+                let entry = decode_entry(id, &json)?;
+                if wanted(&entry) {
+                    if entries.len() == limit {
+                        let next_after = entries.last().map(|e: &FlowIndexEntry| e.flow_id.clone());
+                        return Ok(FlowPage {
+                            entries,
+                            next_after,
+                        });
+                    }
+                    entries.push(entry);
+                }
+            }
+            if i64::try_from(fetched).unwrap_or(0) < BATCH {
+                return Ok(FlowPage {
+                    entries,
+                    next_after: None,
+                });
+            }
+        }
+    }
+
+    async fn remove_flow(&self, flow_id: &str) -> Result<bool, StoreError> {
+        let reply = self
+            .inner
+            .flow
+            .eval(
+                &self.inner.scripts.index_remove,
+                self.index_keys(),
+                vec![Value::from(flow_id)],
+            )
+            .await?;
+        Ok(int(&reply)? == 1)
+    }
+}
+
+impl EventFeed for RedisStore {
+    fn subscribe(&self) -> broadcast::Receiver<Arc<EventEnvelope>> {
+        self.inner.feed.subscribe()
+    }
+}
+
+impl Leases for RedisStore {
+    async fn acquire(
+        &self,
+        key: &str,
+        owner: &str,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let now_ms = millis(now);
+        let args = vec![
+            Value::from(key),
+            Value::from(owner),
+            Value::from(now_ms),
+            Value::from(now_ms.saturating_add(ttl_millis(ttl))),
+        ];
+        let reply = self
+            .inner
+            .flow
+            .eval(&self.inner.scripts.lease_acquire, self.lease_keys(), args)
+            .await?;
+        Ok(int(&reply)? == 1)
+    }
+
+    async fn renew(
+        &self,
+        key: &str,
+        owner: &str,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let args = vec![
+            Value::from(key),
+            Value::from(owner),
+            Value::from(millis(now).saturating_add(ttl_millis(ttl))),
+        ];
+        let reply = self
+            .inner
+            .flow
+            .eval(&self.inner.scripts.lease_renew, self.lease_keys(), args)
+            .await?;
+        Ok(int(&reply)? == 1)
+    }
+
+    async fn release(&self, key: &str, owner: &str) -> Result<bool, StoreError> {
+        let args = vec![Value::from(key), Value::from(owner)];
+        let reply = self
+            .inner
+            .flow
+            .eval(&self.inner.scripts.lease_release, self.lease_keys(), args)
+            .await?;
+        Ok(int(&reply)? == 1)
+    }
+
+    async fn lapsed(&self, now: Timestamp, limit: usize) -> Result<Vec<Lease>, StoreError> {
+        let args = vec![
+            Value::from(millis(now)),
+            Value::from(i64::try_from(limit).unwrap_or(i64::MAX)),
+        ];
+        let reply = array(
+            self.inner
+                .flow
+                .eval(&self.inner.scripts.lease_lapsed, self.lease_keys(), args)
+                .await?,
+        );
+        let mut leases = Vec::new();
+        let mut items = reply.into_iter();
+        while let (Some(key), Some(owner), Some(expires)) =
+            (items.next(), items.next(), items.next())
+        {
+            let expires: f64 = text(expires)?.parse().map_err(corrupt)?;
+            leases.push(Lease {
+                key: text(key)?,
+                owner: text(owner)?,
+                #[allow(clippy::cast_possible_truncation)]
+                expires_at: Timestamp::from_unix_millis(expires as i64),
+            });
+        }
+        Ok(leases)
+    }
+}
+
+impl Timers for RedisStore {
+    async fn schedule(&self, timer: Timer) -> Result<(), StoreError> {
+        let args = vec![
+            Value::from(timer.key.as_str()),
+            Value::from(millis_up(timer.due)),
+            Value::from(timer.payload.as_ref()),
+        ];
+        self.inner
+            .flow
+            .eval(&self.inner.scripts.timer_schedule, self.timer_keys(), args)
+            .await?;
+        Ok(())
+    }
+
+    async fn cancel(&self, key: &str) -> Result<bool, StoreError> {
+        let reply = self
+            .inner
+            .flow
+            .eval(
+                &self.inner.scripts.timer_cancel,
+                self.timer_keys(),
+                vec![Value::from(key)],
+            )
+            .await?;
+        Ok(int(&reply)? == 1)
+    }
+
+    async fn take_due(&self, now: Timestamp, limit: usize) -> Result<Vec<Timer>, StoreError> {
+        let args = vec![
+            Value::from(millis(now)),
+            Value::from(i64::try_from(limit).unwrap_or(i64::MAX)),
+        ];
+        let reply = array(
+            self.inner
+                .flow
+                .eval(&self.inner.scripts.timer_take, self.timer_keys(), args)
+                .await?,
+        );
+        let mut timers = Vec::new();
+        let mut items = reply.into_iter();
+        while let (Some(key), Some(due), Some(payload)) = (items.next(), items.next(), items.next())
+        {
+            let due: f64 = text(due)?.parse().map_err(corrupt)?;
+            timers.push(Timer {
+                key: text(key)?,
+                #[allow(clippy::cast_possible_truncation)]
+                due: Timestamp::from_unix_millis(due as i64),
+                payload: Arc::from(text(payload)?),
+            });
+        }
+        Ok(timers)
+    }
+
+    async fn next_due(&self) -> Result<Option<Timestamp>, StoreError> {
+        use fred::prelude::SortedSetsInterface;
+        let keys = self.timer_keys();
+        let first: Vec<Value> = self
+            .inner
+            .flow
+            .pool
+            .next()
+            .zrange(keys[0].clone(), 0, 0, None, false, None, true)
+            .await
+            .map_err(unavailable)?;
+        match first.as_slice() {
+            [_, score] => {
+                let score = score
+                    .as_f64()
+                    .or_else(|| score.as_str().and_then(|s| s.parse().ok()))
+                    .ok_or_else(|| corrupt("timer score"))?;
+                #[allow(clippy::cast_possible_truncation)]
+                Ok(Some(Timestamp::from_unix_millis(score as i64)))
+            }
+            _ => Ok(None),
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! The server-side scripts. Each touches keys of one hash slot only (every key of one call
+//! shares a `{hash tag}`), so they run unchanged on Redis Cluster. They are loaded once per
+//! server and called by their SHA (`EVALSHA`, reloaded on `NOSCRIPT`).
+
+/// Optimistic append. KEYS: events list. ARGV: expected next sequence, records...
+/// Returns `{1, first_sequence}` or `{0, actual_next_sequence}`.
+pub(crate) const APPEND: &str = r#"
+local len = redis.call('LLEN', KEYS[1])
+if len ~= tonumber(ARGV[1]) then return {0, len} end
+for i = 2, #ARGV, 1000 do
+  redis.call('RPUSH', KEYS[1], unpack(ARGV, i, math.min(i + 999, #ARGV)))
+end
+return {1, len}
+"#;
+
+/// Snapshot + tail in one atomic read. KEYS: events list, snapshot hash.
+/// Returns `{snapshot_sequence or false, snapshot_state or false, {records...}, next_sequence}`.
+pub(crate) const LOAD: &str = r#"
+local snap = redis.call('HMGET', KEYS[2], 'seq', 'state')
+local from = 0
+if snap[1] then from = tonumber(snap[1]) end
+local tail = redis.call('LRANGE', KEYS[1], from, -1)
+return {snap[1], snap[2], tail, from + #tail}
+"#;
+
+/// Stores a snapshot unless an equal or newer one exists. KEYS: events list, snapshot hash.
+/// ARGV: sequence, state. Returns the log length (the caller rejects a snapshot beyond it)
+/// as `{stored (0/1), log_length}`.
+pub(crate) const PUT_SNAPSHOT: &str = r#"
+local len = redis.call('LLEN', KEYS[1])
+local seq = tonumber(ARGV[1])
+if seq > len then return {0, len} end
+local current = redis.call('HGET', KEYS[2], 'seq')
+if current and tonumber(current) >= seq then return {0, len} end
+redis.call('HSET', KEYS[2], 'seq', ARGV[1], 'state', ARGV[2])
+return {1, len}
+"#;
+
+/// Index insert-if-absent. KEYS: entries hash, ids zset. ARGV: id, entry.
+pub(crate) const INDEX_INSERT: &str = r#"
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
+  redis.call('ZADD', KEYS[2], 0, ARGV[1])
+  return 1
+end
+return 0
+"#;
+
+/// Index put. KEYS: entries hash, ids zset. ARGV: id, entry.
+pub(crate) const INDEX_PUT: &str = r#"
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], 0, ARGV[1])
+return 1
+"#;
+
+/// Index remove. KEYS: entries hash, ids zset. ARGV: id.
+pub(crate) const INDEX_REMOVE: &str = r#"
+redis.call('ZREM', KEYS[2], ARGV[1])
+return redis.call('HDEL', KEYS[1], ARGV[1])
+"#;
+
+/// One index page candidate batch. KEYS: entries hash, ids zset. ARGV: min (lex), count.
+/// Returns `{id, entry, id, entry, ...}` in id order.
+pub(crate) const INDEX_RANGE: &str = r#"
+local ids = redis.call('ZRANGEBYLEX', KEYS[2], ARGV[1], '+', 'LIMIT', 0, tonumber(ARGV[2]))
+local out = {}
+if #ids == 0 then return out end
+local entries = redis.call('HMGET', KEYS[1], unpack(ids))
+for i, id in ipairs(ids) do
+  out[#out + 1] = id
+  out[#out + 1] = entries[i] or ''
+end
+return out
+"#;
+
+/// Lease acquire. KEYS: expiries zset, owners hash. ARGV: key, owner, now_ms, expires_ms.
+pub(crate) const LEASE_ACQUIRE: &str = r#"
+local owner = redis.call('HGET', KEYS[2], ARGV[1])
+local expires = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if owner and owner ~= ARGV[2] and expires and tonumber(expires) >= tonumber(ARGV[3]) then
+  return 0
+end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1])
+return 1
+"#;
+
+/// Lease renew. KEYS: expiries zset, owners hash. ARGV: key, owner, expires_ms.
+pub(crate) const LEASE_RENEW: &str = r#"
+if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+return 1
+"#;
+
+/// Lease release. KEYS: expiries zset, owners hash. ARGV: key, owner.
+pub(crate) const LEASE_RELEASE: &str = r#"
+if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[1], ARGV[1])
+return 1
+"#;
+
+/// Lapsed leases. KEYS: expiries zset, owners hash. ARGV: now_ms, limit.
+/// Returns `{key, owner, expires_ms, ...}`.
+pub(crate) const LEASE_LAPSED: &str = r#"
+local keys = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1], 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[2]))
+local out = {}
+for i = 1, #keys, 2 do
+  out[#out + 1] = keys[i]
+  out[#out + 1] = redis.call('HGET', KEYS[2], keys[i]) or ''
+  out[#out + 1] = keys[i + 1]
+end
+return out
+"#;
+
+/// Timer schedule. KEYS: due zset, payloads hash. ARGV: key, due_ms, payload.
+pub(crate) const TIMER_SCHEDULE: &str = r#"
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+return 1
+"#;
+
+/// Timer cancel. KEYS: due zset, payloads hash. ARGV: key.
+pub(crate) const TIMER_CANCEL: &str = r#"
+redis.call('HDEL', KEYS[2], ARGV[1])
+return redis.call('ZREM', KEYS[1], ARGV[1])
+"#;
+
+/// Claims due timers exactly once. KEYS: due zset, payloads hash. ARGV: now_ms, limit.
+/// Returns `{key, due_ms, payload, ...}`.
+pub(crate) const TIMER_TAKE: &str = r#"
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[2]))
+local out = {}
+for i = 1, #due, 2 do
+  redis.call('ZREM', KEYS[1], due[i])
+  out[#out + 1] = due[i]
+  out[#out + 1] = due[i + 1]
+  out[#out + 1] = redis.call('HGET', KEYS[2], due[i]) or ''
+  redis.call('HDEL', KEYS[2], due[i])
+end
+return out
+"#;

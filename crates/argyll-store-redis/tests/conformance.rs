@@ -1,0 +1,112 @@
+//! The store conformance kit on real Redis: a single `redis-server` and a three-node Redis
+//! Cluster, both started on free ports for this test binary. Every check gets fresh key
+//! prefixes, so the checks share the servers without seeing each other's data.
+
+// Test helpers outside #[test] functions may panic on broken fixtures: that is a test failure.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::sync::OnceLock;
+
+use argyll_store::conformance as kit;
+use argyll_store_redis::{RedisConfig, RedisStore};
+use argyll_testkit::{RedisCluster, RedisServer, unique};
+
+fn server() -> &'static RedisServer {
+    static SERVER: OnceLock<RedisServer> = OnceLock::new();
+    SERVER.get_or_init(|| RedisServer::start().expect("redis-server starts"))
+}
+
+fn cluster() -> &'static RedisCluster {
+    static CLUSTER: OnceLock<RedisCluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| RedisCluster::start().expect("a local Redis Cluster starts"))
+}
+
+async fn store_at(addr: &str) -> RedisStore {
+    let prefix = unique("argyll-test");
+    RedisStore::connect(
+        RedisConfig::new(addr, &format!("{prefix}:engine")),
+        RedisConfig::new(addr, &format!("{prefix}:flow")),
+    )
+    .await
+    .unwrap()
+}
+
+macro_rules! check {
+    ($module:ident, $addr:expr, $($name:ident),* $(,)?) => {
+        mod $module {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    kit::$name(&store_at(&$addr).await).await;
+                }
+            )*
+        }
+    };
+}
+
+check!(
+    single,
+    server().addr(),
+    append_and_read,
+    stale_appends_conflict,
+    concurrent_conflicting_appends,
+    snapshots,
+    feed_carries_every_append,
+    flow_index,
+    leases,
+    lease_races,
+    timers,
+);
+
+check!(
+    cluster,
+    cluster().addrs(),
+    append_and_read,
+    stale_appends_conflict,
+    concurrent_conflicting_appends,
+    snapshots,
+    feed_carries_every_append,
+    flow_index,
+    leases,
+    lease_races,
+    timers,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_kit_runs_on_fresh_stores() {
+    let addr = server().addr();
+    kit::run_all(|| store_at(&addr)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_and_flow_stores_can_be_two_servers() {
+    let other = RedisServer::start().unwrap();
+    let prefix = unique("two");
+    let make = || async {
+        RedisStore::connect(
+            RedisConfig::new(&server().addr(), &format!("{prefix}:engine")),
+            RedisConfig::new(&other.addr(), &format!("{prefix}:flow")),
+        )
+        .await
+        .unwrap()
+    };
+    kit::append_and_read(&make().await).await;
+    kit::feed_carries_every_append(&make().await).await;
+}
+
+#[tokio::test]
+async fn an_unreachable_server_fails_fast_naming_its_address() {
+    let port = argyll_testkit::free_port().unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    let error = RedisStore::connect(RedisConfig::new(&addr, "x"), RedisConfig::new(&addr, "y"))
+        .await
+        .err()
+        .expect("no server there");
+    assert!(error.to_string().contains(&addr), "{error}");
+}

@@ -1,0 +1,235 @@
+//! # argyll-testkit
+//!
+//! What Argyll's integration tests run against: real `redis-server` processes on free ports —
+//! a single server (optionally with AOF, restartable), or a three-node Redis Cluster joined with
+//! `redis-cli --cluster create`. Each server runs under a small shell guard that kills it when
+//! the test process exits (its stdin pipe closes), so no server outlives its test binary even
+//! when the servers are kept in statics, one per test binary.
+//!
+//! **Must not depend on**: any Argyll crate; it is test infrastructure only.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Why a test server could not be started.
+#[derive(Debug)]
+pub struct HarnessError(pub String);
+
+impl std::fmt::Display for HarnessError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for HarnessError {}
+
+fn fail(message: impl Into<String>) -> HarnessError {
+    HarnessError(message.into())
+}
+
+/// A free TCP port on 127.0.0.1 (free when asked; good enough for tests).
+pub fn free_port() -> Result<u16, HarnessError> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .map_err(|e| fail(format!("no free port: {e}")))
+}
+
+/// A unique name for keys or files of one test.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    format!("{prefix}-{}-{n}", std::process::id())
+}
+
+/// Sends one command in RESP and returns the raw reply (enough for PING and CLUSTER INFO).
+pub fn redis_command(port: u16, args: &[&str]) -> Result<String, HarnessError> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))
+        .map_err(|e| fail(format!("connect to 127.0.0.1:{port}: {e}")))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .map_err(|e| fail(e.to_string()))?;
+    let mut request = format!("*{}\r\n", args.len());
+    for arg in args {
+        request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+    }
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| fail(e.to_string()))?;
+    let mut reply = vec![0u8; 8192];
+    let read = stream.read(&mut reply).map_err(|e| fail(e.to_string()))?;
+    Ok(String::from_utf8_lossy(reply.get(..read).unwrap_or_default()).into_owned())
+}
+
+fn wait_until(
+    what: &str,
+    timeout: Duration,
+    mut ready: impl FnMut() -> bool,
+) -> Result<(), HarnessError> {
+    let started = Instant::now();
+    while !ready() {
+        if started.elapsed() > timeout {
+            return Err(fail(format!("timed out waiting for {what}")));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// One `redis-server` process.
+pub struct RedisServer {
+    port: u16,
+    dir: PathBuf,
+    extra: Vec<String>,
+    guard: Option<Child>,
+}
+
+impl RedisServer {
+    /// A plain in-memory server on a free port.
+    pub fn start() -> Result<Self, HarnessError> {
+        Self::start_with(&[])
+    }
+
+    /// A server with append-only-file persistence (`appendfsync always`), so a restart keeps
+    /// every acknowledged write.
+    pub fn start_persistent() -> Result<Self, HarnessError> {
+        Self::start_with(&["--appendonly", "yes", "--appendfsync", "always"])
+    }
+
+    /// A server with extra `redis-server` arguments.
+    pub fn start_with(extra: &[&str]) -> Result<Self, HarnessError> {
+        let port = free_port()?;
+        let dir = std::env::temp_dir().join(unique("argyll-redis"));
+        std::fs::create_dir_all(&dir).map_err(|e| fail(format!("{}: {e}", dir.display())))?;
+        let mut server = RedisServer {
+            port,
+            dir,
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+            guard: None,
+        };
+        server.launch()?;
+        Ok(server)
+    }
+
+    fn launch(&mut self) -> Result<(), HarnessError> {
+        let mut command = format!(
+            "redis-server --port {} --bind 127.0.0.1 --dir '{}' --save '' --daemonize no --loglevel warning",
+            self.port,
+            self.dir.display()
+        );
+        for arg in &self.extra {
+            command.push_str(&format!(" '{arg}'"));
+        }
+        // The guard shell kills the server when its stdin closes (the test process exited).
+        let script =
+            format!("{command} >/dev/null 2>&1 & pid=$!; read -r _; kill -9 $pid 2>/dev/null");
+        let guard = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| fail(format!("cannot start redis-server (is it installed?): {e}")))?;
+        self.guard = Some(guard);
+        let port = self.port;
+        wait_until(
+            &format!("redis-server on port {port}"),
+            Duration::from_secs(10),
+            || redis_command(port, &["PING"]).is_ok_and(|reply| reply.contains("PONG")),
+        )
+    }
+
+    /// The server's port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (`SIGKILL`, like a crash) and waits until the port is closed.
+    pub fn kill(&mut self) -> Result<(), HarnessError> {
+        if let Some(mut guard) = self.guard.take() {
+            // Closing stdin makes the guard kill the server.
+            drop(guard.stdin.take());
+            let _ = guard.wait();
+        }
+        let port = self.port;
+        wait_until("redis-server to stop", Duration::from_secs(10), || {
+            TcpStream::connect(("127.0.0.1", port)).is_err()
+        })
+    }
+
+    /// Starts the server again on the same port and directory (AOF data is reloaded).
+    pub fn restart(&mut self) -> Result<(), HarnessError> {
+        self.launch()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A three-master Redis Cluster on free ports.
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts three `--cluster-enabled yes` servers and joins them (no replicas).
+    pub fn start() -> Result<Self, HarnessError> {
+        let mut nodes = Vec::new();
+        for _ in 0..3 {
+            let config = unique("nodes") + ".conf";
+            nodes.push(RedisServer::start_with(&[
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                &config,
+                "--cluster-node-timeout",
+                "2000",
+            ])?);
+        }
+        let addrs: Vec<String> = nodes.iter().map(RedisServer::addr).collect();
+        let output = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .map_err(|e| fail(format!("cannot run redis-cli: {e}")))?;
+        if !output.status.success() {
+            return Err(fail(format!(
+                "redis-cli --cluster create failed: {}",
+                String::from_utf8_lossy(&output.stdout)
+            )));
+        }
+        for node in &nodes {
+            let port = node.port();
+            wait_until("cluster state ok", Duration::from_secs(20), || {
+                redis_command(port, &["CLUSTER", "INFO"])
+                    .is_ok_and(|info| info.contains("cluster_state:ok"))
+            })?;
+        }
+        Ok(RedisCluster { nodes })
+    }
+
+    /// The nodes' addresses, comma-separated (how Argyll's settings name a cluster).
+    pub fn addrs(&self) -> String {
+        self.nodes
+            .iter()
+            .map(RedisServer::addr)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
