@@ -4,13 +4,14 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use argyll_config::{BackoffKind, LogFormat, Settings, StoreMode};
+use argyll_config::{BackoffKind, LogFormat, RedisSettings, Settings, StoreMode};
 use argyll_engine::{Engine, EngineConfig};
 use argyll_model::BackoffType;
 use argyll_retry::RetryPolicy;
 use argyll_script::ScriptLimits;
 use argyll_server::ServerConfig;
-use argyll_store::EmbeddedStore;
+use argyll_store::{EmbeddedStore, Store};
+use argyll_store_redis::{RedisConfig, RedisStore};
 use tokio::net::TcpListener;
 
 fn main() -> ExitCode {
@@ -82,22 +83,40 @@ fn engine_config(settings: &Settings) -> EngineConfig {
 }
 
 async fn run(settings: Settings) -> Result<(), String> {
-    let store = match settings.store_mode() {
+    match settings.store_mode() {
         StoreMode::Embedded => {
             tracing::warn!(
                 "using the embedded store: state is kept in memory only and is lost when the process exits (set ENGINE_REDIS_ADDR for a persistent store)"
             );
-            EmbeddedStore::new()
+            serve(EmbeddedStore::new(), &settings).await
         }
-        StoreMode::Redis { engine, .. } => {
-            return Err(format!(
-                "ENGINE_REDIS_ADDR/FLOW_REDIS_ADDR is set ({}), but this build has no Redis store yet; unset it to run on the embedded store",
-                engine.addr
-            ));
+        StoreMode::Redis { engine, flow } => {
+            tracing::info!(
+                engine_store = %engine.addr,
+                engine_prefix = %engine.prefix,
+                flow_store = %flow.addr,
+                flow_prefix = %flow.prefix,
+                "using the Redis store"
+            );
+            let store = RedisStore::connect(redis_config(&engine), redis_config(&flow))
+                .await
+                .map_err(|e| e.to_string())?;
+            serve(store, &settings).await
         }
-    };
+    }
+}
+
+fn redis_config(settings: &RedisSettings) -> RedisConfig {
+    RedisConfig {
+        password: settings.password.clone().filter(|p| !p.is_empty()),
+        db: settings.db,
+        ..RedisConfig::new(&settings.addr, &settings.prefix)
+    }
+}
+
+async fn serve<S: Store + Clone>(store: S, settings: &Settings) -> Result<(), String> {
     let engine = Engine::builder(store)
-        .config(engine_config(&settings))
+        .config(engine_config(settings))
         .build()
         .map_err(|e| e.to_string())?;
     engine.start().await.map_err(|e| e.to_string())?;
@@ -108,6 +127,7 @@ async fn run(settings: Settings) -> Result<(), String> {
     tracing::info!(
         %address,
         webhook_base_url = %settings.webhook_base_url,
+        instance = %engine.config().instance_id,
         "argyll engine listening"
     );
     let server = ServerConfig {

@@ -49,15 +49,24 @@ fn get(port: u16, path: &str) -> Option<String> {
 }
 
 fn start_server() -> Server {
+    start_server_with(&[])
+}
+
+fn start_server_with(settings: &[(&str, String)]) -> Server {
     let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_argyll"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_argyll"));
+    command
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("ENGINE_HOST", "127.0.0.1")
         .env("ENGINE_PORT", port.to_string())
         .env("WEBHOOK_BASE_URL", format!("http://127.0.0.1:{port}"))
-        .env("ENGINE_LOGGING_LEVEL", "warn")
-        .env("ARGYLL_CONFIG", "/nonexistent/argyll.toml")
+        .env("ENGINE_LOGGING_LEVEL", "info")
+        .env("ARGYLL_CONFIG", "/nonexistent/argyll.toml");
+    for (name, value) in settings {
+        command.env(name, value);
+    }
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -113,9 +122,7 @@ fn first_log_line_says_the_store_is_embedded_and_in_memory() {
     assert!(server.first_line.contains("WARN"), "{}", server.first_line);
 }
 
-#[test]
-fn acceptance_suite_passes() {
-    let server = start_server();
+fn run_acceptance_suite(server: &Server) {
     let output = Command::new("python3")
         .arg(shared("acceptance/argyll_accept.py"))
         .arg("--base")
@@ -130,6 +137,59 @@ fn acceptance_suite_passes() {
         "acceptance suite failed:\n{report}"
     );
     assert!(report.contains(" passed, 0 failed"), "{report}");
+}
+
+#[test]
+fn acceptance_suite_passes() {
+    run_acceptance_suite(&start_server());
+}
+
+#[test]
+fn acceptance_suite_passes_on_redis() {
+    let redis = argyll_testkit::RedisServer::start().unwrap();
+    let server = start_server_with(&[("ENGINE_REDIS_ADDR", redis.addr())]);
+    assert!(
+        server.first_line.contains("using the Redis store"),
+        "{}",
+        server.first_line
+    );
+    run_acceptance_suite(&server);
+}
+
+#[test]
+fn acceptance_suite_passes_with_engine_and_flow_stores_on_two_redis_servers() {
+    let engine_redis = argyll_testkit::RedisServer::start().unwrap();
+    let flow_redis = argyll_testkit::RedisServer::start().unwrap();
+    let server = start_server_with(&[
+        ("ENGINE_REDIS_ADDR", engine_redis.addr()),
+        ("FLOW_REDIS_ADDR", flow_redis.addr()),
+    ]);
+    run_acceptance_suite(&server);
+    let engine_keys = argyll_testkit::redis_command(engine_redis.port(), &["DBSIZE"]).unwrap();
+    let flow_keys = argyll_testkit::redis_command(flow_redis.port(), &["DBSIZE"]).unwrap();
+    assert!(
+        engine_keys.starts_with(':') && engine_keys != ":0\r\n",
+        "{engine_keys}"
+    );
+    assert!(
+        flow_keys.starts_with(':') && flow_keys != ":0\r\n",
+        "{flow_keys}"
+    );
+}
+
+#[test]
+fn start_up_against_an_unreachable_redis_fails_naming_the_address() {
+    let port = free_port();
+    let output = Command::new(env!("CARGO_BIN_EXE_argyll"))
+        .env_clear()
+        .env("ENGINE_PORT", free_port().to_string())
+        .env("ENGINE_REDIS_ADDR", format!("127.0.0.1:{port}"))
+        .env("ARGYLL_CONFIG", "/nonexistent/argyll.toml")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let log = String::from_utf8_lossy(&output.stdout);
+    assert!(log.contains(&format!("127.0.0.1:{port}")), "{log}");
 }
 
 /// The README's quickstart block, run as written (port swapped for a free one).

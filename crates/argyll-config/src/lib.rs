@@ -75,6 +75,7 @@ settings_table! {
     "ENGINE_MAX_REQUEST_BYTES" = "10485760" : "Largest accepted HTTP request body in bytes (> 0); larger requests get 413.";
     "ENGINE_SHUTDOWN_TIMEOUT" = "10s" : "How long a graceful shutdown waits for in-flight requests and work.";
     "ENGINE_INSTANCE_ID" = "(random)" : "This instance's name in work leases; unique per running instance.";
+    "WORK_LEASE_TIMEOUT" = "5s" : "Lease on in-flight work, renewed while it runs; when an instance dies, another takes its work over after this long.";
     "MEMO_CACHE_SIZE" = "4096" : "Entries of the memoization cache (> 0).";
     "FLOW_CACHE_SIZE" = "4096" : "Flow states kept in memory (> 0).";
     "RETRY_MAX_RETRIES" = "10" : "Retries for steps without a `work_config` (negative: unlimited).";
@@ -241,6 +242,8 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     /// Name in work leases (`None`: random).
     pub instance_id: Option<String>,
+    /// Lease on in-flight work.
+    pub work_lease_timeout: Duration,
     /// Memoization cache entries.
     pub memo_cache_size: usize,
     /// Cached flow states.
@@ -507,6 +510,11 @@ impl Reader {
                 parse_duration,
             )?,
             instance_id: self.text("ENGINE_INSTANCE_ID")?,
+            work_lease_timeout: self.parse(
+                "WORK_LEASE_TIMEOUT",
+                Duration::from_secs(5),
+                positive_duration,
+            )?,
             memo_cache_size: self.parse("MEMO_CACHE_SIZE", 4096, positive_count)?,
             flow_cache_size: self.parse("FLOW_CACHE_SIZE", 4096, positive_count)?,
             retry_max_retries: self.parse("RETRY_MAX_RETRIES", 10, |t| {

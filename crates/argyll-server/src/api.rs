@@ -30,12 +30,11 @@ pub(crate) async fn health() -> Response {
 }
 
 pub(crate) async fn engine_state<S: Store>(State(app): State<AppState<S>>) -> ApiResult {
-    let state = app.engine.engine_state().await.map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("failed to get engine state: {e}"),
-        )
-    })?;
+    let state = app
+        .engine
+        .engine_state()
+        .await
+        .map_err(|e| ApiError::failed("get engine state", e))?;
     Ok(Json(state).into_response())
 }
 
@@ -228,12 +227,7 @@ pub(crate) async fn list_flows<S: Store>(
             limit,
         })
         .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("failed to list flows: {e}"),
-            )
-        })?;
+        .map_err(|e| ApiError::failed("list flows", e))?;
     let flows: Vec<Value> = page
         .entries
         .iter()
@@ -268,12 +262,7 @@ pub(crate) async fn get_flow<S: Store>(
             app.engine.wait_for_flow(&flow_id, wait).await
         }
     }
-    .map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("failed to get flow: {e}"),
-        )
-    })?;
+    .map_err(|e| ApiError::failed("get flow", e))?;
     match flow {
         Some(flow) => Ok(Json(flow).into_response()),
         None => Err(ApiError::not_found(format!("flow not found: {flow_id}"))),

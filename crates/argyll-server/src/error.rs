@@ -1,7 +1,8 @@
 //! The `{"error","status"}` error body and the status code of each engine error.
 
-use argyll_engine::{CatalogError, EngineError};
+use argyll_engine::{AggregateError, CatalogError, EngineError};
 use argyll_plan::PlanError;
+use argyll_store::StoreError;
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -34,6 +35,14 @@ impl ApiError {
     /// 404.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, message)
+    }
+
+    /// An engine error whose message names the operation (`failed to get flow: ...`); the
+    /// status stays the error's own (503 while the store is unavailable, else 500 or 4xx).
+    pub fn failed(operation: &str, error: EngineError) -> Self {
+        let mut api = ApiError::from(error);
+        api.message = format!("failed to {operation}: {}", api.message);
+        api
     }
 
     /// 400 for a request body that is not the expected JSON.
@@ -71,6 +80,9 @@ impl From<EngineError> for ApiError {
             EngineError::Catalog(CatalogError::StepNotFound(_))
             | EngineError::Plan(PlanError::StepNotFound { .. })
             | EngineError::FlowNotFound(_) => StatusCode::NOT_FOUND,
+            EngineError::Aggregate(AggregateError::Store(StoreError::Unavailable(_))) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             EngineError::Aggregate(_) | EngineError::Setup(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, error.to_string())
