@@ -298,6 +298,21 @@ fn memo_key(step: &Step, inputs: &Args) -> String {
     format!("{}:{}", step.hash_key(), args_hash(inputs))
 }
 
+/// Owner of the lease of a work item that was handed to an async step or a child flow and
+/// waits for its result.
+const AWAITING_RESULT: &str = "awaiting-result";
+/// How long such a parked lease lasts (its result ends it).
+const PARKED_LEASE: Duration = Duration::from_secs(365 * 24 * 3600);
+/// How long work results, index updates and timers are retried while the store is away.
+const STORE_OUTAGE_PATIENCE: Duration = Duration::from_secs(60);
+
+fn is_unavailable(error: &EngineError) -> bool {
+    matches!(
+        error,
+        EngineError::Aggregate(AggregateError::Store(StoreError::Unavailable(_)))
+    )
+}
+
 /// Identity of a work item in lease and timer keys (flow ids of child flows contain `:`).
 fn work_key(kind: &str, flow_id: &str, step_id: &str, token: &str) -> String {
     format!(
@@ -678,7 +693,9 @@ impl<S: Store> Engine<S> {
             WorkReport::Failed(error) => tx.fail_work(step_id, token, error),
             WorkReport::Retry(error) => tx.not_complete_work(step_id, token, error),
         })
-        .await
+        .await?;
+        self.unpark(flow_id, step_id, token).await;
+        Ok(())
     }
 
     /// Runs a command on a flow and carries out its effects after the commit.
@@ -720,7 +737,12 @@ impl<S: Store> Engine<S> {
     /// Side effects of a committed flow transaction, in order: the flow index, timers, work.
     async fn after_commit(&self, state: &FlowState, milestones: Milestones, effects: Vec<Effect>) {
         if milestones.created {
-            if let Err(error) = self.inner.store.insert_flow(index_entry(state)).await {
+            let inserted = self
+                .retrying_store(|| async {
+                    Ok(self.inner.store.insert_flow(index_entry(state)).await?)
+                })
+                .await;
+            if let Err(error) = inserted {
                 tracing::error!(flow_id = %state.id, %error, "flow index update failed");
             }
         } else if milestones.became_terminal || milestones.became_settled {
@@ -752,7 +774,12 @@ impl<S: Store> Engine<S> {
                         due,
                         payload: key.into(),
                     };
-                    if let Err(error) = self.inner.store.schedule(timer).await {
+                    let scheduled = self
+                        .retrying_store(|| async {
+                            Ok(self.inner.store.schedule(timer.clone()).await?)
+                        })
+                        .await;
+                    if let Err(error) = scheduled {
                         tracing::error!(flow_id = %state.id, %step_id, %error, "retry timer not stored");
                     }
                     self.inner.timers_changed.notify_one();
@@ -780,7 +807,10 @@ impl<S: Store> Engine<S> {
         {
             return;
         }
-        if let Err(error) = store.put_flow(entry).await {
+        let written = self
+            .retrying_store(|| async { Ok(store.put_flow(entry.clone()).await?) })
+            .await;
+        if let Err(error) = written {
             tracing::error!(flow_id = %state.id, %error, "flow index update failed");
         }
     }
@@ -817,7 +847,14 @@ impl<S: Store> Engine<S> {
         let config = &self.inner.config;
         let lease = work_key("work", &work.flow_id, &work.step.id, &work.token);
         let owner = config.instance_id.as_str();
-        match store.acquire(&lease, owner, config.lease_ttl, now()).await {
+        let acquired = self
+            .retrying_store(|| async {
+                Ok(store
+                    .acquire(&lease, owner, config.lease_ttl, now())
+                    .await?)
+            })
+            .await;
+        match acquired {
             Ok(true) => {}
             Ok(false) => return,
             Err(error) => {
@@ -840,25 +877,41 @@ impl<S: Store> Engine<S> {
                 }
             }
         };
-        let recorded = match &outcome {
-            WorkOutcome::Completed(outputs) => {
-                self.flow_command(&flow_id, |tx| {
-                    tx.complete_work(&step.id, &token, outputs.clone())
-                })
-                .await
-            }
-            WorkOutcome::Accepted => Ok(()),
+        match &outcome {
             WorkOutcome::Retryable(error) => {
                 tracing::warn!(%flow_id, step_id = %step.id, %token, %error, "step attempt failed");
-                self.flow_command(&flow_id, |tx| tx.not_complete_work(&step.id, &token, error))
-                    .await
             }
             WorkOutcome::Failed(error) => {
                 tracing::error!(%flow_id, step_id = %step.id, %token, %error, "step execution failed");
-                self.flow_command(&flow_id, |tx| tx.fail_work(&step.id, &token, error))
-                    .await
             }
-        };
+            WorkOutcome::Completed(_) | WorkOutcome::Accepted => {}
+        }
+        // While the store is away the result is kept and retried (and the lease renewed), so
+        // an outage does not make the handler run twice.
+        let recorded = self
+            .retrying_store(|| async {
+                let _ = store.renew(&lease, owner, config.lease_ttl, now()).await;
+                match &outcome {
+                    WorkOutcome::Completed(outputs) => {
+                        self.flow_command(&flow_id, |tx| {
+                            tx.complete_work(&step.id, &token, outputs.clone())
+                        })
+                        .await
+                    }
+                    WorkOutcome::Accepted => Ok(()),
+                    WorkOutcome::Retryable(error) => {
+                        self.flow_command(&flow_id, |tx| {
+                            tx.not_complete_work(&step.id, &token, error)
+                        })
+                        .await
+                    }
+                    WorkOutcome::Failed(error) => {
+                        self.flow_command(&flow_id, |tx| tx.fail_work(&step.id, &token, error))
+                            .await
+                    }
+                }
+            })
+            .await;
         if let Err(error) = recorded {
             if let (WorkOutcome::Completed(_), EngineError::Work(_)) = (&outcome, &error) {
                 tracing::debug!(%flow_id, %error, "work result not recorded (item already finished)");
@@ -866,7 +919,45 @@ impl<S: Store> Engine<S> {
                 tracing::error!(%flow_id, step_id = %step.id, %error, "work result not recorded");
             }
         }
-        let _ = store.release(&lease, owner).await;
+        if outcome == WorkOutcome::Accepted {
+            // The result comes by webhook (or from a child flow), maybe to another instance:
+            // park the lease so sweeps and restarts do not call the step again meanwhile.
+            let _ = store.release(&lease, owner).await;
+            let _ = store
+                .acquire(&lease, AWAITING_RESULT, PARKED_LEASE, now())
+                .await;
+        } else {
+            let _ = store.release(&lease, owner).await;
+        }
+    }
+
+    /// Releases the parked lease of an item whose result arrived from outside.
+    async fn unpark(&self, flow_id: &str, step_id: &str, token: &str) {
+        let lease = work_key("work", flow_id, step_id, token);
+        let _ = self.inner.store.release(&lease, AWAITING_RESULT).await;
+    }
+
+    /// Runs `operation` again while it fails because the store is unavailable (a lost
+    /// connection), with backoff, for up to [`STORE_OUTAGE_PATIENCE`].
+    async fn retrying_store<T, F, Fut>(&self, mut operation: F) -> Result<T, EngineError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, EngineError>>,
+    {
+        let started = tokio::time::Instant::now();
+        let mut pause = Duration::from_millis(50);
+        loop {
+            match operation().await {
+                Err(error)
+                    if is_unavailable(&error) && started.elapsed() < STORE_OUTAGE_PATIENCE =>
+                {
+                    tracing::debug!(%error, "store unavailable; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+                other => return other,
+            }
+        }
     }
 
     async fn execute_work(&self, work: WorkRequest) -> WorkOutcome {
@@ -965,15 +1056,20 @@ impl<S: Store> Engine<S> {
                 _ => return,
             };
             let result = self
-                .flow_command(&parent_id, |tx| match &report {
-                    WorkReport::Succeeded(outputs) => {
-                        tx.complete_work(&step_id, &token, outputs.clone())
-                    }
-                    WorkReport::Failed(error) | WorkReport::Retry(error) => {
-                        tx.fail_work(&step_id, &token, error)
-                    }
+                .retrying_store(|| {
+                    self.flow_command(&parent_id, |tx| match &report {
+                        WorkReport::Succeeded(outputs) => {
+                            tx.complete_work(&step_id, &token, outputs.clone())
+                        }
+                        WorkReport::Failed(error) | WorkReport::Retry(error) => {
+                            tx.fail_work(&step_id, &token, error)
+                        }
+                    })
                 })
                 .await;
+            if result.is_ok() {
+                self.unpark(&parent_id, &step_id, &token).await;
+            }
             if let Err(error) = result
                 && !matches!(
                     error,
@@ -1000,27 +1096,48 @@ impl<S: Store> Engine<S> {
         Ok(())
     }
 
+    /// Startup recovery: every unfinished flow, at once.
     async fn recover(&self) -> Result<(), EngineError> {
-        let query = FlowQuery {
-            phases: vec![FlowPhase::Active],
-            ..FlowQuery::default()
-        };
-        let page = self.inner.store.list_flows(&query).await?;
-        let count = page.entries.len();
-        for entry in page.entries {
-            if let Err(error) = self.recover_flow(&entry.flow_id).await {
-                tracing::error!(flow_id = %entry.flow_id, %error, "flow recovery failed");
-            }
-        }
+        let count = self.sweep(Duration::ZERO).await?;
         if count > 0 {
             tracing::info!(flows = count, "recovered unfinished flows");
         }
         Ok(())
     }
 
-    /// Re-dispatches a flow's running items whose lease is free, resumes due retries and
-    /// advances the flow.
+    /// Recovers every unfinished flow not updated within `quiet` (0: all); returns how many
+    /// were looked at. Catches what a dead instance left behind beyond lapsed leases: work
+    /// committed but never leased, retry timers claimed but never run, index entries not
+    /// updated.
+    async fn sweep(&self, quiet: Duration) -> Result<usize, EngineError> {
+        let mut query = FlowQuery {
+            phases: vec![FlowPhase::Active],
+            limit: 500,
+            ..FlowQuery::default()
+        };
+        let mut count = 0;
+        loop {
+            let page = self.inner.store.list_flows(&query).await?;
+            for entry in &page.entries {
+                count += 1;
+                if let Err(error) = self.recover_quiet_flow(&entry.flow_id, quiet).await {
+                    tracing::error!(flow_id = %entry.flow_id, %error, "flow recovery failed");
+                }
+            }
+            match page.next_after {
+                Some(after) => query.after = Some(after),
+                None => return Ok(count),
+            }
+        }
+    }
+
+    /// Re-dispatches a flow's running items whose lease is free (a live instance's work is
+    /// left alone), resumes due retries and advances the flow.
     pub async fn recover_flow(&self, flow_id: &str) -> Result<(), EngineError> {
+        self.recover_quiet_flow(flow_id, Duration::ZERO).await
+    }
+
+    async fn recover_quiet_flow(&self, flow_id: &str, quiet: Duration) -> Result<(), EngineError> {
         let Some(state) = self.flow(flow_id).await? else {
             return Err(EngineError::FlowNotFound(flow_id.to_owned()));
         };
@@ -1028,38 +1145,68 @@ impl<S: Store> Engine<S> {
             self.update_index(&state).await;
             return Ok(());
         }
+        let quiet_millis = i64::try_from(quiet.as_millis()).unwrap_or(i64::MAX);
+        if now().millis_since(state.last_updated) < quiet_millis {
+            return Ok(());
+        }
+        let config = &self.inner.config;
         let mut orphaned = Vec::new();
         for (step_id, execution) in &state.executions {
             for (token, item) in &execution.work_items {
                 if matches!(item.status, WorkStatus::Active | WorkStatus::NotCompleted) {
                     let lease = work_key("work", flow_id, step_id, token);
-                    let free = self
-                        .inner
-                        .store
-                        .acquire(
-                            &lease,
-                            &self.inner.config.instance_id,
-                            self.inner.config.lease_ttl,
-                            now(),
-                        )
-                        .await?;
-                    if free {
+                    let store = &self.inner.store;
+                    if store
+                        .acquire(&lease, &config.instance_id, config.lease_ttl, now())
+                        .await?
+                    {
                         orphaned.push((step_id.clone(), token.clone()));
                     }
                 }
             }
         }
-        self.flow_command(flow_id, |tx| {
-            for (step_id, token) in &orphaned {
-                tx.redispatch(step_id, token)?;
+        self.take_over(flow_id, &orphaned, true).await
+    }
+
+    /// Re-dispatches items whose leases this instance just took; releases the leases of
+    /// those that turned out to be finished. With `resume`, also starts due retries and
+    /// advances the flow.
+    async fn take_over(
+        &self,
+        flow_id: &str,
+        items: &[(String, String)],
+        resume: bool,
+    ) -> Result<(), EngineError> {
+        let mut redispatched = Vec::new();
+        let result = self
+            .flow_command(flow_id, |tx| {
+                redispatched.clear();
+                for (step_id, token) in items {
+                    if tx.redispatch(step_id, token)? {
+                        redispatched.push((step_id.clone(), token.clone()));
+                    }
+                }
+                if resume {
+                    let steps: Vec<String> = tx.state.executions.keys().cloned().collect();
+                    for step_id in steps {
+                        tx.resume_step(&step_id)?;
+                    }
+                    tx.advance()?;
+                }
+                Ok(())
+            })
+            .await;
+        for (step_id, token) in items {
+            if result.is_err() || !redispatched.contains(&(step_id.clone(), token.clone())) {
+                let lease = work_key("work", flow_id, step_id, token);
+                let _ = self
+                    .inner
+                    .store
+                    .release(&lease, &self.inner.config.instance_id)
+                    .await;
             }
-            let steps: Vec<String> = tx.state.executions.keys().cloned().collect();
-            for step_id in steps {
-                tx.resume_step(&step_id)?;
-            }
-            tx.advance()
-        })
-        .await
+        }
+        result
     }
 
     /// Stops the loops, lets running work finish (up to `grace`) and releases its leases.
@@ -1117,40 +1264,50 @@ impl<S: Store> Engine<S> {
         }
     }
 
-    /// Decision 22: work whose lease lapsed (its instance died) is taken over.
+    /// Decision 22: work whose lease lapsed (its instance died) is taken over; a periodic
+    /// sweep catches what has no lease at all.
     async fn lease_loop(&self) {
         let mut shutdown = self.inner.shutdown.subscribe();
-        let period = (self.inner.config.lease_ttl / 2).max(Duration::from_millis(100));
+        let ttl = self.inner.config.lease_ttl;
+        let period = (ttl / 2).max(Duration::from_millis(100));
+        let sweep_every = (ttl * 2).max(Duration::from_secs(1));
+        let mut last_sweep = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return,
                 () = tokio::time::sleep(period) => {}
             }
-            let Ok(lapsed) = self.inner.store.lapsed(now(), 64).await else {
-                continue;
-            };
-            for lease in lapsed {
-                let Some((flow_id, step_id, token)) = parse_work_key(&lease.key) else {
-                    continue;
-                };
-                let config = &self.inner.config;
-                if !matches!(
-                    self.inner
-                        .store
-                        .acquire(&lease.key, &config.instance_id, config.lease_ttl, now())
-                        .await,
-                    Ok(true)
-                ) {
-                    continue;
-                }
-                tracing::warn!(%flow_id, %step_id, %token, previous_owner = %lease.owner, "taking over work of a lapsed lease");
-                if let Err(error) = self
-                    .flow_command(&flow_id, |tx| tx.redispatch(&step_id, &token).map(|_| ()))
-                    .await
-                {
-                    tracing::error!(%flow_id, %error, "lapsed work not taken over");
+            if let Ok(lapsed) = self.inner.store.lapsed(now(), 64).await {
+                for lease in lapsed {
+                    self.take_over_lapsed(&lease).await;
                 }
             }
+            if last_sweep.elapsed() >= sweep_every {
+                last_sweep = tokio::time::Instant::now();
+                if let Err(error) = self.sweep(ttl).await {
+                    tracing::warn!(%error, "sweep of unfinished flows failed");
+                }
+            }
+        }
+    }
+
+    async fn take_over_lapsed(&self, lease: &argyll_store::Lease) {
+        let Some((flow_id, step_id, token)) = parse_work_key(&lease.key) else {
+            return;
+        };
+        let config = &self.inner.config;
+        let store = &self.inner.store;
+        if !matches!(
+            store
+                .acquire(&lease.key, &config.instance_id, config.lease_ttl, now())
+                .await,
+            Ok(true)
+        ) {
+            return;
+        }
+        tracing::warn!(%flow_id, %step_id, %token, previous_owner = %lease.owner, "taking over work of a lapsed lease");
+        if let Err(error) = self.take_over(&flow_id, &[(step_id, token)], false).await {
+            tracing::error!(%flow_id, %error, "lapsed work not taken over");
         }
     }
 
