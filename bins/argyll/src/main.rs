@@ -78,6 +78,7 @@ fn engine_config(settings: &Settings) -> EngineConfig {
             timeout: settings.script_timeout,
         },
         instance_id: settings.instance_id.clone().unwrap_or(defaults.instance_id),
+        lease_ttl: settings.work_lease_timeout,
         ..defaults
     }
 }

@@ -610,13 +610,22 @@ impl<S: Store> Engine<S> {
         };
         let state = executed.current.state;
         let created = executed.result.is_some();
-        if let (Some(effects), Some(state)) = (executed.result, &state) {
-            let milestones = Milestones {
-                created: true,
-                became_terminal: state.is_terminal(),
-                became_settled: is_settled(state),
-            };
-            self.after_commit(state, milestones, effects).await;
+        match (executed.result, &state) {
+            (Some(effects), Some(state)) => {
+                let milestones = Milestones {
+                    created: true,
+                    became_terminal: state.is_terminal(),
+                    became_settled: is_settled(state),
+                };
+                self.after_commit(state, milestones, effects).await;
+            }
+            (None, Some(existing)) => {
+                // A start whose reply was lost (the store went away after committing) is
+                // retried by its client: make sure the flow is indexed, so the sweep finishes
+                // whatever that first start left undone.
+                let _ = self.inner.store.insert_flow(index_entry(existing)).await;
+            }
+            _ => {}
         }
         let started = FlowStart {
             flow_id: request.flow_id.clone(),
@@ -856,7 +865,10 @@ impl<S: Store> Engine<S> {
             .await;
         match acquired {
             Ok(true) => {}
-            Ok(false) => return,
+            Ok(false) => {
+                tracing::debug!(flow_id = %work.flow_id, step_id = %work.step.id, token = %work.token, "work leased elsewhere; not run here");
+                return;
+            }
             Err(error) => {
                 tracing::error!(flow_id = %work.flow_id, %error, "work lease not acquired");
                 return;
@@ -877,6 +889,7 @@ impl<S: Store> Engine<S> {
                 }
             }
         };
+        tracing::debug!(%flow_id, step_id = %step.id, %token, ?outcome, "work ran");
         match &outcome {
             WorkOutcome::Retryable(error) => {
                 tracing::warn!(%flow_id, step_id = %step.id, %token, %error, "step attempt failed");
