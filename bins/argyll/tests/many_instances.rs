@@ -34,7 +34,7 @@ fn flows() -> usize {
 }
 
 /// The three runs share the machine's two cores: one at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 // ------------------------------------------------------------------ the step server
 
@@ -280,7 +280,7 @@ fn call_histogram(calls: &Calls) -> (usize, HashMap<u32, usize>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_engines_complete_every_flow_calling_each_item_once() {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = SERIAL.lock().await;
     let count = flows();
     let redis = RedisServer::start().unwrap();
     let (steps, calls) = step_server().await;
@@ -309,7 +309,7 @@ async fn two_engines_complete_every_flow_calling_each_item_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_engine_s_work_is_finished_by_the_survivor() {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = SERIAL.lock().await;
     let count = flows();
     let redis = RedisServer::start().unwrap();
     let (steps, calls) = step_server().await;
@@ -371,7 +371,7 @@ async fn a_killed_engine_s_work_is_finished_by_the_survivor() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_restart_loses_nothing() {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = SERIAL.lock().await;
     let count = flows();
     let mut redis = RedisServer::start_persistent().unwrap();
     let (steps, calls) = step_server().await;
