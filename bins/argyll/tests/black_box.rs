@@ -21,6 +21,15 @@ struct Server {
     child: Child,
     port: u16,
     first_line: String,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Server {
+    /// Log lines written since the first one (waits `settle` for stragglers).
+    fn log_lines(&self, settle: Duration) -> Vec<String> {
+        std::thread::sleep(settle);
+        self.lines.try_iter().collect()
+    }
 }
 
 impl Drop for Server {
@@ -82,9 +91,11 @@ fn start_server_with(settings: &[(&str, String)]) -> Server {
             }
         }
     });
-    let first_line = lines_rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the server logs a first line");
+    let Ok(first_line) = lines_rx.recv_timeout(Duration::from_secs(30)) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the server logged nothing within 30 s");
+    };
     let started = Instant::now();
     while get(port, "/health").is_none() {
         assert!(
@@ -97,6 +108,7 @@ fn start_server_with(settings: &[(&str, String)]) -> Server {
         child,
         port,
         first_line,
+        lines: lines_rx,
     }
 }
 
@@ -233,4 +245,86 @@ fn readme_quickstart_works_as_written() {
         "{stdout}"
     );
     assert!(stdout.contains(r#""status":"completed""#), "{stdout}");
+}
+
+/// A small HTTP/1.0 request: (status, body).
+fn request(port: u16, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .ok()?;
+    let message = format!(
+        "{method} {path} HTTP/1.0\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(message.as_bytes()).ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split(' ').nth(1)?.parse().ok()?;
+    let body = response
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    Some((status, body))
+}
+
+#[test]
+fn a_redis_outage_answers_503_then_recovers() {
+    let mut redis = argyll_testkit::RedisServer::start_persistent().unwrap();
+    let server = start_server_with(&[("ENGINE_REDIS_ADDR", redis.addr())]);
+    let step = r#"{"id": "s", "name": "s", "type": "script",
+        "attributes": {"x": {"role": "required"}, "y": {"role": "output"}},
+        "script": {"language": "ale", "script": "{:y (* 2 x)}"}}"#;
+    assert_eq!(
+        request(server.port, "POST", "/engine/step", step)
+            .unwrap()
+            .0,
+        201
+    );
+    let start = |id: &str| format!(r#"{{"id": "{id}", "goals": ["s"], "init": {{"x": 21}}}}"#);
+    assert_eq!(
+        request(server.port, "POST", "/engine/flow", &start("before"))
+            .unwrap()
+            .0,
+        201
+    );
+
+    redis.kill().unwrap();
+    let (status, body) = request(server.port, "POST", "/engine/flow", &start("during")).unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("store unavailable") && body.contains("\"status\":503"),
+        "{body}"
+    );
+    assert_eq!(
+        request(server.port, "GET", "/health", "").unwrap().0,
+        200,
+        "the process serves on"
+    );
+
+    redis.restart().unwrap();
+    let mut started = None;
+    for _ in 0..200 {
+        if let Some((status, _)) = request(server.port, "POST", "/engine/flow", &start("after")) {
+            if status == 201 || status == 200 {
+                started = Some(status);
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(started.is_some(), "writes work again after the restart");
+    let (status, flow) = request(server.port, "GET", "/engine/flow/after?wait=10s", "").unwrap();
+    assert_eq!(status, 200);
+    assert!(flow.contains(r#""status":"completed""#), "{flow}");
+    let (_, before) = request(server.port, "GET", "/engine/flow/before?wait=10s", "").unwrap();
+    assert!(
+        before.contains(r#""status":"completed""#),
+        "acknowledged before the outage: {before}"
+    );
+
+    let log = server.log_lines(Duration::from_millis(100)).join("\n");
+    assert!(log.contains("redis connection lost"), "{log}");
+    assert!(log.contains("WARN"), "{log}");
 }
