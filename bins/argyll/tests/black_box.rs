@@ -306,11 +306,11 @@ fn a_redis_outage_answers_503_then_recovers() {
     redis.restart().unwrap();
     let mut started = None;
     for _ in 0..200 {
-        if let Some((status, _)) = request(server.port, "POST", "/engine/flow", &start("after")) {
-            if status == 201 || status == 200 {
-                started = Some(status);
-                break;
-            }
+        if let Some((status @ (200 | 201), _)) =
+            request(server.port, "POST", "/engine/flow", &start("after"))
+        {
+            started = Some(status);
+            break;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
