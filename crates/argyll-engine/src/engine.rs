@@ -863,6 +863,22 @@ impl<S: Store> Engine<S> {
                     .await?)
             })
             .await;
+        // A new attempt of an item whose previous attempt is parked waiting for a webhook
+        // (which asked for a retry) takes the parked lease over.
+        let acquired = match acquired {
+            Ok(false)
+                if store
+                    .release(&lease, AWAITING_RESULT)
+                    .await
+                    .unwrap_or(false) =>
+            {
+                store
+                    .acquire(&lease, owner, config.lease_ttl, now())
+                    .await
+                    .map_err(EngineError::from)
+            }
+            other => other,
+        };
         match acquired {
             Ok(true) => {}
             Ok(false) => {
@@ -939,6 +955,22 @@ impl<S: Store> Engine<S> {
             let _ = store
                 .acquire(&lease, AWAITING_RESULT, PARKED_LEASE, now())
                 .await;
+            // The result may have arrived before the lease was parked: then nobody else
+            // would unpark it.
+            let still_waiting = self
+                .flow(&flow_id)
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|flow| {
+                    flow.executions
+                        .get(&step.id)
+                        .and_then(|e| e.work_items.get(&token))
+                        .is_some_and(|item| item.status == WorkStatus::Active)
+                });
+            if !still_waiting {
+                self.unpark(&flow_id, &step.id, &token).await;
+            }
         } else {
             let _ = store.release(&lease, owner).await;
         }
