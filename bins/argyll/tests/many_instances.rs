@@ -13,18 +13,17 @@
     clippy::panic
 )]
 
+mod support;
+
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use argyll_testkit::{RedisServer, free_port, unique};
+use argyll_testkit::RedisServer;
 use axum::Json;
 use axum::extract::{Path, State};
 use serde_json::{Value, json};
-
-const LEASE: &str = "2s";
+use support::{EngineProcess, LEASE, send};
 
 fn flows() -> usize {
     std::env::var("MANY_INSTANCES_FLOWS")
@@ -68,101 +67,6 @@ async fn step_server() -> (String, Calls) {
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
     (base, calls)
-}
-
-// ------------------------------------------------------------------ engine processes
-
-struct EngineProcess {
-    child: Option<Child>,
-    base: String,
-    log: PathBuf,
-}
-
-impl EngineProcess {
-    fn start(name: &str, redis: &str) -> Self {
-        let port = free_port().unwrap();
-        let log = std::env::temp_dir().join(unique(&format!("argyll-{name}")) + ".log");
-        let file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_argyll"))
-            .env_clear()
-            .env("ENGINE_HOST", "127.0.0.1")
-            .env("ENGINE_PORT", port.to_string())
-            .env("WEBHOOK_BASE_URL", format!("http://127.0.0.1:{port}"))
-            .env("ENGINE_REDIS_ADDR", redis)
-            .env("ENGINE_INSTANCE_ID", name)
-            .env("WORK_LEASE_TIMEOUT", LEASE)
-            .env(
-                "ENGINE_LOGGING_LEVEL",
-                std::env::var("MANY_INSTANCES_LEVEL").unwrap_or_else(|_| "warn".into()),
-            )
-            .env("ENGINE_LOG_FORMAT", "json")
-            .env("ARGYLL_CONFIG", "/nonexistent/argyll.toml")
-            .stdout(Stdio::from(file))
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        EngineProcess {
-            child: Some(child),
-            base: format!("http://127.0.0.1:{port}"),
-            log,
-        }
-    }
-
-    async fn wait_healthy(&self, client: &reqwest::Client) {
-        for _ in 0..500 {
-            if client
-                .get(format!("{}/health", self.base))
-                .send()
-                .await
-                .is_ok()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("{} never answered", self.base);
-    }
-
-    /// SIGKILL: no shutdown, no lease release.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().unwrap();
-            child.wait().unwrap();
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for EngineProcess {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_file(&self.log);
-    }
-}
-
-// ------------------------------------------------------------------ driving
-
-/// Sends a request until it gets an answer that is not 503 (the store may be restarting).
-async fn send(
-    client: &reqwest::Client,
-    method: reqwest::Method,
-    url: &str,
-    body: &Value,
-) -> (u16, Value) {
-    for _ in 0..600 {
-        match client.request(method.clone(), url).json(body).send().await {
-            Ok(response) if response.status() != 503 => {
-                let status = response.status().as_u16();
-                let body = response.json().await.unwrap_or(Value::Null);
-                return (status, body);
-            }
-            _ => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-    panic!("{url} never answered");
 }
 
 async fn register_chain(client: &reqwest::Client, engine: &str, steps: &str) {
