@@ -174,6 +174,13 @@ fn acceptance_suite_passes_on_redis() {
 }
 
 #[test]
+fn acceptance_suite_passes_on_redis_cluster() {
+    let cluster = argyll_testkit::RedisCluster::start().unwrap();
+    let server = start_server_with(&[("ENGINE_REDIS_ADDR", cluster.addrs())]);
+    run_acceptance_suite(&server);
+}
+
+#[test]
 fn acceptance_suite_passes_with_engine_and_flow_stores_on_two_redis_servers() {
     let engine_redis = argyll_testkit::RedisServer::start().unwrap();
     let flow_redis = argyll_testkit::RedisServer::start().unwrap();

@@ -16,7 +16,7 @@ use crate::RedisConfig;
 /// Local subscribers may fall this far behind before they see `Lagged`.
 const LOCAL_CAPACITY: usize = 16_384;
 /// The stream keeps about this many batches for readers catching up after a reconnect.
-const STREAM_LENGTH: &str = "100000";
+pub(crate) const STREAM_LENGTH: &str = "100000";
 
 pub(crate) struct Feed {
     key: String,
@@ -84,6 +84,10 @@ impl Feed {
         })
     }
 
+    pub(crate) fn key(&self) -> &str {
+        &self.key
+    }
+
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<EventEnvelope>> {
         self.sender.subscribe()
     }
@@ -91,8 +95,7 @@ impl Feed {
     /// Adds one batch of committed envelopes to the stream. The append is already durable, so
     /// a failure here is retried and then logged: subscribers would miss the batch.
     pub(crate) async fn publish(&self, client: &Client, envelopes: &[Arc<EventEnvelope>]) {
-        let batch: Vec<&EventEnvelope> = envelopes.iter().map(AsRef::as_ref).collect();
-        let json = match serde_json::to_string(&batch) {
+        let json = match batch_json(envelopes) {
             Ok(json) => json,
             Err(error) => {
                 tracing::error!(%error, "event feed: cannot encode a batch");
@@ -118,6 +121,12 @@ impl Feed {
             }
         }
     }
+}
+
+/// One feed entry: the batch of envelopes one append committed.
+pub(crate) fn batch_json(envelopes: &[Arc<EventEnvelope>]) -> Result<String, StoreError> {
+    let batch: Vec<&EventEnvelope> = envelopes.iter().map(AsRef::as_ref).collect();
+    serde_json::to_string(&batch).map_err(crate::corrupt)
 }
 
 async fn read_loop(

@@ -122,6 +122,7 @@ fn corrupt(error: impl std::fmt::Display) -> StoreError {
 
 struct Scripts {
     append: Script,
+    append_publish: Script,
     load: Script,
     put_snapshot: Script,
     index_insert: Script,
@@ -141,6 +142,7 @@ impl Scripts {
     fn new() -> Self {
         Scripts {
             append: Script::from_lua(scripts::APPEND),
+            append_publish: Script::from_lua(scripts::APPEND_PUBLISH),
             load: Script::from_lua(scripts::LOAD),
             put_snapshot: Script::from_lua(scripts::PUT_SNAPSHOT),
             index_insert: Script::from_lua(scripts::INDEX_INSERT),
@@ -157,9 +159,10 @@ impl Scripts {
         }
     }
 
-    fn all(&self) -> [&Script; 14] {
+    fn all(&self) -> [&Script; 15] {
         [
             &self.append,
+            &self.append_publish,
             &self.load,
             &self.put_snapshot,
             &self.index_insert,
@@ -431,6 +434,8 @@ pub struct RedisStore {
 struct Inner {
     engine: Backend,
     flow: Backend,
+    /// Whether the flow store is a cluster (the feed then needs its own `XADD`).
+    flow_cluster: bool,
     scripts: Scripts,
     feed: feed::Feed,
 }
@@ -449,6 +454,7 @@ impl RedisStore {
             inner: Arc::new(Inner {
                 engine: engine_backend,
                 flow: flow_backend,
+                flow_cluster: flow.cluster,
                 scripts,
                 feed,
             }),
@@ -514,18 +520,47 @@ impl EventLog for RedisStore {
             });
         }
         let backend = self.backend(aggregate);
-        let mut args: Vec<Value> = Vec::with_capacity(events.len() + 1);
-        args.push(Value::from(i64::try_from(expected).unwrap_or(i64::MAX)));
-        for (timestamp, event) in &events {
-            args.push(Value::from(encode(*timestamp, event)?));
+        let appended: Vec<Arc<EventEnvelope>> = events
+            .into_iter()
+            .zip(expected..)
+            .map(|((timestamp, event), sequence)| {
+                Arc::new(EventEnvelope {
+                    aggregate_id: aggregate.clone(),
+                    sequence,
+                    timestamp,
+                    event,
+                })
+            })
+            .collect();
+        let mut records: Vec<Value> = Vec::with_capacity(appended.len());
+        for envelope in &appended {
+            records.push(Value::from(encode(envelope.timestamp, &envelope.event)?));
         }
         let keys = aggregate_keys(&backend.prefix, aggregate);
-        let reply = array(
+        let expected_arg = Value::from(i64::try_from(expected).unwrap_or(i64::MAX));
+        // Flow events on a single server: append and publish in one atomic round trip.
+        let publish_in_script = !self.inner.flow_cluster
+            && matches!(aggregate, AggregateId::Flow(_))
+            && !appended.is_empty();
+        let reply = if publish_in_script {
+            let mut args = Vec::with_capacity(records.len() + 3);
+            args.push(expected_arg);
+            args.push(Value::from(feed::STREAM_LENGTH));
+            args.push(Value::from(feed::batch_json(&appended)?));
+            args.extend(records);
+            let feed_keys = [keys[0].clone(), self.inner.feed.key().to_owned()];
+            backend
+                .eval(&self.inner.scripts.append_publish, feed_keys, args)
+                .await?
+        } else {
+            let mut args = Vec::with_capacity(records.len() + 1);
+            args.push(expected_arg);
+            args.extend(records);
             backend
                 .eval(&self.inner.scripts.append, [keys[0].clone()], args)
-                .await?,
-        );
-        let (ok, position) = match reply.as_slice() {
+                .await?
+        };
+        let (ok, position) = match array(reply).as_slice() {
             [ok, position] => (int(ok)?, int(position)?),
             _ => return Err(corrupt("unexpected reply to append")),
         };
@@ -537,19 +572,7 @@ impl EventLog for RedisStore {
                 actual: position,
             });
         }
-        let appended: Vec<Arc<EventEnvelope>> = events
-            .into_iter()
-            .zip(position..)
-            .map(|((timestamp, event), sequence)| {
-                Arc::new(EventEnvelope {
-                    aggregate_id: aggregate.clone(),
-                    sequence,
-                    timestamp,
-                    event,
-                })
-            })
-            .collect();
-        if !appended.is_empty() {
+        if !appended.is_empty() && !publish_in_script {
             self.inner
                 .feed
                 .publish(self.inner.flow.pool.next(), &appended)

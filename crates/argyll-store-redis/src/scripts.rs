@@ -13,6 +13,20 @@ end
 return {1, len}
 "#;
 
+/// Optimistic append that also publishes the batch on the feed stream, atomically — for a
+/// single server, where the aggregate's keys and the feed live on one node (on a cluster the
+/// feed is published by a separate `XADD`). KEYS: events list, feed stream. ARGV: expected next
+/// sequence, stream max length, batch JSON, records... Replies as [`APPEND`].
+pub(crate) const APPEND_PUBLISH: &str = r#"
+local len = redis.call('LLEN', KEYS[1])
+if len ~= tonumber(ARGV[1]) then return {0, len} end
+for i = 4, #ARGV, 1000 do
+  redis.call('RPUSH', KEYS[1], unpack(ARGV, i, math.min(i + 999, #ARGV)))
+end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'e', ARGV[3])
+return {1, len}
+"#;
+
 /// Snapshot + tail in one atomic read. KEYS: events list, snapshot hash.
 /// Returns `{snapshot_sequence or false, snapshot_state or false, {records...}, next_sequence}`.
 pub(crate) const LOAD: &str = r#"
