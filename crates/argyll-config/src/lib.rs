@@ -63,7 +63,7 @@ settings_table! {
     "WEBHOOK_BASE_URL" = "http://localhost:<port>" : "Base URL async steps receive for their webhook (`<base>/webhook/<flow>/<step>/<token>`).";
     "ENGINE_LOGGING_LEVEL" ["LOG_LEVEL"] = "info" : "Log level: `debug`, `info`, `warn` or `error`.";
     "ENGINE_LOG_FORMAT" = "human" : "Log format: `human` or `json`.";
-    "ENGINE_REDIS_ADDR" = "(unset: embedded store)" : "Redis/Valkey address (`host:port`) of the engine store; when neither this nor `FLOW_REDIS_ADDR` is set, state is kept in memory.";
+    "ENGINE_REDIS_ADDR" = "(unset: embedded store)" : "Redis/Valkey address (`host:port`) of the engine store, or a comma-separated list of Redis Cluster nodes; when neither this nor `FLOW_REDIS_ADDR` is set, state is kept in memory.";
     "ENGINE_REDIS_PASSWORD" = "" : "Password of the engine store.";
     "ENGINE_REDIS_DB" = "0" : "Database number of the engine store.";
     "ENGINE_REDIS_PREFIX" = "argyll:engine" : "Key prefix of the engine store.";
