@@ -236,13 +236,23 @@ impl Backend {
             Ok(Err(error)) => return Err(connect_error(error.to_string())),
             Err(_) => return Err(connect_error("timed out".into())),
         }
+        // Every pooled connection reports its own loss; one line per second and server is
+        // what an operator needs.
+        let last_logged = Arc::new(std::sync::atomic::AtomicI64::new(0));
         for client in pool.clients() {
             let addr = addr.clone();
+            let last_logged = last_logged.clone();
             client.on_error(move |(error, server)| {
                 let addr = addr.clone();
+                let last_logged = last_logged.clone();
                 async move {
-                    let server = server.map_or(addr, |s| s.to_string());
-                    tracing::warn!(%server, %error, "redis connection lost");
+                    let second = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+                    if last_logged.swap(second, std::sync::atomic::Ordering::Relaxed) != second {
+                        let server = server.map_or(addr, |s| s.to_string());
+                        tracing::warn!(%server, %error, "redis connection lost");
+                    }
                     Ok(())
                 }
             });
