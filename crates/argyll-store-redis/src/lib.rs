@@ -494,6 +494,33 @@ impl RedisStore {
         tagged_pair(self.flow_prefix(), "timers", "due", "payloads")
     }
 
+    /// Runs a script over a (sorted set, hash) pair that answers flat `(member, text,
+    /// score-in-ms)` triples for members scored before `now` — lapsed leases, due timers.
+    async fn scored_triples(
+        &self,
+        script: &Script,
+        keys: [String; 2],
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(String, String, Timestamp)>, StoreError> {
+        let args = vec![
+            Value::from(millis(now)),
+            Value::from(i64::try_from(limit).unwrap_or(i64::MAX)),
+        ];
+        let reply = array(self.inner.flow.eval(script, keys, args).await?);
+        let mut triples = Vec::new();
+        let mut items = reply.into_iter();
+        while let (Some(member), Some(text_value), Some(score)) =
+            (items.next(), items.next(), items.next())
+        {
+            let score: f64 = text(score)?.parse().map_err(corrupt)?;
+            #[allow(clippy::cast_possible_truncation)]
+            let at = Timestamp::from_unix_millis(score as i64);
+            triples.push((text(member)?, text(text_value)?, at));
+        }
+        Ok(triples)
+    }
+
     fn envelopes(
         aggregate: &AggregateId,
         from: u64,
@@ -713,16 +740,7 @@ impl FlowIndex for RedisStore {
 
     async fn list_flows(&self, query: &FlowQuery) -> Result<FlowPage, StoreError> {
         const BATCH: i64 = 512;
-        let wanted = |entry: &FlowIndexEntry| {
-            query.outcome.is_none_or(|outcome| entry.outcome == outcome)
-                && (query.phases.is_empty() || query.phases.contains(&entry.phase))
-                && !(query.top_level_only && entry.parent_flow_id.is_some())
-        };
-        let limit = if query.limit == 0 {
-            usize::MAX
-        } else {
-            query.limit
-        };
+        let limit = query.page_limit();
         let mut entries = Vec::new();
         let mut after = query.after.clone();
         loop {
@@ -747,7 +765,7 @@ impl FlowIndex for RedisStore {
                     continue;
                 }
                 let entry = decode_entry(id, &json)?;
-                if wanted(&entry) {
+                if query.matches(&entry) {
                     if entries.len() == limit {
                         let next_after = entries.last().map(|e: &FlowIndexEntry| e.flow_id.clone());
                         return Ok(FlowPage {
@@ -841,30 +859,22 @@ impl Leases for RedisStore {
     }
 
     async fn lapsed(&self, now: Timestamp, limit: usize) -> Result<Vec<Lease>, StoreError> {
-        let args = vec![
-            Value::from(millis(now)),
-            Value::from(i64::try_from(limit).unwrap_or(i64::MAX)),
-        ];
-        let reply = array(
-            self.inner
-                .flow
-                .eval(&self.inner.scripts.lease_lapsed, self.lease_keys(), args)
-                .await?,
-        );
-        let mut leases = Vec::new();
-        let mut items = reply.into_iter();
-        while let (Some(key), Some(owner), Some(expires)) =
-            (items.next(), items.next(), items.next())
-        {
-            let expires: f64 = text(expires)?.parse().map_err(corrupt)?;
-            leases.push(Lease {
-                key: text(key)?,
-                owner: text(owner)?,
-                #[allow(clippy::cast_possible_truncation)]
-                expires_at: Timestamp::from_unix_millis(expires as i64),
-            });
-        }
-        Ok(leases)
+        let lapsed = self
+            .scored_triples(
+                &self.inner.scripts.lease_lapsed,
+                self.lease_keys(),
+                now,
+                limit,
+            )
+            .await?;
+        Ok(lapsed
+            .into_iter()
+            .map(|(key, owner, expires_at)| Lease {
+                key,
+                owner,
+                expires_at,
+            })
+            .collect())
     }
 }
 
@@ -896,29 +906,22 @@ impl Timers for RedisStore {
     }
 
     async fn take_due(&self, now: Timestamp, limit: usize) -> Result<Vec<Timer>, StoreError> {
-        let args = vec![
-            Value::from(millis(now)),
-            Value::from(i64::try_from(limit).unwrap_or(i64::MAX)),
-        ];
-        let reply = array(
-            self.inner
-                .flow
-                .eval(&self.inner.scripts.timer_take, self.timer_keys(), args)
-                .await?,
-        );
-        let mut timers = Vec::new();
-        let mut items = reply.into_iter();
-        while let (Some(key), Some(due), Some(payload)) = (items.next(), items.next(), items.next())
-        {
-            let due: f64 = text(due)?.parse().map_err(corrupt)?;
-            timers.push(Timer {
-                key: text(key)?,
-                #[allow(clippy::cast_possible_truncation)]
-                due: Timestamp::from_unix_millis(due as i64),
-                payload: Arc::from(text(payload)?),
-            });
-        }
-        Ok(timers)
+        let due = self
+            .scored_triples(
+                &self.inner.scripts.timer_take,
+                self.timer_keys(),
+                now,
+                limit,
+            )
+            .await?;
+        Ok(due
+            .into_iter()
+            .map(|(key, payload, due)| Timer {
+                key,
+                due,
+                payload: Arc::from(payload),
+            })
+            .collect())
     }
 
     async fn next_due(&self) -> Result<Option<Timestamp>, StoreError> {

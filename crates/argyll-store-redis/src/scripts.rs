@@ -140,15 +140,15 @@ return redis.call('ZREM', KEYS[1], ARGV[1])
 "#;
 
 /// Claims due timers exactly once. KEYS: due zset, payloads hash. ARGV: now_ms, limit.
-/// Returns `{key, due_ms, payload, ...}`.
+/// Returns `{key, payload, due_ms, ...}` (the shape of [`LEASE_LAPSED`]).
 pub(crate) const TIMER_TAKE: &str = r#"
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[2]))
 local out = {}
 for i = 1, #due, 2 do
   redis.call('ZREM', KEYS[1], due[i])
   out[#out + 1] = due[i]
-  out[#out + 1] = due[i + 1]
   out[#out + 1] = redis.call('HGET', KEYS[2], due[i]) or ''
+  out[#out + 1] = due[i + 1]
   redis.call('HDEL', KEYS[2], due[i])
 end
 return out

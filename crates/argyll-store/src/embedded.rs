@@ -265,16 +265,7 @@ impl FlowIndex for EmbeddedStore {
     }
 
     async fn list_flows(&self, query: &FlowQuery) -> Result<FlowPage, StoreError> {
-        let wanted = |entry: &FlowIndexEntry| {
-            query.outcome.is_none_or(|outcome| entry.outcome == outcome)
-                && (query.phases.is_empty() || query.phases.contains(&entry.phase))
-                && !(query.top_level_only && entry.parent_flow_id.is_some())
-        };
-        let limit = if query.limit == 0 {
-            usize::MAX
-        } else {
-            query.limit
-        };
+        let limit = query.page_limit();
         // Each shard is sorted; take up to `limit + 1` from each after the cursor, then merge.
         let mut candidates = Vec::new();
         for shard in self.inner.index.each() {
@@ -289,7 +280,7 @@ impl FlowIndex for EmbeddedStore {
             candidates.extend(
                 range
                     .map(|(_, entry)| entry)
-                    .filter(|entry| wanted(entry))
+                    .filter(|entry| query.matches(entry))
                     .take(limit.saturating_add(1))
                     .cloned(),
             );

@@ -126,6 +126,24 @@ pub struct FlowQuery {
     pub limit: usize,
 }
 
+impl FlowQuery {
+    /// Whether `entry` passes the query's filters (outcome, phases, top level); paging aside.
+    pub fn matches(&self, entry: &FlowIndexEntry) -> bool {
+        self.outcome.is_none_or(|outcome| entry.outcome == outcome)
+            && (self.phases.is_empty() || self.phases.contains(&entry.phase))
+            && !(self.top_level_only && entry.parent_flow_id.is_some())
+    }
+
+    /// The page size, with 0 meaning unlimited.
+    pub fn page_limit(&self) -> usize {
+        if self.limit == 0 {
+            usize::MAX
+        } else {
+            self.limit
+        }
+    }
+}
+
 /// A page of the flow index.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FlowPage {
