@@ -1322,7 +1322,7 @@ impl<S: Store> Engine<S> {
                 _ = shutdown.changed() => return,
                 () = tokio::time::sleep(period) => {}
             }
-            if let Ok(lapsed) = self.inner.store.lapsed(now(), 64).await {
+            if let Ok(lapsed) = self.inner.store.lapsed("work/", now(), 64).await {
                 for lease in lapsed {
                     self.take_over_lapsed(&lease).await;
                 }

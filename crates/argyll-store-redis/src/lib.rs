@@ -37,7 +37,7 @@ use argyll_events::{
 use argyll_model::Timestamp;
 use argyll_store::{
     EventFeed, EventLog, FlowIndex, FlowIndexEntry, FlowOutcome, FlowPage, FlowPhase, FlowQuery,
-    Lease, Leases, Loaded, Snapshot, StoreError, Timer, Timers,
+    Lease, Leases, Loaded, MemoryUsage, Snapshot, StoreError, StoreInfo, Timer, Timers,
 };
 use fred::prelude::{
     Builder, ClientLike, Config, EventInterface, Pool, ReconnectPolicy, ServerConfig,
@@ -121,6 +121,7 @@ fn corrupt(error: impl std::fmt::Display) -> StoreError {
 }
 
 struct Scripts {
+    delete: Script,
     append: Script,
     append_publish: Script,
     load: Script,
@@ -141,6 +142,7 @@ struct Scripts {
 impl Scripts {
     fn new() -> Self {
         Scripts {
+            delete: Script::from_lua(scripts::DELETE),
             append: Script::from_lua(scripts::APPEND),
             append_publish: Script::from_lua(scripts::APPEND_PUBLISH),
             load: Script::from_lua(scripts::LOAD),
@@ -159,8 +161,9 @@ impl Scripts {
         }
     }
 
-    fn all(&self) -> [&Script; 15] {
+    fn all(&self) -> [&Script; 16] {
         [
+            &self.delete,
             &self.append,
             &self.append_publish,
             &self.load,
@@ -502,11 +505,13 @@ impl RedisStore {
         keys: [String; 2],
         now: Timestamp,
         limit: usize,
+        extra: Option<&str>,
     ) -> Result<Vec<(String, String, Timestamp)>, StoreError> {
-        let args = vec![
+        let mut args = vec![
             Value::from(millis(now)),
             Value::from(i64::try_from(limit).unwrap_or(i64::MAX)),
         ];
+        args.extend(extra.map(Value::from));
         let reply = array(self.inner.flow.eval(script, keys, args).await?);
         let mut triples = Vec::new();
         let mut items = reply.into_iter();
@@ -694,6 +699,38 @@ impl EventLog for RedisStore {
         }
         Ok(())
     }
+
+    async fn delete(&self, aggregate: &AggregateId) -> Result<bool, StoreError> {
+        let backend = self.backend(aggregate);
+        let keys = aggregate_keys(&backend.prefix, aggregate);
+        let removed = backend
+            .eval(&self.inner.scripts.delete, keys, Vec::new())
+            .await?;
+        Ok(int(&removed)? > 0)
+    }
+}
+
+impl StoreInfo for RedisStore {
+    /// `used_memory` and `maxmemory` of the flow store (`INFO memory`).
+    async fn memory_usage(&self) -> Result<Option<MemoryUsage>, StoreError> {
+        let info: String = self
+            .inner
+            .flow
+            .pool
+            .next()
+            .info(Some(fred::types::InfoKind::Memory))
+            .await
+            .map_err(unavailable)?;
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+                .and_then(|value| value.trim().parse::<u64>().ok())
+        };
+        Ok(Some(MemoryUsage {
+            used_bytes: field("used_memory").unwrap_or(0),
+            max_bytes: field("maxmemory").unwrap_or(0),
+        }))
+    }
 }
 
 impl FlowIndex for RedisStore {
@@ -858,13 +895,19 @@ impl Leases for RedisStore {
         Ok(int(&reply)? == 1)
     }
 
-    async fn lapsed(&self, now: Timestamp, limit: usize) -> Result<Vec<Lease>, StoreError> {
+    async fn lapsed(
+        &self,
+        key_prefix: &str,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Lease>, StoreError> {
         let lapsed = self
             .scored_triples(
                 &self.inner.scripts.lease_lapsed,
                 self.lease_keys(),
                 now,
                 limit,
+                Some(key_prefix),
             )
             .await?;
         Ok(lapsed
@@ -912,6 +955,7 @@ impl Timers for RedisStore {
                 self.timer_keys(),
                 now,
                 limit,
+                None,
             )
             .await?;
         Ok(due

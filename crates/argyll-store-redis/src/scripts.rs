@@ -113,17 +113,27 @@ redis.call('ZREM', KEYS[1], ARGV[1])
 return 1
 "#;
 
-/// Lapsed leases. KEYS: expiries zset, owners hash. ARGV: now_ms, limit.
-/// Returns `{key, owner, expires_ms, ...}`.
+/// Lapsed leases with a key prefix. KEYS: expiries zset, owners hash. ARGV: now_ms, limit,
+/// prefix. Returns `{key, owner, expires_ms, ...}`.
 pub(crate) const LEASE_LAPSED: &str = r#"
-local keys = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1], 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[2]))
+local keys = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1], 'WITHSCORES')
 local out = {}
+local limit = tonumber(ARGV[2])
+local prefix = ARGV[3]
 for i = 1, #keys, 2 do
-  out[#out + 1] = keys[i]
-  out[#out + 1] = redis.call('HGET', KEYS[2], keys[i]) or ''
-  out[#out + 1] = keys[i + 1]
+  if #out >= limit * 3 then break end
+  if string.sub(keys[i], 1, #prefix) == prefix then
+    out[#out + 1] = keys[i]
+    out[#out + 1] = redis.call('HGET', KEYS[2], keys[i]) or ''
+    out[#out + 1] = keys[i + 1]
+  end
 end
 return out
+"#;
+
+/// Deletes an aggregate. KEYS: events list, snapshot hash. Returns how many keys existed.
+pub(crate) const DELETE: &str = r#"
+return redis.call('DEL', KEYS[1], KEYS[2])
 "#;
 
 /// Timer schedule. KEYS: due zset, payloads hash. ARGV: key, due_ms, payload.

@@ -62,6 +62,7 @@ check!(
     leases,
     lease_races,
     timers,
+    delete_aggregates,
 );
 
 check!(
@@ -76,6 +77,7 @@ check!(
     leases,
     lease_races,
     timers,
+    delete_aggregates,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -109,4 +111,14 @@ async fn an_unreachable_server_fails_fast_naming_its_address() {
         .err()
         .expect("no server there");
     assert!(error.to_string().contains(&addr), "{error}");
+}
+
+#[tokio::test]
+async fn memory_usage_reports_used_and_max_memory() {
+    use argyll_store::StoreInfo;
+    let limited = RedisServer::start_with(&["--maxmemory", "64mb"]).unwrap();
+    let store = store_at(&limited.addr()).await;
+    let usage = store.memory_usage().await.unwrap().expect("Redis has a memory gauge");
+    assert!(usage.used_bytes > 0);
+    assert_eq!(usage.max_bytes, 64 * 1024 * 1024);
 }

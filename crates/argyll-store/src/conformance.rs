@@ -469,10 +469,20 @@ pub async fn leases<S: Store>(store: &S) {
     assert!(store.renew("work:1", "i1", ttl, at(8_000)).await.unwrap());
     assert!(!store.renew("work:1", "i2", ttl, at(8_000)).await.unwrap());
     assert!(
-        store.lapsed(at(17_000), 10).await.unwrap().is_empty(),
+        store
+            .lapsed("work:", at(17_000), 10)
+            .await
+            .unwrap()
+            .is_empty(),
         "renewed until 18 s"
     );
-    let lapsed = store.lapsed(at(18_001), 10).await.unwrap();
+    assert!(store.acquire("archive:1", "i1", ttl, at(0)).await.unwrap());
+    assert!(
+        store.lapsed("work:", at(50_000), 10).await.unwrap().len() == 1,
+        "the prefix keeps other key spaces out"
+    );
+    assert!(store.release("archive:1", "i1").await.unwrap());
+    let lapsed = store.lapsed("work:", at(18_001), 10).await.unwrap();
     assert_eq!(
         lapsed
             .iter()
@@ -586,6 +596,42 @@ pub async fn timers<S: Store + Clone>(store: &S) {
     );
 }
 
+/// Deleting an aggregate removes its events and snapshot; others are untouched.
+pub async fn delete_aggregates<S: Store>(store: &S) {
+    let gone = flow("gone");
+    let kept = flow("kept");
+    for aggregate in [&gone, &kept] {
+        store
+            .append(
+                aggregate,
+                0,
+                vec![(at(1), failed("x", "a")), (at(2), failed("x", "b"))],
+            )
+            .await
+            .unwrap();
+    }
+    store
+        .put_snapshot(
+            &gone,
+            Snapshot {
+                sequence: 1,
+                state_json: Arc::from("{}"),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(store.delete(&gone).await.unwrap());
+    assert!(
+        !store.delete(&gone).await.unwrap(),
+        "nothing left to delete"
+    );
+    assert!(store.read(&gone, 0).await.unwrap().is_empty());
+    let loaded = store.load(&gone).await.unwrap();
+    assert!(loaded.snapshot.is_none() && loaded.tail.is_empty());
+    assert_eq!(loaded.next_sequence, 0);
+    assert_eq!(store.read(&kept, 0).await.unwrap().len(), 2);
+}
+
 /// Runs every check, each on a fresh store from `make`.
 pub async fn run_all<S, F, Fut>(make: F)
 where
@@ -602,4 +648,5 @@ where
     leases(&make().await).await;
     lease_races(&make().await).await;
     timers(&make().await).await;
+    delete_aggregates(&make().await).await;
 }

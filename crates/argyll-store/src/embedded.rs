@@ -16,7 +16,7 @@ use tokio::sync::broadcast;
 use crate::error::StoreError;
 use crate::traits::{
     EventFeed, EventLog, FlowIndex, FlowIndexEntry, FlowPage, FlowQuery, Lease, Leases, Loaded,
-    Snapshot, Timer, Timers,
+    MemoryUsage, Snapshot, StoreInfo, Timer, Timers,
 };
 
 const SHARDS: usize = 64;
@@ -242,6 +242,18 @@ impl EventLog for EmbeddedStore {
         }
         Ok(())
     }
+
+    async fn delete(&self, aggregate: &AggregateId) -> Result<bool, StoreError> {
+        let mut logs = self.inner.logs.lock(aggregate)?;
+        Ok(logs.remove(aggregate).is_some())
+    }
+}
+
+impl StoreInfo for EmbeddedStore {
+    /// The embedded store has no memory budget of its own.
+    async fn memory_usage(&self) -> Result<Option<MemoryUsage>, StoreError> {
+        Ok(None)
+    }
 }
 
 impl FlowIndex for EmbeddedStore {
@@ -365,13 +377,18 @@ impl Leases for EmbeddedStore {
         Ok(false)
     }
 
-    async fn lapsed(&self, now: Timestamp, limit: usize) -> Result<Vec<Lease>, StoreError> {
+    async fn lapsed(
+        &self,
+        key_prefix: &str,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Lease>, StoreError> {
         let mut lapsed = Vec::new();
         for shard in self.inner.leases.each() {
             lapsed.extend(
                 shard?
                     .values()
-                    .filter(|lease| lease.expires_at < now)
+                    .filter(|lease| lease.expires_at < now && lease.key.starts_with(key_prefix))
                     .cloned(),
             );
         }

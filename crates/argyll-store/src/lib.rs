@@ -50,5 +50,5 @@ pub use embedded::{DEFAULT_FEED_CAPACITY, EmbeddedStore};
 pub use error::StoreError;
 pub use traits::{
     EventFeed, EventLog, FlowIndex, FlowIndexEntry, FlowOutcome, FlowPage, FlowPhase, FlowQuery,
-    Lease, Leases, Loaded, Snapshot, Store, Timer, Timers,
+    Lease, Leases, Loaded, MemoryUsage, Snapshot, Store, StoreInfo, Timer, Timers,
 };

@@ -39,6 +39,12 @@ pub trait EventLog: Send + Sync + 'static {
         aggregate: &AggregateId,
     ) -> impl Future<Output = Result<Loaded, StoreError>> + Send;
 
+    /// Deletes an aggregate's events and snapshot (archived flows); `false` if it had none.
+    fn delete(
+        &self,
+        aggregate: &AggregateId,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
     /// Stores a snapshot folding events `[0, snapshot.sequence)`; an older one than the stored
     /// snapshot is ignored, and one beyond the log is [`StoreError::InvalidSnapshot`].
     fn put_snapshot(
@@ -230,9 +236,11 @@ pub trait Leases: Send + Sync + 'static {
         owner: &str,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// Leases that lapsed before `now`, oldest first, at most `limit`.
+    /// Leases whose key starts with `key_prefix` that lapsed before `now`, oldest first, at
+    /// most `limit` (work and archive jobs keep separate key spaces).
     fn lapsed(
         &self,
+        key_prefix: &str,
         now: Timestamp,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<Lease>, StoreError>> + Send;
@@ -270,7 +278,22 @@ pub trait Timers: Send + Sync + 'static {
     fn next_due(&self) -> impl Future<Output = Result<Option<Timestamp>, StoreError>> + Send;
 }
 
-/// Everything the engine needs from a store.
-pub trait Store: EventLog + FlowIndex + EventFeed + Leases + Timers {}
+/// Memory use of a store that has a limit (Redis `used_memory` / `maxmemory`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryUsage {
+    /// Bytes in use.
+    pub used_bytes: u64,
+    /// The configured limit; 0 means none.
+    pub max_bytes: u64,
+}
 
-impl<T: EventLog + FlowIndex + EventFeed + Leases + Timers> Store for T {}
+/// What a store can tell about itself.
+pub trait StoreInfo: Send + Sync + 'static {
+    /// Memory use, for stores that have a memory budget (`None` for the embedded store).
+    fn memory_usage(&self) -> impl Future<Output = Result<Option<MemoryUsage>, StoreError>> + Send;
+}
+
+/// Everything the engine needs from a store.
+pub trait Store: EventLog + FlowIndex + EventFeed + Leases + Timers + StoreInfo {}
+
+impl<T: EventLog + FlowIndex + EventFeed + Leases + Timers + StoreInfo> Store for T {}

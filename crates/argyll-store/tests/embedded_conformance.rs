@@ -22,6 +22,7 @@ check!(
     leases,
     lease_races,
     timers,
+    delete_aggregates,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
