@@ -15,11 +15,9 @@ use crate::RedisConfig;
 
 /// Local subscribers may fall this far behind before they see `Lagged`.
 const LOCAL_CAPACITY: usize = 16_384;
-/// The stream keeps about this many batches for readers catching up after a reconnect.
-pub(crate) const STREAM_LENGTH: &str = "100000";
-
 pub(crate) struct Feed {
     key: String,
+    length: i64,
     sender: broadcast::Sender<Arc<EventEnvelope>>,
     reader: JoinHandle<()>,
 }
@@ -79,6 +77,7 @@ impl Feed {
         let reader = tokio::spawn(read_loop(client, key.clone(), start, sender.clone()));
         Ok(Feed {
             key,
+            length: i64::try_from(config.feed_length.max(1)).unwrap_or(i64::MAX),
             sender,
             reader,
         })
@@ -86,6 +85,11 @@ impl Feed {
 
     pub(crate) fn key(&self) -> &str {
         &self.key
+    }
+
+    /// The approximate length the stream is trimmed to.
+    pub(crate) fn length(&self) -> i64 {
+        self.length
     }
 
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<EventEnvelope>> {
@@ -106,7 +110,7 @@ impl Feed {
             Value::from(self.key.as_str()),
             Value::from("MAXLEN"),
             Value::from("~"),
-            Value::from(STREAM_LENGTH),
+            Value::from(self.length),
             Value::from("*"),
             Value::from("e"),
             Value::from(json),

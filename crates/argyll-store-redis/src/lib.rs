@@ -66,6 +66,9 @@ pub struct RedisConfig {
     pub command_timeout: Duration,
     /// How long the first connection may take.
     pub connect_timeout: Duration,
+    /// About how many batches the event feed stream keeps for readers catching up after a
+    /// reconnect (flow store only; older entries are trimmed).
+    pub feed_length: usize,
 }
 
 impl RedisConfig {
@@ -87,6 +90,7 @@ impl RedisConfig {
             pool_size: 8,
             command_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
+            feed_length: 10_000,
         }
     }
 
@@ -587,7 +591,7 @@ impl EventLog for RedisStore {
         let reply = if publish_in_script {
             let mut args = Vec::with_capacity(records.len() + 3);
             args.push(expected_arg);
-            args.push(Value::from(feed::STREAM_LENGTH));
+            args.push(Value::from(self.inner.feed.length()));
             args.push(Value::from(feed::batch_json(&appended)?));
             args.extend(records);
             let feed_keys = [keys[0].clone(), self.inner.feed.key().to_owned()];

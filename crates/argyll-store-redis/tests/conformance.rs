@@ -118,7 +118,11 @@ async fn memory_usage_reports_used_and_max_memory() {
     use argyll_store::StoreInfo;
     let limited = RedisServer::start_with(&["--maxmemory", "64mb"]).unwrap();
     let store = store_at(&limited.addr()).await;
-    let usage = store.memory_usage().await.unwrap().expect("Redis has a memory gauge");
+    let usage = store
+        .memory_usage()
+        .await
+        .unwrap()
+        .expect("Redis has a memory gauge");
     assert!(usage.used_bytes > 0);
     assert_eq!(usage.max_bytes, 64 * 1024 * 1024);
 }

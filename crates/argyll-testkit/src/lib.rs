@@ -233,3 +233,118 @@ impl RedisCluster {
             .join(",")
     }
 }
+
+/// A `moto_server` (the S3 API from PyPI's `moto[server]`) on a free port.
+///
+/// Found as `$MOTO_SERVER`, on `PATH`, or in the venv `scripts/ensure-tools` makes
+/// (`~/.cache/argyll/venv`).
+pub struct MotoServer {
+    port: u16,
+    guard: Option<Child>,
+}
+
+fn moto_binary() -> String {
+    if let Ok(path) = std::env::var("MOTO_SERVER") {
+        return path;
+    }
+    let venv = std::env::var("HOME")
+        .map(|home| format!("{home}/.cache/argyll/venv/bin/moto_server"))
+        .unwrap_or_default();
+    if std::path::Path::new(&venv).exists() {
+        venv
+    } else {
+        "moto_server".into()
+    }
+}
+
+impl MotoServer {
+    /// Starts the S3 API and waits until it answers.
+    pub fn start() -> Result<Self, HarnessError> {
+        let mut server = MotoServer {
+            port: free_port()?,
+            guard: None,
+        };
+        server.launch()?;
+        Ok(server)
+    }
+
+    fn launch(&mut self) -> Result<(), HarnessError> {
+        let script = format!(
+            "'{}' -H 127.0.0.1 -p {} >/dev/null 2>&1 & pid=$!; read -r _; kill -9 $pid 2>/dev/null",
+            moto_binary(),
+            self.port
+        );
+        let guard = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| fail(format!("cannot start moto_server: {e}")))?;
+        self.guard = Some(guard);
+        let port = self.port;
+        wait_until(
+            &format!("moto_server on port {port}"),
+            Duration::from_secs(30),
+            || http_request(port, "GET", "/").is_ok(),
+        )
+    }
+
+    /// `http://127.0.0.1:<port>`, for `AWS_ENDPOINT_URL`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Creates a bucket (path-style `PUT /<name>`; moto does not check signatures).
+    pub fn create_bucket(&self, name: &str) -> Result<(), HarnessError> {
+        let reply = http_request(self.port, "PUT", &format!("/{name}"))?;
+        if reply.starts_with("HTTP/1.1 200") || reply.starts_with("HTTP/1.0 200") {
+            Ok(())
+        } else {
+            Err(fail(format!("creating bucket {name}: {reply}")))
+        }
+    }
+
+    /// Stops the server (its buckets are gone: moto keeps them in memory).
+    pub fn stop(&mut self) -> Result<(), HarnessError> {
+        if let Some(mut guard) = self.guard.take() {
+            drop(guard.stdin.take());
+            let _ = guard.wait();
+        }
+        let port = self.port;
+        wait_until("moto_server to stop", Duration::from_secs(10), || {
+            TcpStream::connect(("127.0.0.1", port)).is_err()
+        })
+    }
+
+    /// Starts it again on the same port.
+    pub fn restart(&mut self) -> Result<(), HarnessError> {
+        self.launch()
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+fn http_request(port: u16, method: &str, path: &str) -> Result<String, HarnessError> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))
+        .map_err(|e| fail(format!("connect to 127.0.0.1:{port}: {e}")))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| fail(e.to_string()))?;
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| fail(e.to_string()))?;
+    let mut reply = String::new();
+    stream
+        .read_to_string(&mut reply)
+        .map_err(|e| fail(e.to_string()))?;
+    Ok(reply)
+}
