@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use argyll_archive::{ArchivePolicy, Archiver, Bucket};
 use argyll_config::{BackoffKind, LogFormat, RedisSettings, Settings, StoreMode};
 use argyll_engine::{Engine, EngineConfig};
 use argyll_model::BackoffType;
@@ -13,6 +14,7 @@ use argyll_server::ServerConfig;
 use argyll_store::{EmbeddedStore, Store};
 use argyll_store_redis::{RedisConfig, RedisStore};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 fn main() -> ExitCode {
     let config_path = std::env::var("ARGYLL_CONFIG").unwrap_or_else(|_| "argyll.toml".into());
@@ -34,7 +36,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(settings)) {
+    let mode = match std::env::args().nth(1).as_deref() {
+        None | Some("serve") => Mode::Serve,
+        Some("archive") => Mode::Archive,
+        Some(other) => {
+            eprintln!("argyll: unknown command {other:?} (expected `serve` or `archive`)");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(settings, mode)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "argyll stopped");
@@ -83,13 +93,22 @@ fn engine_config(settings: &Settings) -> EngineConfig {
     }
 }
 
-async fn run(settings: Settings) -> Result<(), String> {
+/// What the process runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// The engine and its HTTP API (plus the archiver when a bucket is configured).
+    Serve,
+    /// Only the archiver.
+    Archive,
+}
+
+async fn run(settings: Settings, mode: Mode) -> Result<(), String> {
     match settings.store_mode() {
         StoreMode::Embedded => {
             tracing::warn!(
                 "using the embedded store: state is kept in memory only and is lost when the process exits (set ENGINE_REDIS_ADDR for a persistent store)"
             );
-            serve(EmbeddedStore::new(), &settings).await
+            serve(EmbeddedStore::new(), &settings, mode).await
         }
         StoreMode::Redis { engine, flow } => {
             tracing::info!(
@@ -102,9 +121,36 @@ async fn run(settings: Settings) -> Result<(), String> {
             let store = RedisStore::connect(redis_config(&engine), redis_config(&flow))
                 .await
                 .map_err(|e| e.to_string())?;
-            serve(store, &settings).await
+            serve(store, &settings, mode).await
         }
     }
+}
+
+/// The archiver of `settings`, when `ARCHIVE_BUCKET_URL` is set.
+fn archiver<S: Store>(
+    store: S,
+    settings: &Settings,
+    owner: &str,
+) -> Result<Option<(Bucket, Archiver<S>)>, String> {
+    let Some(archive) = &settings.archive else {
+        return Ok(None);
+    };
+    let bucket = Bucket::open(&archive.bucket_url, &archive.prefix).map_err(|e| e.to_string())?;
+    let policy = ArchivePolicy {
+        memory_percent: archive.memory_percent,
+        max_age: archive.max_age,
+        memory_check_interval: archive.memory_check_interval,
+        sweep_interval: archive.sweep_interval,
+        lease_timeout: archive.lease_timeout,
+        pressure_batch: archive.pressure_batch,
+        sweep_batch: archive.sweep_batch,
+        poll_interval: archive.poll_interval,
+    };
+    tracing::info!(bucket = %archive.bucket_url, prefix = %archive.prefix, "archiving finished flows");
+    Ok(Some((
+        bucket.clone(),
+        Archiver::new(store, bucket, policy, owner),
+    )))
 }
 
 fn redis_config(settings: &RedisSettings) -> RedisConfig {
@@ -115,9 +161,22 @@ fn redis_config(settings: &RedisSettings) -> RedisConfig {
     }
 }
 
-async fn serve<S: Store + Clone>(store: S, settings: &Settings) -> Result<(), String> {
+async fn serve<S: Store + Clone>(store: S, settings: &Settings, mode: Mode) -> Result<(), String> {
+    let config = engine_config(settings);
+    let (stop_archiver, archiver_stopped) = watch::channel(false);
+    let archive = archiver(store.clone(), settings, &config.instance_id)?;
+    if mode == Mode::Archive {
+        let Some((_, archiver)) = archive else {
+            return Err("`argyll archive` needs ARCHIVE_BUCKET_URL".into());
+        };
+        let running = tokio::spawn(archiver.run(archiver_stopped));
+        shutdown_signal().await;
+        let _ = stop_archiver.send(true);
+        let _ = running.await;
+        return Ok(());
+    }
     let engine = Engine::builder(store)
-        .config(engine_config(settings))
+        .config(config)
         .build()
         .map_err(|e| e.to_string())?;
     engine.start().await.map_err(|e| e.to_string())?;
@@ -131,12 +190,21 @@ async fn serve<S: Store + Clone>(store: S, settings: &Settings) -> Result<(), St
         instance = %engine.config().instance_id,
         "argyll engine listening"
     );
+    let bucket = archive.map(|(bucket, archiver)| {
+        tokio::spawn(archiver.run(archiver_stopped));
+        bucket
+    });
     let server = ServerConfig {
         max_request_bytes: settings.max_request_bytes,
         shutdown_timeout: settings.shutdown_timeout,
+        archive: bucket,
         ..ServerConfig::default()
     };
-    argyll_server::serve(listener, engine, server, shutdown_signal())
+    let shutdown = async move {
+        shutdown_signal().await;
+        let _ = stop_archiver.send(true);
+    };
+    argyll_server::serve(listener, engine, server, shutdown)
         .await
         .map_err(|e| format!("server error: {e}"))?;
     tracing::info!("argyll engine stopped");

@@ -189,6 +189,7 @@ pub(crate) struct ListQuery {
     status: Option<String>,
     limit: Option<String>,
     cursor: Option<String>,
+    archived: Option<String>,
 }
 
 pub(crate) async fn list_flows<S: Store>(
@@ -221,7 +222,16 @@ pub(crate) async fn list_flows<S: Store>(
         .engine
         .list_flows(&FlowQuery {
             outcome,
-            phases: vec![FlowPhase::Active, FlowPhase::Deactivated],
+            phases: if matches!(query.archived.as_deref(), Some("true" | "1")) {
+                vec![
+                    FlowPhase::Active,
+                    FlowPhase::Deactivated,
+                    FlowPhase::Archiving,
+                    FlowPhase::Archived,
+                ]
+            } else {
+                vec![FlowPhase::Active, FlowPhase::Deactivated]
+            },
             top_level_only: true,
             after: query.cursor.filter(|c| !c.is_empty()),
             limit,
@@ -263,8 +273,60 @@ pub(crate) async fn get_flow<S: Store>(
         }
     }
     .map_err(|e| ApiError::failed("get flow", e))?;
-    match flow {
-        Some(flow) => Ok(Json(flow).into_response()),
+    if let Some(flow) = flow {
+        return Ok(Json(flow).into_response());
+    }
+    // Decision 20: archived flows stay readable.
+    match read_archived(&app, &flow_id).await? {
+        Some(archived) => {
+            let mut state = serde_json::to_value(&archived.state)
+                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            if let Some(map) = state.as_object_mut() {
+                map.insert("archived".into(), Value::Bool(true));
+            }
+            ok(state)
+        }
+        None => Err(ApiError::not_found(format!("flow not found: {flow_id}"))),
+    }
+}
+
+async fn read_archived<S: Store>(
+    app: &AppState<S>,
+    flow_id: &str,
+) -> Result<Option<argyll_archive::ArchivedFlow>, ApiError> {
+    let Some(bucket) = &app.config.archive else {
+        return Ok(None);
+    };
+    bucket.read(flow_id).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("failed to read archived flow: {e}"),
+        )
+    })
+}
+
+/// `GET /engine/flow/{id}/events`: the flow's event log, from the store or the archive.
+pub(crate) async fn flow_events<S: Store>(
+    State(app): State<AppState<S>>,
+    Path(flow_id): Path<String>,
+) -> ApiResult {
+    let aggregate = argyll_events::AggregateId::Flow(flow_id.clone());
+    let events = app
+        .engine
+        .store()
+        .read(&aggregate, 0)
+        .await
+        .map_err(|e| ApiError::failed("read flow events", e.into()))?;
+    if !events.is_empty() {
+        let events: Vec<&argyll_events::EventEnvelope> = events.iter().map(AsRef::as_ref).collect();
+        return ok(json!({"events": events, "count": events.len(), "archived": false}));
+    }
+    match read_archived(&app, &flow_id).await? {
+        Some(archived) => ok(json!({
+            "events": archived.events,
+            "count": archived.events.len(),
+            "archived": true,
+        })),
         None => Err(ApiError::not_found(format!("flow not found: {flow_id}"))),
     }
 }

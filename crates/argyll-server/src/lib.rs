@@ -44,6 +44,8 @@ pub struct ServerConfig {
     pub max_long_poll: Duration,
     /// How long a graceful shutdown waits for running work.
     pub shutdown_timeout: Duration,
+    /// Where archived flows are read from (decision 20), when archiving is configured.
+    pub archive: Option<argyll_archive::Bucket>,
 }
 
 impl Default for ServerConfig {
@@ -52,6 +54,7 @@ impl Default for ServerConfig {
             max_request_bytes: 10 << 20,
             max_long_poll: Duration::from_secs(60),
             shutdown_timeout: Duration::from_secs(10),
+            archive: None,
         }
     }
 }
@@ -107,6 +110,7 @@ pub fn router<S: Store>(
             get(api::list_flows::<S>).post(api::start_flow::<S>),
         )
         .route("/engine/flow/{flow_id}", get(api::get_flow::<S>))
+        .route("/engine/flow/{flow_id}/events", get(api::flow_events::<S>))
         .route("/engine/ws", get(ws::upgrade::<S>))
         .route(
             "/webhook/{flow_id}/{step_id}/{token}",

@@ -32,11 +32,25 @@ pub struct EngineProcess {
 
 impl EngineProcess {
     pub fn start(name: &str, redis: &str) -> Self {
+        Self::start_with(name, redis, &[], None)
+    }
+
+    /// An engine with extra settings, optionally running a subcommand (`archive`).
+    pub fn start_with(
+        name: &str,
+        redis: &str,
+        settings: &[(&str, String)],
+        subcommand: Option<&str>,
+    ) -> Self {
         let port = free_port().unwrap();
         let log = std::env::temp_dir().join(unique(&format!("argyll-{name}")) + ".log");
         let file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_argyll"))
-            .env_clear()
+        let mut command = Command::new(env!("CARGO_BIN_EXE_argyll"));
+        command.env_clear().args(subcommand);
+        for (name, value) in settings {
+            command.env(name, value);
+        }
+        let child = command
             .env("ENGINE_HOST", "127.0.0.1")
             .env("ENGINE_PORT", port.to_string())
             .env("WEBHOOK_BASE_URL", format!("http://127.0.0.1:{port}"))
@@ -49,6 +63,7 @@ impl EngineProcess {
             )
             .env("ENGINE_LOG_FORMAT", "json")
             .env("ARGYLL_CONFIG", "/nonexistent/argyll.toml")
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
             .stdout(Stdio::from(file))
             .stderr(Stdio::null())
             .spawn()

@@ -1,0 +1,167 @@
+//! Archiving through the binary (issue 7): flows run on Redis are archived to a real S3 API
+//! (`moto_server`) by the server's own archiver or by `argyll archive`, disappear from Redis,
+//! and stay readable through the API (decision 20).
+
+// Test helpers outside #[test] functions may panic on broken fixtures: that is a test failure.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+mod support;
+
+use std::time::Duration;
+
+use argyll_testkit::{MotoServer, RedisServer, redis_command};
+use serde_json::{Value, json};
+use support::{EngineProcess, send};
+
+fn archive_settings(moto: &MotoServer) -> Vec<(&'static str, String)> {
+    vec![
+        ("ARCHIVE_BUCKET_URL", "s3://flows".into()),
+        ("ARCHIVE_MAX_AGE", "1s".into()),
+        ("ARCHIVE_SWEEP_INTERVAL", "1s".into()),
+        ("ARCHIVE_SWEEP_BATCH", "20".into()),
+        ("AWS_ENDPOINT_URL", moto.endpoint()),
+        ("AWS_ALLOW_HTTP", "true".into()),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("AWS_DEFAULT_REGION", "us-east-1".into()),
+    ]
+}
+
+fn redis_keys(redis: &RedisServer, pattern: &str) -> usize {
+    let reply = redis_command(redis.port(), &["KEYS", pattern]).unwrap();
+    reply
+        .lines()
+        .next()
+        .and_then(|line| line.strip_prefix('*'))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Registers a script step and runs `count` flows; returns their final states.
+async fn run_flows(client: &reqwest::Client, engine: &str, count: usize) -> Vec<(String, Value)> {
+    let step = json!({
+        "id": "double", "name": "double", "type": "script",
+        "attributes": {"x": {"role": "required"}, "y": {"role": "output"}},
+        "script": {"language": "ale", "script": "{:y (* 2 x)}"}
+    });
+    let (status, body) = send(
+        client,
+        reqwest::Method::POST,
+        &format!("{engine}/engine/step"),
+        &step,
+    )
+    .await;
+    assert!(status == 201 || status == 200, "{body}");
+    let mut flows = Vec::new();
+    for i in 0..count {
+        let id = format!("arch-{i:03}");
+        let body = json!({"id": id, "goals": ["double"], "init": {"x": i}});
+        let (status, _) = send(
+            client,
+            reqwest::Method::POST,
+            &format!("{engine}/engine/flow"),
+            &body,
+        )
+        .await;
+        assert_eq!(status, 201);
+        let (_, flow) = send(
+            client,
+            reqwest::Method::GET,
+            &format!("{engine}/engine/flow/{id}?wait=10s"),
+            &Value::Null,
+        )
+        .await;
+        assert_eq!(flow["status"], "completed");
+        flows.push((id, flow));
+    }
+    flows
+}
+
+async fn listed(client: &reqwest::Client, engine: &str, archived: bool) -> usize {
+    let url = format!("{engine}/engine/flow?archived={archived}");
+    let (_, page) = send(client, reqwest::Method::GET, &url, &Value::Null).await;
+    page["count"].as_u64().unwrap() as usize
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_archives_finished_flows_and_still_serves_them() {
+    let redis = RedisServer::start().unwrap();
+    let moto = MotoServer::start().unwrap();
+    moto.create_bucket("flows").unwrap();
+    let client = reqwest::Client::new();
+    let engine = EngineProcess::start_with("a", &redis.addr(), &archive_settings(&moto), None);
+    engine.wait_healthy(&client).await;
+    let flows = run_flows(&client, &engine.base, 50).await;
+
+    for _ in 0..300 {
+        if redis_keys(&redis, "*flow:arch-*:events") == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        redis_keys(&redis, "*flow:arch-*:events"),
+        0,
+        "archived flows leave Redis"
+    );
+    assert_eq!(listed(&client, &engine.base, false).await, 0);
+    assert_eq!(listed(&client, &engine.base, true).await, 50);
+
+    for (id, before) in &flows {
+        let (status, mut after) = send(
+            &client,
+            reqwest::Method::GET,
+            &format!("{}/engine/flow/{id}", engine.base),
+            &Value::Null,
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(after["archived"], true);
+        after.as_object_mut().unwrap().remove("archived");
+        assert_eq!(&after, before, "{id} reads back identical");
+        let (status, events) = send(
+            &client,
+            reqwest::Method::GET,
+            &format!("{}/engine/flow/{id}/events", engine.base),
+            &Value::Null,
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            (events["count"].as_u64(), &events["archived"]),
+            (Some(7), &json!(true))
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn argyll_archive_runs_the_archiver_alone() {
+    let redis = RedisServer::start().unwrap();
+    let moto = MotoServer::start().unwrap();
+    moto.create_bucket("flows").unwrap();
+    let client = reqwest::Client::new();
+    let engine = EngineProcess::start("server", &redis.addr());
+    engine.wait_healthy(&client).await;
+    run_flows(&client, &engine.base, 10).await;
+    assert_eq!(redis_keys(&redis, "*flow:arch-*:events"), 10);
+
+    let _archiver = EngineProcess::start_with(
+        "archiver",
+        &redis.addr(),
+        &archive_settings(&moto),
+        Some("archive"),
+    );
+    for _ in 0..300 {
+        if redis_keys(&redis, "*flow:arch-*:events") == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(redis_keys(&redis, "*flow:arch-*:events"), 0);
+    assert_eq!(listed(&client, &engine.base, true).await, 10);
+}
