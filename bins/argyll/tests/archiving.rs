@@ -23,7 +23,7 @@ fn archive_settings(moto: &MotoServer) -> Vec<(&'static str, String)> {
         ("ARCHIVE_BUCKET_URL", "s3://flows".into()),
         ("ARCHIVE_MAX_AGE", "1s".into()),
         ("ARCHIVE_SWEEP_INTERVAL", "1s".into()),
-        ("ARCHIVE_SWEEP_BATCH", "20".into()),
+        ("ARCHIVE_SWEEP_BATCH", "100".into()),
         ("AWS_ENDPOINT_URL", moto.endpoint()),
         ("AWS_ALLOW_HTTP", "true".into()),
         ("AWS_ACCESS_KEY_ID", "test".into()),
@@ -57,27 +57,37 @@ async fn run_flows(client: &reqwest::Client, engine: &str, count: usize) -> Vec<
     )
     .await;
     assert!(status == 201 || status == 200, "{body}");
-    let mut flows = Vec::new();
+    let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(16));
+    let mut runs = tokio::task::JoinSet::new();
     for i in 0..count {
-        let id = format!("arch-{i:03}");
-        let body = json!({"id": id, "goals": ["double"], "init": {"x": i}});
-        let (status, _) = send(
-            client,
-            reqwest::Method::POST,
-            &format!("{engine}/engine/flow"),
-            &body,
-        )
-        .await;
-        assert_eq!(status, 201);
-        let (_, flow) = send(
-            client,
-            reqwest::Method::GET,
-            &format!("{engine}/engine/flow/{id}?wait=10s"),
-            &Value::Null,
-        )
-        .await;
-        assert_eq!(flow["status"], "completed");
-        flows.push((id, flow));
+        let permit = limit.clone().acquire_owned().await.unwrap();
+        let (client, engine) = (client.clone(), engine.to_owned());
+        runs.spawn(async move {
+            let id = format!("arch-{i:03}");
+            let body = json!({"id": id, "goals": ["double"], "init": {"x": i}});
+            let (status, _) = send(
+                &client,
+                reqwest::Method::POST,
+                &format!("{engine}/engine/flow"),
+                &body,
+            )
+            .await;
+            assert_eq!(status, 201);
+            let (_, flow) = send(
+                &client,
+                reqwest::Method::GET,
+                &format!("{engine}/engine/flow/{id}?wait=10s"),
+                &Value::Null,
+            )
+            .await;
+            assert_eq!(flow["status"], "completed");
+            drop(permit);
+            (id, flow)
+        });
+    }
+    let mut flows = Vec::new();
+    while let Some(run) = runs.join_next().await {
+        flows.push(run.unwrap());
     }
     flows
 }
@@ -96,7 +106,7 @@ async fn the_server_archives_finished_flows_and_still_serves_them() {
     let client = reqwest::Client::new();
     let engine = EngineProcess::start_with("a", &redis.addr(), &archive_settings(&moto), None);
     engine.wait_healthy(&client).await;
-    let flows = run_flows(&client, &engine.base, 50).await;
+    let flows = run_flows(&client, &engine.base, 500).await;
 
     for _ in 0..300 {
         if redis_keys(&redis, "*flow:arch-*:events") == 0 {
@@ -110,7 +120,7 @@ async fn the_server_archives_finished_flows_and_still_serves_them() {
         "archived flows leave Redis"
     );
     assert_eq!(listed(&client, &engine.base, false).await, 0);
-    assert_eq!(listed(&client, &engine.base, true).await, 50);
+    assert_eq!(listed(&client, &engine.base, true).await, 500);
 
     for (id, before) in &flows {
         let (status, mut after) = send(
@@ -163,5 +173,49 @@ async fn argyll_archive_runs_the_archiver_alone() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(redis_keys(&redis, "*flow:arch-*:events"), 0);
+    assert_eq!(listed(&client, &engine.base, true).await, 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_bucket_is_logged_and_archiving_resumes() {
+    let redis = RedisServer::start().unwrap();
+    let mut moto = MotoServer::start().unwrap();
+    moto.create_bucket("flows").unwrap();
+    let client = reqwest::Client::new();
+    let engine = EngineProcess::start_with("a", &redis.addr(), &archive_settings(&moto), None);
+    engine.wait_healthy(&client).await;
+    moto.stop().unwrap();
+    run_flows(&client, &engine.base, 10).await;
+    for _ in 0..300 {
+        if engine.log().contains("archive job failed") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        engine.log().contains("archive job failed"),
+        "{}",
+        engine.log()
+    );
+    assert!(engine.log().contains("WARN"));
+    assert_eq!(
+        redis_keys(&redis, "*flow:arch-*:events"),
+        10,
+        "nothing deleted"
+    );
+
+    moto.restart().unwrap();
+    moto.create_bucket("flows").unwrap();
+    for _ in 0..300 {
+        if redis_keys(&redis, "*flow:arch-*:events") == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        redis_keys(&redis, "*flow:arch-*:events"),
+        0,
+        "archiving resumed"
+    );
     assert_eq!(listed(&client, &engine.base, true).await, 10);
 }

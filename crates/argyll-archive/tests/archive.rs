@@ -325,3 +325,57 @@ async fn memory_pressure_is_relieved() {
 fn now() -> argyll_model::Timestamp {
     argyll_engine::now()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_store_is_swept_too_and_has_no_pressure_trigger() {
+    let store = argyll_store::EmbeddedStore::new();
+    let engine = Engine::builder(store.clone()).build().unwrap();
+    engine.start().await.unwrap();
+    let step = Step::script("s", ScriptLanguage::Ale, "{:y 1}")
+        .with_attribute("y", AttributeSpec::output(AttributeType::Number));
+    engine.register_step(step).await.unwrap();
+    for i in 0..5 {
+        engine
+            .start_flow(StartFlow {
+                flow_id: format!("e-{i}"),
+                goals: vec!["s".into()],
+                ..StartFlow::default()
+            })
+            .await
+            .unwrap();
+        engine
+            .wait_for_flow(&format!("e-{i}"), Duration::from_secs(5))
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let bucket = Bucket::open("memory://", "archived/").unwrap();
+    let archiver = Archiver::new(store.clone(), bucket.clone(), policy(), "a1");
+    assert_eq!(archiver.memory_percent().await.unwrap(), None);
+    assert_eq!(archiver.relieve_pressure_once().await.unwrap(), 0);
+    let mut archived = 0;
+    for _ in 0..50 {
+        archived += archiver.sweep_once().await.unwrap();
+        if archived == 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(archived, 5);
+    assert!(
+        engine.flow("e-0").await.unwrap().is_none(),
+        "gone from the store"
+    );
+    assert!(bucket.read("e-0").await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn without_maxmemory_the_pressure_trigger_is_off() {
+    let redis = RedisServer::start().unwrap();
+    let moto = MotoServer::start().unwrap();
+    moto.create_bucket("flows").unwrap();
+    let store = store(&redis).await;
+    let archiver = Archiver::new(store, bucket(&moto, "flows"), policy(), "a1");
+    assert_eq!(archiver.memory_percent().await.unwrap(), None);
+    assert_eq!(archiver.relieve_pressure_once().await.unwrap(), 0);
+}
