@@ -92,6 +92,17 @@ async fn run_flows(client: &reqwest::Client, engine: &str, count: usize) -> Vec<
     flows
 }
 
+/// Waits (up to 30 s) until Redis holds no events of the test's flows; returns how many are left.
+async fn wait_until_archived(redis: &RedisServer) -> usize {
+    for _ in 0..300 {
+        if redis_keys(redis, "*flow:arch-*:events") == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    redis_keys(redis, "*flow:arch-*:events")
+}
+
 async fn listed(client: &reqwest::Client, engine: &str, archived: bool) -> usize {
     let url = format!("{engine}/engine/flow?archived={archived}");
     let (_, page) = send(client, reqwest::Method::GET, &url, &Value::Null).await;
@@ -108,14 +119,8 @@ async fn the_server_archives_finished_flows_and_still_serves_them() {
     engine.wait_healthy(&client).await;
     let flows = run_flows(&client, &engine.base, 500).await;
 
-    for _ in 0..300 {
-        if redis_keys(&redis, "*flow:arch-*:events") == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     assert_eq!(
-        redis_keys(&redis, "*flow:arch-*:events"),
+        wait_until_archived(&redis).await,
         0,
         "archived flows leave Redis"
     );
@@ -166,13 +171,7 @@ async fn argyll_archive_runs_the_archiver_alone() {
         &archive_settings(&moto),
         Some("archive"),
     );
-    for _ in 0..300 {
-        if redis_keys(&redis, "*flow:arch-*:events") == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(redis_keys(&redis, "*flow:arch-*:events"), 0);
+    assert_eq!(wait_until_archived(&redis).await, 0);
     assert_eq!(listed(&client, &engine.base, true).await, 10);
 }
 
@@ -206,16 +205,6 @@ async fn a_stopped_bucket_is_logged_and_archiving_resumes() {
 
     moto.restart().unwrap();
     moto.create_bucket("flows").unwrap();
-    for _ in 0..300 {
-        if redis_keys(&redis, "*flow:arch-*:events") == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(
-        redis_keys(&redis, "*flow:arch-*:events"),
-        0,
-        "archiving resumed"
-    );
+    assert_eq!(wait_until_archived(&redis).await, 0, "archiving resumed");
     assert_eq!(listed(&client, &engine.base, true).await, 10);
 }

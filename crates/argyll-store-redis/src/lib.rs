@@ -290,6 +290,18 @@ impl Backend {
     }
 }
 
+impl Backend {
+    /// Runs a script that answers 1 (done) or 0 (refused).
+    async fn eval_flag(
+        &self,
+        script: &Script,
+        keys: impl Into<Vec<String>>,
+        args: Vec<Value>,
+    ) -> Result<bool, StoreError> {
+        Ok(int(&self.eval(script, keys, args).await?)? == 1)
+    }
+}
+
 /// The name of an aggregate in keys and the hash tag that keeps its keys in one slot.
 fn aggregate_name(aggregate: &AggregateId) -> String {
     match aggregate {
@@ -755,12 +767,10 @@ impl FlowIndex for RedisStore {
             Value::from(entry.flow_id.clone()),
             Value::from(encode_entry(&entry)?),
         ];
-        let reply = self
-            .inner
+        self.inner
             .flow
-            .eval(&self.inner.scripts.index_insert, self.index_keys(), args)
-            .await?;
-        Ok(int(&reply)? == 1)
+            .eval_flag(&self.inner.scripts.index_insert, self.index_keys(), args)
+            .await
     }
 
     async fn get_flow(&self, flow_id: &str) -> Result<Option<FlowIndexEntry>, StoreError> {
@@ -827,16 +837,14 @@ impl FlowIndex for RedisStore {
     }
 
     async fn remove_flow(&self, flow_id: &str) -> Result<bool, StoreError> {
-        let reply = self
-            .inner
+        self.inner
             .flow
-            .eval(
+            .eval_flag(
                 &self.inner.scripts.index_remove,
                 self.index_keys(),
                 vec![Value::from(flow_id)],
             )
-            .await?;
-        Ok(int(&reply)? == 1)
+            .await
     }
 }
 
@@ -861,12 +869,10 @@ impl Leases for RedisStore {
             Value::from(now_ms),
             Value::from(now_ms.saturating_add(ttl_millis(ttl))),
         ];
-        let reply = self
-            .inner
+        self.inner
             .flow
-            .eval(&self.inner.scripts.lease_acquire, self.lease_keys(), args)
-            .await?;
-        Ok(int(&reply)? == 1)
+            .eval_flag(&self.inner.scripts.lease_acquire, self.lease_keys(), args)
+            .await
     }
 
     async fn renew(
@@ -881,22 +887,18 @@ impl Leases for RedisStore {
             Value::from(owner),
             Value::from(millis(now).saturating_add(ttl_millis(ttl))),
         ];
-        let reply = self
-            .inner
+        self.inner
             .flow
-            .eval(&self.inner.scripts.lease_renew, self.lease_keys(), args)
-            .await?;
-        Ok(int(&reply)? == 1)
+            .eval_flag(&self.inner.scripts.lease_renew, self.lease_keys(), args)
+            .await
     }
 
     async fn release(&self, key: &str, owner: &str) -> Result<bool, StoreError> {
         let args = vec![Value::from(key), Value::from(owner)];
-        let reply = self
-            .inner
+        self.inner
             .flow
-            .eval(&self.inner.scripts.lease_release, self.lease_keys(), args)
-            .await?;
-        Ok(int(&reply)? == 1)
+            .eval_flag(&self.inner.scripts.lease_release, self.lease_keys(), args)
+            .await
     }
 
     async fn lapsed(
@@ -940,16 +942,14 @@ impl Timers for RedisStore {
     }
 
     async fn cancel(&self, key: &str) -> Result<bool, StoreError> {
-        let reply = self
-            .inner
+        self.inner
             .flow
-            .eval(
+            .eval_flag(
                 &self.inner.scripts.timer_cancel,
                 self.timer_keys(),
                 vec![Value::from(key)],
             )
-            .await?;
-        Ok(int(&reply)? == 1)
+            .await
     }
 
     async fn take_due(&self, now: Timestamp, limit: usize) -> Result<Vec<Timer>, StoreError> {

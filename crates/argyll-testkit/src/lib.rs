@@ -80,6 +80,33 @@ fn wait_until(
     Ok(())
 }
 
+/// Runs `command` under a shell guard that kills it (SIGKILL) when the guard's stdin closes:
+/// on [`stop_guarded`] or when the test process exits, whichever comes first.
+fn spawn_guarded(command: &str) -> Result<Child, HarnessError> {
+    let script = format!("{command} >/dev/null 2>&1 & pid=$!; read -r _; kill -9 $pid 2>/dev/null");
+    Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| fail(format!("cannot start `{command}`: {e}")))
+}
+
+/// Stops a guarded process and waits until its port is closed.
+fn stop_guarded(guard: &mut Option<Child>, port: u16) -> Result<(), HarnessError> {
+    if let Some(mut guard) = guard.take() {
+        drop(guard.stdin.take());
+        let _ = guard.wait();
+    }
+    wait_until(
+        &format!("port {port} to close"),
+        Duration::from_secs(10),
+        || TcpStream::connect(("127.0.0.1", port)).is_err(),
+    )
+}
+
 /// One `redis-server` process.
 pub struct RedisServer {
     port: u16,
@@ -156,15 +183,7 @@ impl RedisServer {
 
     /// Kills the server (`SIGKILL`, like a crash) and waits until the port is closed.
     pub fn kill(&mut self) -> Result<(), HarnessError> {
-        if let Some(mut guard) = self.guard.take() {
-            // Closing stdin makes the guard kill the server.
-            drop(guard.stdin.take());
-            let _ = guard.wait();
-        }
-        let port = self.port;
-        wait_until("redis-server to stop", Duration::from_secs(10), || {
-            TcpStream::connect(("127.0.0.1", port)).is_err()
-        })
+        stop_guarded(&mut self.guard, self.port)
     }
 
     /// Starts the server again on the same port and directory (AOF data is reloaded).
@@ -269,20 +288,8 @@ impl MotoServer {
     }
 
     fn launch(&mut self) -> Result<(), HarnessError> {
-        let script = format!(
-            "'{}' -H 127.0.0.1 -p {} >/dev/null 2>&1 & pid=$!; read -r _; kill -9 $pid 2>/dev/null",
-            moto_binary(),
-            self.port
-        );
-        let guard = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| fail(format!("cannot start moto_server: {e}")))?;
-        self.guard = Some(guard);
+        let command = format!("'{}' -H 127.0.0.1 -p {}", moto_binary(), self.port);
+        self.guard = Some(spawn_guarded(&command)?);
         let port = self.port;
         wait_until(
             &format!("moto_server on port {port}"),
@@ -308,14 +315,7 @@ impl MotoServer {
 
     /// Stops the server (its buckets are gone: moto keeps them in memory).
     pub fn stop(&mut self) -> Result<(), HarnessError> {
-        if let Some(mut guard) = self.guard.take() {
-            drop(guard.stdin.take());
-            let _ = guard.wait();
-        }
-        let port = self.port;
-        wait_until("moto_server to stop", Duration::from_secs(10), || {
-            TcpStream::connect(("127.0.0.1", port)).is_err()
-        })
+        stop_guarded(&mut self.guard, self.port)
     }
 
     /// Starts it again on the same port.
