@@ -17,12 +17,22 @@ lint:
 fmt:
     cargo fmt --all
 
-# Run the server (the binary arrives with the engine issue; until then this fails).
+# Run the server (embedded store unless ENGINE_REDIS_ADDR is set).
 run *ARGS:
     cargo run --release --locked -p argyll -- {{ARGS}}
 
-# Benchmarks of every crate that has them.
+# The load harness, short: every scenario for 3 s against an engine it starts (embedded store).
 bench:
+    cargo build --release --locked -p argyll -p argyll-bench
+    target/release/argyll-bench --duration 3
+
+# The load harness with any arguments (see `target/release/argyll-bench --help`).
+load *ARGS:
+    cargo build --release --locked -p argyll -p argyll-bench
+    target/release/argyll-bench {{ARGS}}
+
+# Criterion micro-benchmarks of every crate that has them.
+microbench:
     cargo bench --workspace --locked
 
 # What CI runs.

@@ -1,0 +1,640 @@
+//! `argyll-bench`: a load harness for Argyll.
+//!
+//! Drives an engine over its HTTP API — one given by `--url`, or an `argyll` process it starts
+//! itself on the embedded store or on Redis — with concurrent clients, and reports completed
+//! flows per second (client-observed, start → terminal), latency percentiles, errors, and the
+//! engine process's CPU time and RSS when it started the engine.
+//!
+//! Scenarios: `a` one Ale script step (the quickstart shape); `b` a chain of three sync HTTP
+//! steps served by the built-in step server; `c` a `for_each` fan-out of 100 items with
+//! parallelism 10; `d` an async step completed by webhook. Client modes: `longpoll`
+//! (`GET /engine/flow/{id}?wait=`) and `poll` (every 100 ms, like the original's load test).
+//!
+//! ```text
+//! argyll-bench [--url URL | --store embedded|redis --redis ADDR] [--scenario a,b,c,d]
+//!              [--clients N] [--duration SECS | --count N] [--mode longpoll|poll] [--json]
+//! ```
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+#[derive(Clone, Debug)]
+struct Options {
+    url: Option<String>,
+    store: String,
+    redis: String,
+    scenarios: Vec<char>,
+    clients: usize,
+    duration: Duration,
+    count: Option<usize>,
+    poll: bool,
+    json: bool,
+    engine_bin: Option<String>,
+}
+
+fn usage() -> &'static str {
+    "usage: argyll-bench [--url URL | --store embedded|redis [--redis HOST:PORT]] \
+     [--scenario a,b,c,d] [--clients N] [--duration SECS | --count N] \
+     [--mode longpoll|poll] [--engine-bin PATH] [--json]"
+}
+
+fn parse_options() -> Result<Options, String> {
+    let mut options = Options {
+        url: None,
+        store: "embedded".into(),
+        redis: "127.0.0.1:6379".into(),
+        scenarios: vec!['a', 'b', 'c', 'd'],
+        clients: 32,
+        duration: Duration::from_secs(10),
+        count: None,
+        poll: false,
+        json: false,
+        engine_bin: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
+        match arg.as_str() {
+            "--url" => options.url = Some(value("--url")?),
+            "--store" => options.store = value("--store")?,
+            "--redis" => options.redis = value("--redis")?,
+            "--scenario" => {
+                options.scenarios = value("--scenario")?
+                    .split(',')
+                    .filter_map(|s| s.trim().chars().next())
+                    .collect();
+            }
+            "--clients" => {
+                options.clients = value("--clients")?
+                    .parse()
+                    .map_err(|_| "--clients: expected a number".to_owned())?;
+            }
+            "--duration" => {
+                let secs: f64 = value("--duration")?
+                    .parse()
+                    .map_err(|_| "--duration: expected seconds".to_owned())?;
+                options.duration = Duration::from_secs_f64(secs.max(0.1));
+            }
+            "--count" => {
+                options.count = Some(
+                    value("--count")?
+                        .parse()
+                        .map_err(|_| "--count: expected a number".to_owned())?,
+                );
+            }
+            "--mode" => options.poll = value("--mode")? == "poll",
+            "--engine-bin" => options.engine_bin = Some(value("--engine-bin")?),
+            "--json" => options.json = true,
+            "--help" | "-h" => return Err(usage().into()),
+            other => return Err(format!("unknown argument {other}\n{}", usage())),
+        }
+    }
+    if let Some(bad) = options.scenarios.iter().find(|s| !"abcd".contains(**s)) {
+        return Err(format!("unknown scenario {bad} (expected a, b, c or d)"));
+    }
+    if !matches!(options.store.as_str(), "embedded" | "redis") {
+        return Err("--store: expected embedded or redis".into());
+    }
+    Ok(options)
+}
+
+// ------------------------------------------------------------------ the engine under test
+
+struct EngineProcess {
+    child: Child,
+    pid: u32,
+}
+
+impl Drop for EngineProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> Result<u16, String> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free port: {e}"))
+}
+
+fn start_engine(options: &Options) -> Result<(EngineProcess, String), String> {
+    let binary = match &options.engine_bin {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()
+            .map_err(|e| e.to_string())?
+            .with_file_name("argyll")
+            .display()
+            .to_string(),
+    };
+    let port = free_port()?;
+    let mut command = Command::new(&binary);
+    command
+        .env("ENGINE_HOST", "127.0.0.1")
+        .env("ENGINE_PORT", port.to_string())
+        .env("WEBHOOK_BASE_URL", format!("http://127.0.0.1:{port}"))
+        .env("ENGINE_LOGGING_LEVEL", "error")
+        .env("ARGYLL_CONFIG", "/nonexistent/argyll.toml")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    if options.store == "redis" {
+        command.env("ENGINE_REDIS_ADDR", &options.redis);
+        command.env(
+            "ENGINE_REDIS_PREFIX",
+            format!("bench-{}:engine", std::process::id()),
+        );
+        command.env(
+            "FLOW_REDIS_PREFIX",
+            format!("bench-{}:flow", std::process::id()),
+        );
+    }
+    let child = command.spawn().map_err(|e| {
+        format!("cannot start {binary}: {e} (build it with cargo build --release -p argyll)")
+    })?;
+    let pid = child.id();
+    Ok((
+        EngineProcess { child, pid },
+        format!("http://127.0.0.1:{port}"),
+    ))
+}
+
+/// CPU seconds (user + system) and RSS bytes of a process, from `/proc`.
+fn process_usage(pid: u32) -> Option<(f64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some((ticks / 100.0, rss_kib * 1024))
+}
+
+// ------------------------------------------------------------------ the step server
+
+/// Answers at once with `{<out>: first numeric argument + 1}`; `out` comes from the query.
+async fn fast_step(
+    axum::extract::Query(query): axum::extract::Query<BTreeMap<String, String>>,
+    Json(body): Json<Value>,
+) -> Json<Value> {
+    let n = body
+        .get("arguments")
+        .and_then(Value::as_object)
+        .and_then(|a| a.values().find_map(Value::as_i64))
+        .unwrap_or(0);
+    let out = query.get("out").cloned().unwrap_or_else(|| "out".into());
+    Json(json!({"success": true, "outputs": {out: n + 1}}))
+}
+
+async fn async_step(
+    axum::extract::State(client): axum::extract::State<reqwest::Client>,
+    Json(body): Json<Value>,
+) -> Json<Value> {
+    if let Some(url) = body
+        .pointer("/metadata/webhook_url")
+        .and_then(Value::as_str)
+    {
+        let url = url.to_owned();
+        tokio::spawn(async move {
+            let result = json!({"success": true, "outputs": {"done": true}});
+            for _ in 0..5 {
+                if client.post(&url).json(&result).send().await.is_ok() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+    }
+    Json(json!({"success": true}))
+}
+
+async fn step_server(client: reqwest::Client) -> Result<String, String> {
+    let app = axum::Router::new()
+        .route("/fast", axum::routing::post(fast_step))
+        .route("/async", axum::routing::post(async_step))
+        .with_state(client);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let base = format!(
+        "http://{}",
+        listener.local_addr().map_err(|e| e.to_string())?
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(base)
+}
+
+// ------------------------------------------------------------------ scenarios
+
+struct Scenario {
+    name: &'static str,
+    /// Work items per flow (for items/s).
+    items: usize,
+    goal: String,
+    init: Box<dyn Fn(usize) -> Value + Send + Sync>,
+}
+
+async fn register(client: &reqwest::Client, engine: &str, step: Value) -> Result<(), String> {
+    let response = client
+        .post(format!("{engine}/engine/step"))
+        .json(&step)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if response.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "registering {}: {}",
+            step.get("id").unwrap_or(&Value::Null),
+            response.text().await.unwrap_or_default()
+        ))
+    }
+}
+
+async fn setup(
+    which: char,
+    client: &reqwest::Client,
+    engine: &str,
+    steps: &str,
+    run: &str,
+) -> Result<Scenario, String> {
+    let id = |name: &str| format!("{run}-{name}");
+    let attr = |name: &str| format!("{run}_{name}");
+    match which {
+        'a' => {
+            register(client, engine, json!({
+                "id": id("hello"), "name": "hello", "type": "script",
+                "attributes": {attr("name"): {"role": "required", "type": "string"},
+                               attr("greeting"): {"role": "output", "type": "string"}},
+                "script": {"language": "ale", "script": format!("{{:{} {}}}", attr("greeting"), attr("name"))}
+            })).await?;
+            let name = attr("name");
+            Ok(Scenario {
+                name: "a: one Ale script step",
+                items: 1,
+                goal: id("hello"),
+                init: Box::new(move |i| json!({name.clone(): format!("n{i}")})),
+            })
+        }
+        'b' => {
+            let chain = [("s1", "x", "v1"), ("s2", "v1", "v2"), ("s3", "v2", "v3")];
+            for (step, input, output) in chain {
+                register(client, engine, json!({
+                    "id": id(step), "name": step, "type": "sync",
+                    "http": {"endpoint": format!("{steps}/fast?out={}", attr(output))},
+                    "attributes": {attr(input): {"role": "required"}, attr(output): {"role": "output"}},
+                    "work_config": {"max_retries": 0}
+                })).await?;
+            }
+            let x = attr("x");
+            Ok(Scenario {
+                name: "b: 3-step sync HTTP chain",
+                items: 3,
+                goal: id("s3"),
+                init: Box::new(move |i| json!({x.clone(): i})),
+            })
+        }
+        'c' => {
+            register(client, engine, json!({
+                "id": id("fan"), "name": "fan", "type": "sync",
+                "http": {"endpoint": format!("{steps}/fast?out={}", attr("r"))},
+                "attributes": {attr("items"): {"role": "required", "type": "array", "for_each": true},
+                               attr("r"): {"role": "output"}},
+                "work_config": {"max_retries": 0, "parallelism": 10}
+            })).await?;
+            let items = attr("items");
+            Ok(Scenario {
+                name: "c: for_each 100 items, parallelism 10",
+                items: 100,
+                goal: id("fan"),
+                init: Box::new(move |_| json!({items.clone(): (0..100).collect::<Vec<_>>()})),
+            })
+        }
+        _ => {
+            register(client, engine, json!({
+                "id": id("async"), "name": "async", "type": "async",
+                "http": {"endpoint": format!("{steps}/async")},
+                "attributes": {attr("in"): {"role": "required"}, attr("done"): {"role": "output"}},
+                "work_config": {"max_retries": 0}
+            })).await?;
+            let input = attr("in");
+            Ok(Scenario {
+                name: "d: async step completed by webhook",
+                items: 1,
+                goal: id("async"),
+                init: Box::new(move |i| json!({input.clone(): i})),
+            })
+        }
+    }
+}
+
+// ------------------------------------------------------------------ running
+
+#[derive(Serialize)]
+struct Report {
+    scenario: String,
+    mode: String,
+    store: String,
+    clients: usize,
+    flows: usize,
+    errors: usize,
+    seconds: f64,
+    flows_per_second: f64,
+    items_per_second: f64,
+    p50_ms: f64,
+    p90_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+    engine_cpu_seconds: Option<f64>,
+    engine_rss_mb: Option<f64>,
+}
+
+async fn one_flow(
+    client: &reqwest::Client,
+    engine: &str,
+    scenario: &Scenario,
+    flow_id: &str,
+    index: usize,
+    poll: bool,
+) -> Result<(), String> {
+    let body = json!({"id": flow_id, "goals": [scenario.goal], "init": (scenario.init)(index)});
+    let response = client
+        .post(format!("{engine}/engine/flow"))
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !response.status().is_success() {
+        return Err(format!("start: HTTP {}", response.status()));
+    }
+    loop {
+        let url = if poll {
+            format!("{engine}/engine/flow/{flow_id}")
+        } else {
+            format!("{engine}/engine/flow/{flow_id}?wait=30s")
+        };
+        let flow: Value = client
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        match flow.get("status").and_then(Value::as_str) {
+            Some("completed") => return Ok(()),
+            Some("failed") => {
+                return Err(format!(
+                    "flow failed: {}",
+                    flow.get("error").unwrap_or(&Value::Null)
+                ));
+            }
+            _ if poll => tokio::time::sleep(Duration::from_millis(100)).await,
+            _ => {}
+        }
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted.get(index).copied().unwrap_or(0.0)
+}
+
+#[allow(clippy::cast_precision_loss)]
+async fn run_scenario(
+    options: &Options,
+    client: &reqwest::Client,
+    engine: &str,
+    scenario: Arc<Scenario>,
+    run: &str,
+    pid: Option<u32>,
+) -> Report {
+    let started = Instant::now();
+    let deadline = started + options.duration;
+    let next = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
+    let errors = Arc::new(AtomicUsize::new(0));
+    let first_error = Arc::new(std::sync::Mutex::new(None::<String>));
+    let latencies = Arc::new(std::sync::Mutex::new(Vec::<f64>::new()));
+    let before = pid.and_then(process_usage);
+    let mut clients = tokio::task::JoinSet::new();
+    for _ in 0..options.clients.max(1) {
+        let (client, engine, scenario) = (client.clone(), engine.to_owned(), scenario.clone());
+        let (next, done, errors) = (next.clone(), done.clone(), errors.clone());
+        let (latencies, first_error) = (latencies.clone(), first_error.clone());
+        let (count, poll, run) = (options.count, options.poll, run.to_owned());
+        clients.spawn(async move {
+            loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                if count.is_some_and(|count| index >= count)
+                    || (count.is_none() && Instant::now() >= deadline)
+                {
+                    return;
+                }
+                let flow_id = format!("{run}-f{index}");
+                let t0 = Instant::now();
+                match one_flow(&client, &engine, &scenario, &flow_id, index, poll).await {
+                    Ok(()) => {
+                        let ms = t0.elapsed().as_secs_f64() * 1000.0;
+                        if let Ok(mut l) = latencies.lock() {
+                            l.push(ms);
+                        }
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(error) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        if let Ok(mut first) = first_error.lock() {
+                            first.get_or_insert(error);
+                        }
+                    }
+                }
+            }
+        });
+    }
+    let progress = {
+        let done = done.clone();
+        let name = scenario.name;
+        tokio::spawn(async move {
+            let last = AtomicU64::new(0);
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let now = done.load(Ordering::Relaxed) as u64;
+                let rate = now - last.swap(now, Ordering::Relaxed);
+                eprint!("\r  {name}: {now} flows, {rate}/s      ");
+                let _ = std::io::stderr().flush();
+            }
+        })
+    };
+    while clients.join_next().await.is_some() {}
+    progress.abort();
+    eprintln!();
+    let seconds = started.elapsed().as_secs_f64();
+    let after = pid.and_then(process_usage);
+    let mut sorted = latencies.lock().map(|l| l.clone()).unwrap_or_default();
+    sorted.sort_by(f64::total_cmp);
+    if let Ok(first) = first_error.lock()
+        && let Some(error) = first.as_ref()
+    {
+        eprintln!("  first error: {error}");
+    }
+    let flows = done.load(Ordering::Relaxed);
+    Report {
+        scenario: scenario.name.into(),
+        mode: if options.poll {
+            "poll 100 ms"
+        } else {
+            "long-poll"
+        }
+        .into(),
+        store: options.url.clone().unwrap_or_else(|| options.store.clone()),
+        clients: options.clients,
+        flows,
+        errors: errors.load(Ordering::Relaxed),
+        seconds,
+        flows_per_second: flows as f64 / seconds,
+        items_per_second: (flows * scenario.items) as f64 / seconds,
+        p50_ms: percentile(&sorted, 0.50),
+        p90_ms: percentile(&sorted, 0.90),
+        p99_ms: percentile(&sorted, 0.99),
+        max_ms: sorted.last().copied().unwrap_or(0.0),
+        engine_cpu_seconds: before.zip(after).map(|((c0, _), (c1, _))| c1 - c0),
+        engine_rss_mb: after.map(|(_, rss)| rss as f64 / (1024.0 * 1024.0)),
+    }
+}
+
+fn print_table(reports: &[Report]) {
+    println!(
+        "{:<40} {:>8} {:>9} {:>10} {:>11} {:>8} {:>8} {:>8} {:>8} {:>7} {:>8} {:>8}",
+        "scenario",
+        "clients",
+        "flows",
+        "flows/s",
+        "items/s",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "max ms",
+        "errors",
+        "cpu s",
+        "rss MB"
+    );
+    for r in reports {
+        let opt = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
+        println!(
+            "{:<40} {:>8} {:>9} {:>10.0} {:>11.0} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>7} {:>8} {:>8}",
+            r.scenario,
+            r.clients,
+            r.flows,
+            r.flows_per_second,
+            r.items_per_second,
+            r.p50_ms,
+            r.p90_ms,
+            r.p99_ms,
+            r.max_ms,
+            r.errors,
+            opt(r.engine_cpu_seconds),
+            opt(r.engine_rss_mb)
+        );
+    }
+}
+
+async fn bench(options: Options) -> Result<Vec<Report>, String> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(options.clients.max(1) * 2)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let (engine_process, engine) = match &options.url {
+        Some(url) => (None, url.trim_end_matches('/').to_owned()),
+        None => {
+            let (process, url) = start_engine(&options)?;
+            (Some(process), url)
+        }
+    };
+    let started = Instant::now();
+    while client.get(format!("{engine}/health")).send().await.is_err() {
+        if started.elapsed() > Duration::from_secs(30) {
+            return Err(format!("the engine at {engine} does not answer"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let steps = step_server(client.clone()).await?;
+    let run = format!(
+        "b{}x{}",
+        std::process::id(),
+        started.elapsed().as_nanos() % 100_000
+    );
+    let mut reports = Vec::new();
+    for (n, which) in options.scenarios.iter().enumerate() {
+        let run = format!("{run}{n}");
+        let scenario = Arc::new(setup(*which, &client, &engine, &steps, &run).await?);
+        let pid = engine_process.as_ref().map(|p| p.pid);
+        reports.push(run_scenario(&options, &client, &engine, scenario, &run, pid).await);
+    }
+    drop(engine_process);
+    Ok(reports)
+}
+
+fn main() -> ExitCode {
+    let options = match parse_options() {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("argyll-bench: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(bench(options.clone())) {
+        Ok(reports) => {
+            if options.json {
+                let by_scenario: BTreeMap<&str, &Report> =
+                    reports.iter().map(|r| (r.scenario.as_str(), r)).collect();
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&by_scenario).unwrap_or_default()
+                );
+            } else {
+                print_table(&reports);
+            }
+            if reports.iter().any(|r| r.errors > 0) {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(error) => {
+            eprintln!("argyll-bench: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
