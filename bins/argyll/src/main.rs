@@ -80,6 +80,7 @@ fn engine_config(settings: &Settings) -> EngineConfig {
             jitter: 0.0,
         },
         memo_cache_size: u64::try_from(settings.memo_cache_size).unwrap_or(u64::MAX),
+        flow_cache_size: u64::try_from(settings.flow_cache_size).unwrap_or(u64::MAX),
         step_timeout: settings.step_timeout,
         webhook_base_url: settings.webhook_base_url.clone(),
         script_limits: ScriptLimits {
@@ -108,6 +109,11 @@ async fn run(settings: Settings, mode: Mode) -> Result<(), String> {
             tracing::warn!(
                 "using the embedded store: state is kept in memory only and is lost when the process exits (set ENGINE_REDIS_ADDR for a persistent store)"
             );
+            // In process, replaying a flow's shared events is cheaper than a cached copy.
+            let settings = Settings {
+                flow_cache_size: 0,
+                ..settings
+            };
             serve(EmbeddedStore::new(), &settings, mode).await
         }
         StoreMode::Redis { engine, flow } => {

@@ -137,6 +137,43 @@ pub async fn load<S: EventLog, T: AggregateState>(
     })
 }
 
+/// Recently used aggregate states, so that a command reads only the events appended since
+/// (usually none) instead of replaying the whole log.
+pub type ProjectionCache<T> = moka::sync::Cache<AggregateId, Arc<Current<T>>>;
+
+/// The current state: the cached one brought up to date with the events appended after it,
+/// or a full load.
+pub async fn load_cached<S: EventLog, T: AggregateState>(
+    store: &S,
+    cache: Option<&ProjectionCache<T>>,
+    aggregate: &AggregateId,
+) -> Result<Current<T>, AggregateError> {
+    let Some(cached) = cache.and_then(|cache| cache.get(aggregate)) else {
+        return load(store, aggregate).await;
+    };
+    let newer = store.read(aggregate, cached.next_sequence).await?;
+    let mut current = (*cached).clone();
+    for envelope in &newer {
+        let event = T::event_of(&envelope.event).ok_or_else(|| AggregateError::Corrupt {
+            aggregate: aggregate.clone(),
+            reason: format!("event {} belongs to another aggregate kind", envelope.sequence),
+        })?;
+        if envelope.sequence != current.next_sequence {
+            // Not contiguous with the cache (the log was rewritten): start over.
+            return load(store, aggregate).await;
+        }
+        current
+            .state
+            .apply(event, envelope.timestamp)
+            .map_err(|e| AggregateError::Corrupt {
+                aggregate: aggregate.clone(),
+                reason: format!("event {}: {e}", envelope.sequence),
+            })?;
+        current.next_sequence += 1;
+    }
+    Ok(current)
+}
+
 /// What [`execute`] did.
 #[derive(Clone, Debug)]
 pub struct Executed<T, R> {
@@ -162,7 +199,7 @@ where
     T: AggregateState,
 {
     let mut invalid = None;
-    let outcome = execute_applied(store, aggregate, max_attempts, |current: &T, at| {
+    let outcome = execute_applied(store, None, aggregate, max_attempts, |current: &T, at| {
         let (events, result) = command(current)?;
         let mut state = current.clone();
         for event in &events {
@@ -195,8 +232,11 @@ where
 /// decisions of the same command see them): the command gets the state and the timestamp its
 /// events will carry, and returns the events together with the state after them, which is
 /// trusted as is.
+/// With a `cache`, the state is read from it (brought up to date) and the state after a
+/// successful append is put back.
 pub async fn execute_applied<S, T, R, E>(
     store: &S,
+    cache: Option<&ProjectionCache<T>>,
     aggregate: &AggregateId,
     max_attempts: u32,
     mut command: impl FnMut(&T, Timestamp) -> Result<(Vec<T::Event>, T, R), E>,
@@ -206,7 +246,7 @@ where
     T: AggregateState,
 {
     for _ in 0..max_attempts.max(1) {
-        let current: Current<T> = load(store, aggregate).await?;
+        let current: Current<T> = load_cached(store, cache, aggregate).await?;
         let at = now();
         let (events, state, result) = match command(&current.state, at) {
             Ok(decided) => decided,
@@ -227,16 +267,29 @@ where
             Ok(appended) => {
                 let next_sequence =
                     current.next_sequence + u64::try_from(appended.len()).unwrap_or(0);
+                let current = Current {
+                    state,
+                    next_sequence,
+                };
+                if let Some(cache) = cache {
+                    cache.insert(aggregate.clone(), Arc::new(current.clone()));
+                }
                 return Ok(Ok(Executed {
                     result,
-                    current: Current {
-                        state,
-                        next_sequence,
-                    },
+                    current,
                     appended,
                 }));
             }
-            Err(StoreError::Conflict { .. }) => continue,
+            Err(StoreError::Conflict { actual, .. }) => {
+                // Someone else appended (the next attempt reads their events), or the log was
+                // deleted or rewritten under the cache: then only a full load is right.
+                if let Some(cache) = cache
+                    && actual < current.next_sequence
+                {
+                    cache.invalidate(aggregate);
+                }
+                continue;
+            }
             Err(other) => return Err(other.into()),
         }
     }

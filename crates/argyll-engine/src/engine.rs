@@ -22,7 +22,9 @@ use argyll_store::{
 use serde_json::{Map, Value};
 use tokio::sync::{Notify, watch};
 
-use crate::aggregate::{AggregateError, Current, execute, execute_applied, load, now};
+use crate::aggregate::{
+    AggregateError, Current, ProjectionCache, execute, execute_applied, load, now,
+};
 use crate::catalog::{self, CatalogError, Registration};
 use crate::flow::{Effect, FlowCommandError, FlowServices, FlowTx, TxError, is_settled};
 use crate::runner::{
@@ -51,6 +53,10 @@ pub struct EngineConfig {
     pub health_check_interval: Duration,
     /// Attempts of one command under write conflicts.
     pub command_attempts: u32,
+    /// Flow states kept in memory between commands (`FLOW_CACHE_SIZE`); 0 turns the cache
+    /// off, which is faster on the embedded store (its logs are in process, and replaying a
+    /// few shared events costs less than cloning a cached state).
+    pub flow_cache_size: u64,
 }
 
 impl Default for EngineConfig {
@@ -65,6 +71,7 @@ impl Default for EngineConfig {
             lease_ttl: Duration::from_secs(30),
             health_check_interval: Duration::from_secs(30),
             command_attempts: 64,
+            flow_cache_size: 4096,
         }
     }
 }
@@ -197,6 +204,8 @@ impl<S: Store> EngineBuilder<S> {
             })
         });
         let memo = moka::sync::Cache::new(self.config.memo_cache_size.max(1));
+        let flows = (self.config.flow_cache_size > 0)
+            .then(|| moka::sync::Cache::new(self.config.flow_cache_size));
         let (shutdown, _) = watch::channel(false);
         Ok(Engine {
             inner: Arc::new(Inner {
@@ -207,6 +216,7 @@ impl<S: Store> EngineBuilder<S> {
                 http,
                 local: self.local,
                 memo,
+                flows,
                 catalog: RwLock::new(Arc::new(Current {
                     state: EngineState::default(),
                     next_sequence: 0,
@@ -242,6 +252,7 @@ struct Inner<S> {
     http: HttpRunner,
     local: LocalHandlers,
     memo: moka::sync::Cache<String, Args>,
+    flows: Option<ProjectionCache<Option<FlowState>>>,
     catalog: RwLock<Arc<Current<EngineState>>>,
     shutdown: watch::Sender<bool>,
     stopping: AtomicBool,
@@ -579,6 +590,7 @@ impl<S: Store> Engine<S> {
         let aggregate = AggregateId::Flow(request.flow_id.clone());
         let executed = execute_applied(
             &self.inner.store,
+            self.inner.flows.as_ref(),
             &aggregate,
             self.inner.config.command_attempts,
             |current: &Option<FlowState>, at| {
@@ -644,6 +656,7 @@ impl<S: Store> Engine<S> {
         &self,
         flow_id: &str,
     ) -> Result<Current<Option<FlowState>>, EngineError> {
+        // Reads load from the store: the command cache may hold flows archived since.
         Ok(load(&self.inner.store, &AggregateId::Flow(flow_id.to_owned())).await?)
     }
 
@@ -717,6 +730,7 @@ impl<S: Store> Engine<S> {
         let aggregate = AggregateId::Flow(flow_id.to_owned());
         let executed = execute_applied(
             &self.inner.store,
+            self.inner.flows.as_ref(),
             &aggregate,
             self.inner.config.command_attempts,
             |current: &Option<FlowState>, at| {

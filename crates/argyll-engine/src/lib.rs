@@ -32,7 +32,8 @@ mod flow;
 mod runner;
 
 pub use aggregate::{
-    AggregateError, AggregateState, Current, Executed, execute, execute_applied, load, now,
+    AggregateError, AggregateState, Current, Executed, ProjectionCache, execute,
+    execute_applied, load, load_cached, now,
 };
 pub use catalog::{CatalogError, Registration};
 pub use engine::{
