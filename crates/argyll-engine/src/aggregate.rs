@@ -156,7 +156,10 @@ pub async fn load_cached<S: EventLog, T: AggregateState>(
     for envelope in &newer {
         let event = T::event_of(&envelope.event).ok_or_else(|| AggregateError::Corrupt {
             aggregate: aggregate.clone(),
-            reason: format!("event {} belongs to another aggregate kind", envelope.sequence),
+            reason: format!(
+                "event {} belongs to another aggregate kind",
+                envelope.sequence
+            ),
         })?;
         if envelope.sequence != current.next_sequence {
             // Not contiguous with the cache (the log was rewritten): start over.

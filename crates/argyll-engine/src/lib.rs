@@ -32,8 +32,8 @@ mod flow;
 mod runner;
 
 pub use aggregate::{
-    AggregateError, AggregateState, Current, Executed, ProjectionCache, execute,
-    execute_applied, load, load_cached, now,
+    AggregateError, AggregateState, Current, Executed, ProjectionCache, execute, execute_applied,
+    load, load_cached, now,
 };
 pub use catalog::{CatalogError, Registration};
 pub use engine::{

@@ -757,3 +757,38 @@ fn work_of_a_dead_instance_is_taken_over() {
         );
     });
 }
+
+/// The engine's flow cache never outlives the flow's log: a result for a flow deleted from the
+/// store (archived) finds no flow instead of the cached one.
+#[tokio::test]
+async fn a_deleted_flow_is_not_served_from_the_command_cache() {
+    let mock = MockRunner::new();
+    mock.on("a", vec![Reply::Accepted]);
+    let engine = engine(&mock).await;
+    register(&engine, vec![step("a", &[], &["r"])]).await;
+    start(&engine, "f", &["a"], init(json!({}))).await;
+    for _ in 0..200 {
+        if !mock.calls().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let token = mock.calls()[0].token.clone();
+    assert!(
+        engine
+            .store()
+            .delete(&AggregateId::Flow("f".into()))
+            .await
+            .unwrap()
+    );
+    let error = engine
+        .report_work(
+            "f",
+            "a",
+            &token,
+            WorkReport::Succeeded(init(json!({"r": 1}))),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(error, EngineError::FlowNotFound(_)), "{error}");
+}
