@@ -1031,7 +1031,7 @@ impl<S: Store> Engine<S> {
                     .http
                     .as_ref()
                     .is_some_and(|h| h.endpoint.starts_with(LOCAL_SCHEME));
-                if !local && let Some(reason) = self.unhealthy_reason(&work.step.id).await {
+                if !local && let Some(reason) = self.unhealthy_reason(&work.step.id) {
                     // Decision 15: not sent; the retry policy decides.
                     return WorkOutcome::Retryable(format!("step unhealthy: {reason}"));
                 }
@@ -1041,8 +1041,15 @@ impl<S: Store> Engine<S> {
         }
     }
 
-    async fn unhealthy_reason(&self, step_id: &str) -> Option<String> {
-        let catalog = self.catalog().await.ok()?;
+    /// The step's health as this instance last read the catalog (refreshed by every flow
+    /// start and health check): the gate needs no store round trip per work item.
+    fn unhealthy_reason(&self, step_id: &str) -> Option<String> {
+        let catalog = self
+            .inner
+            .catalog
+            .read()
+            .map(|c| c.clone())
+            .unwrap_or_else(|poisoned| poisoned.into_inner().clone());
         let health = catalog.state.health.get(step_id)?;
         (health.status == HealthStatus::Unhealthy).then(|| health.error.clone())
     }
@@ -1435,6 +1442,8 @@ impl<S: Store> Engine<S> {
         if let Err(error) = result {
             tracing::warn!(%step_id, %error, "health not recorded");
         }
+        // The dispatch gate reads the cached catalog: bring it up to date.
+        let _ = self.catalog().await;
     }
 }
 
