@@ -38,6 +38,7 @@ use argyll_model::Timestamp;
 use argyll_store::{
     EventFeed, EventLog, FlowIndex, FlowIndexEntry, FlowOutcome, FlowPage, FlowPhase, FlowQuery,
     Lease, Leases, Loaded, MemoryUsage, Snapshot, StoreError, StoreInfo, Timer, Timers,
+    check_events_belong,
 };
 use fred::prelude::{
     Builder, ClientLike, Config, EventInterface, Pool, ReconnectPolicy, ServerConfig,
@@ -381,13 +382,6 @@ fn decode(aggregate: &AggregateId, record: &str) -> Result<(Timestamp, Event), S
     .map_err(corrupt)
 }
 
-fn belongs(aggregate: &AggregateId, event: &Event) -> bool {
-    matches!(
-        (aggregate, event),
-        (AggregateId::Engine, Event::Engine(_)) | (AggregateId::Flow(_), Event::Flow(_))
-    )
-}
-
 /// The stored form of a flow index entry.
 #[derive(Serialize, Deserialize)]
 struct StoredEntry {
@@ -571,12 +565,7 @@ impl EventLog for RedisStore {
         expected: u64,
         events: Vec<(Timestamp, Event)>,
     ) -> Result<Vec<Arc<EventEnvelope>>, StoreError> {
-        if let Some((_, event)) = events.iter().find(|(_, event)| !belongs(aggregate, event)) {
-            return Err(StoreError::WrongAggregate {
-                aggregate: aggregate.clone(),
-                event_type: event.event_type(),
-            });
-        }
+        check_events_belong(aggregate, &events)?;
         let backend = self.backend(aggregate);
         let appended: Vec<Arc<EventEnvelope>> = events
             .into_iter()

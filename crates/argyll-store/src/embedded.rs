@@ -13,7 +13,7 @@ use argyll_events::{AggregateId, Event, EventEnvelope};
 use argyll_model::Timestamp;
 use tokio::sync::broadcast;
 
-use crate::error::StoreError;
+use crate::error::{StoreError, check_events_belong};
 use crate::traits::{
     EventFeed, EventLog, FlowIndex, FlowIndexEntry, FlowPage, FlowQuery, Lease, Leases, Loaded,
     MemoryUsage, Snapshot, StoreInfo, Timer, Timers,
@@ -129,13 +129,6 @@ impl EmbeddedStore {
     }
 }
 
-fn belongs(aggregate: &AggregateId, event: &Event) -> bool {
-    matches!(
-        (aggregate, event),
-        (AggregateId::Engine, Event::Engine(_)) | (AggregateId::Flow(_), Event::Flow(_))
-    )
-}
-
 fn seq(len: usize) -> u64 {
     u64::try_from(len).unwrap_or(u64::MAX)
 }
@@ -147,12 +140,7 @@ impl EventLog for EmbeddedStore {
         expected: u64,
         events: Vec<(Timestamp, Event)>,
     ) -> Result<Vec<Arc<EventEnvelope>>, StoreError> {
-        if let Some((_, event)) = events.iter().find(|(_, event)| !belongs(aggregate, event)) {
-            return Err(StoreError::WrongAggregate {
-                aggregate: aggregate.clone(),
-                event_type: event.event_type(),
-            });
-        }
+        check_events_belong(aggregate, &events)?;
         let mut logs = self.inner.logs.lock(aggregate)?;
         let actual = logs.get(aggregate).map_or(0, |log| seq(log.events.len()));
         if actual != expected {

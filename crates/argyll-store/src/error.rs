@@ -42,3 +42,25 @@ pub enum StoreError {
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
 }
+
+/// The check every adapter makes before an append: each event belongs to the aggregate's kind
+/// (engine events to the engine aggregate, flow events to a flow).
+pub fn check_events_belong(
+    aggregate: &argyll_events::AggregateId,
+    events: &[(argyll_model::Timestamp, argyll_events::Event)],
+) -> Result<(), StoreError> {
+    use argyll_events::{AggregateId, Event};
+    let misplaced = events.iter().find(|(_, event)| {
+        !matches!(
+            (aggregate, event),
+            (AggregateId::Engine, Event::Engine(_)) | (AggregateId::Flow(_), Event::Flow(_))
+        )
+    });
+    match misplaced {
+        Some((_, event)) => Err(StoreError::WrongAggregate {
+            aggregate: aggregate.clone(),
+            event_type: event.event_type(),
+        }),
+        None => Ok(()),
+    }
+}

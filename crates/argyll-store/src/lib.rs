@@ -47,7 +47,7 @@ mod traits;
 pub mod conformance;
 
 pub use embedded::{DEFAULT_FEED_CAPACITY, EmbeddedStore};
-pub use error::StoreError;
+pub use error::{StoreError, check_events_belong};
 pub use traits::{
     EventFeed, EventLog, FlowIndex, FlowIndexEntry, FlowOutcome, FlowPage, FlowPhase, FlowQuery,
     Lease, Leases, Loaded, MemoryUsage, Snapshot, Store, StoreInfo, Timer, Timers,
