@@ -226,6 +226,9 @@ impl<S: Store> EngineBuilder<S> {
                 in_flight: AtomicUsize::new(0),
                 idle: Notify::new(),
                 timers_changed: Notify::new(),
+                waiters: std::sync::Mutex::default(),
+                waiters_running: AtomicBool::new(false),
+                next_waiter: std::sync::atomic::AtomicU64::new(0),
             }),
         })
     }
@@ -259,7 +262,13 @@ struct Inner<S> {
     in_flight: AtomicUsize,
     idle: Notify,
     timers_changed: Notify,
+    waiters: std::sync::Mutex<Waiters>,
+    waiters_running: AtomicBool,
+    next_waiter: std::sync::atomic::AtomicU64,
 }
+
+/// Clients waiting for a flow to finish, by flow id.
+type Waiters = std::collections::HashMap<String, Vec<(u64, tokio::sync::oneshot::Sender<()>)>>;
 
 struct Services<'a> {
     scripts: &'a ScriptRunner,
@@ -663,6 +672,87 @@ impl<S: Store> Engine<S> {
     /// Waits until the flow is terminal or `wait` has passed, then returns its state (`None`
     /// for an unknown flow).
     pub async fn wait_for_flow(
+        &self,
+        flow_id: &str,
+        wait: Duration,
+    ) -> Result<Option<FlowState>, EngineError> {
+        if !self.inner.waiters_running.load(Ordering::SeqCst) {
+            return self.wait_on_own_subscription(flow_id, wait).await;
+        }
+        // One feed subscriber per engine wakes the waiters of a flow (instead of every waiting
+        // client receiving every event of the system).
+        let (wake, woken) = tokio::sync::oneshot::channel();
+        let ticket = self.inner.next_waiter.fetch_add(1, Ordering::Relaxed);
+        self.waiters()
+            .entry(flow_id.to_owned())
+            .or_default()
+            .push((ticket, wake));
+        let state = self.flow(flow_id).await;
+        let finished = match &state {
+            Ok(Some(flow)) => flow.is_terminal(),
+            _ => true,
+        };
+        if !finished {
+            let _ = tokio::time::timeout(wait, woken).await;
+        }
+        if let Some(list) = self.waiters().get_mut(flow_id) {
+            list.retain(|(t, _)| *t != ticket);
+        }
+        self.waiters().retain(|_, list| !list.is_empty());
+        if finished {
+            state
+        } else {
+            self.flow(flow_id).await
+        }
+    }
+
+    fn waiters(&self) -> std::sync::MutexGuard<'_, Waiters> {
+        self.inner
+            .waiters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Wakes the waiters of flows whose terminal event appears on the feed (any instance's).
+    async fn waiter_loop(
+        &self,
+        mut feed: tokio::sync::broadcast::Receiver<Arc<argyll_events::EventEnvelope>>,
+    ) {
+        let mut shutdown = self.inner.shutdown.subscribe();
+        loop {
+            let received = tokio::select! {
+                _ = shutdown.changed() => return,
+                received = feed.recv() => received,
+            };
+            match received {
+                Ok(envelope) => {
+                    let terminal = matches!(
+                        &envelope.event,
+                        Event::Flow(FlowEvent::FlowCompleted(_) | FlowEvent::FlowFailed(_))
+                    );
+                    if let (true, AggregateId::Flow(flow_id)) = (terminal, &envelope.aggregate_id) {
+                        let woken = self.waiters().remove(flow_id);
+                        for (_, wake) in woken.into_iter().flatten() {
+                            let _ = wake.send(());
+                        }
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    // Events were missed: every waiter looks again.
+                    let all: Vec<_> = self.waiters().drain().collect();
+                    for (_, list) in all {
+                        for (_, wake) in list {
+                            let _ = wake.send(());
+                        }
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+
+    /// Waiting without the engine's waiter loop (an engine that was never started).
+    async fn wait_on_own_subscription(
         &self,
         flow_id: &str,
         wait: Duration,
@@ -1152,6 +1242,14 @@ impl<S: Store> Engine<S> {
     /// Recovers unfinished flows (re-dispatching work whose executor is gone, starting what is
     /// due) and starts the background loops: retry timers, lapsed leases, health checks.
     pub async fn start(&self) -> Result<(), EngineError> {
+        let engine = self.clone();
+        // Subscribed before waiters may rely on it, so no terminal event falls in between.
+        let feed = self.inner.store.subscribe();
+        self.inner.waiters_running.store(true, Ordering::SeqCst);
+        tokio::spawn(async move {
+            engine.waiter_loop(feed).await;
+            engine.inner.waiters_running.store(false, Ordering::SeqCst);
+        });
         self.recover().await?;
         let engine = self.clone();
         tokio::spawn(async move { engine.timer_loop().await });
