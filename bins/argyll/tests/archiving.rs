@@ -14,7 +14,7 @@ mod support;
 
 use std::time::Duration;
 
-use argyll_testkit::{MotoServer, RedisServer, redis_command};
+use argyll_testkit::{MotoServer, RedisServer};
 use serde_json::{Value, json};
 use support::{EngineProcess, send};
 
@@ -33,13 +33,7 @@ fn archive_settings(moto: &MotoServer) -> Vec<(&'static str, String)> {
 }
 
 fn redis_keys(redis: &RedisServer, pattern: &str) -> usize {
-    let reply = redis_command(redis.port(), &["KEYS", pattern]).unwrap();
-    reply
-        .lines()
-        .next()
-        .and_then(|line| line.strip_prefix('*'))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
+    redis.count_keys(pattern).unwrap()
 }
 
 /// Registers a script step and runs `count` flows; returns their final states.

@@ -18,7 +18,7 @@ use argyll_engine::{Engine, StartFlow};
 use argyll_model::{AttributeSpec, AttributeType, FlowState, ScriptLanguage, Step};
 use argyll_store::{FlowIndex, FlowPhase, FlowQuery, Leases};
 use argyll_store_redis::{RedisConfig, RedisStore};
-use argyll_testkit::{MotoServer, RedisServer, redis_command, unique};
+use argyll_testkit::{MotoServer, RedisServer, unique};
 use serde_json::json;
 
 fn s3_options(moto: &MotoServer) -> Vec<(&'static str, String)> {
@@ -137,13 +137,7 @@ async fn more_finished_flows(
 }
 
 fn redis_keys(redis: &RedisServer, pattern: &str) -> usize {
-    let reply = redis_command(redis.port(), &["KEYS", pattern]).unwrap();
-    reply
-        .lines()
-        .next()
-        .and_then(|line| line.strip_prefix('*'))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
+    redis.count_keys(pattern).unwrap()
 }
 
 async fn phase_count(store: &RedisStore, phase: FlowPhase) -> usize {

@@ -425,12 +425,7 @@ impl<S: Store> Engine<S> {
     /// The catalog (steps, health, attribute graph) and its next sequence, never older than
     /// the store's (decision 21).
     pub async fn catalog(&self) -> Result<Arc<Current<EngineState>>, EngineError> {
-        let cached = self
-            .inner
-            .catalog
-            .read()
-            .map(|c| c.clone())
-            .unwrap_or_else(|poisoned| poisoned.into_inner().clone());
+        let cached = self.cached_catalog();
         let newer = self
             .inner
             .store
@@ -465,6 +460,15 @@ impl<S: Store> Engine<S> {
             *slot = current.clone();
         }
         Ok(current)
+    }
+
+    /// The catalog as this instance last read it (no store access).
+    fn cached_catalog(&self) -> Arc<Current<EngineState>> {
+        self.inner
+            .catalog
+            .read()
+            .map(|c| c.clone())
+            .unwrap_or_else(|poisoned| poisoned.into_inner().clone())
     }
 
     fn compile_scripts(&self, step: &Step) -> Result<(), EngineError> {
@@ -569,7 +573,7 @@ impl<S: Store> Engine<S> {
             }
             state
                 .flow_digests
-                .insert(entry.flow_id.clone(), digest_of(&entry));
+                .insert(entry.flow_id.clone(), flow_digest(&entry));
         }
         Ok(state)
     }
@@ -1134,12 +1138,7 @@ impl<S: Store> Engine<S> {
     /// The step's health as this instance last read the catalog (refreshed by every flow
     /// start and health check): the gate needs no store round trip per work item.
     fn unhealthy_reason(&self, step_id: &str) -> Option<String> {
-        let catalog = self
-            .inner
-            .catalog
-            .read()
-            .map(|c| c.clone())
-            .unwrap_or_else(|poisoned| poisoned.into_inner().clone());
+        let catalog = self.cached_catalog();
         let health = catalog.state.health.get(step_id)?;
         (health.status == HealthStatus::Unhealthy).then(|| health.error.clone())
     }
@@ -1579,7 +1578,8 @@ fn same_start(existing: &FlowState, request: &StartFlow) -> Result<(), EngineErr
     }
 }
 
-fn digest_of(entry: &FlowIndexEntry) -> FlowDigest {
+/// The flow digest the original listed (`GET /engine/flow`), from an index entry.
+pub fn flow_digest(entry: &FlowIndexEntry) -> FlowDigest {
     FlowDigest {
         status: match entry.outcome {
             FlowOutcome::Active => FlowStatus::Active,
@@ -1625,9 +1625,4 @@ fn child_report(child: &FlowState, parent_step: &Step) -> WorkReport {
         }
     }
     WorkReport::Succeeded(outputs)
-}
-
-/// The flow digest the original listed (`GET /engine/flow`).
-pub fn flow_digest(entry: &FlowIndexEntry) -> FlowDigest {
-    digest_of(entry)
 }

@@ -181,6 +181,17 @@ impl RedisServer {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// How many keys match `pattern` (`KEYS`; for tests' small databases only).
+    pub fn count_keys(&self, pattern: &str) -> Result<usize, HarnessError> {
+        let reply = redis_command(self.port, &["KEYS", pattern])?;
+        reply
+            .lines()
+            .next()
+            .and_then(|line| line.strip_prefix('*'))
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| fail(format!("unexpected reply to KEYS: {reply}")))
+    }
+
     /// Kills the server (`SIGKILL`, like a crash) and waits until the port is closed.
     pub fn kill(&mut self) -> Result<(), HarnessError> {
         stop_guarded(&mut self.guard, self.port)
