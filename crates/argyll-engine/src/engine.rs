@@ -810,7 +810,10 @@ impl<S: Store> Engine<S> {
             WorkReport::Retry(error) => tx.not_complete_work(step_id, token, error),
         })
         .await?;
-        self.unpark(flow_id, step_id, token).await;
+        // The result is recorded; the caller need not wait for the lease bookkeeping.
+        let engine = self.clone();
+        let (flow_id, step_id, token) = (flow_id.to_owned(), step_id.to_owned(), token.to_owned());
+        tokio::spawn(async move { engine.unpark(&flow_id, &step_id, &token).await });
         Ok(())
     }
 
