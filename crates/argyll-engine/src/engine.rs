@@ -26,7 +26,9 @@ use crate::aggregate::{
     AggregateError, Current, ProjectionCache, execute, execute_applied, load, now,
 };
 use crate::catalog::{self, CatalogError, Registration};
-use crate::flow::{Effect, FlowCommandError, FlowServices, FlowTx, TxError, is_settled};
+use crate::flow::{
+    Effect, FlowCommandError, FlowServices, FlowTx, QuickFailure, TxError, is_settled,
+};
 use crate::runner::{
     HttpStepRunner, LOCAL_SCHEME, LocalHandlers, RunnerSet, ScriptStepRunner, StepRunner,
     WorkOutcome, WorkRequest, script_arg_names,
@@ -57,7 +59,23 @@ pub struct EngineConfig {
     /// off, which is faster on the embedded store (its logs are in process, and replaying a
     /// few shared events costs less than cloning a cached state).
     pub flow_cache_size: u64,
+    /// The budget within which a script step's work item is run inside the flow transaction
+    /// that starts it (no lease, no second commit; see `FlowTx::run_quick_work`). A script that
+    /// needs longer is dispatched as work and run on the blocking pool under
+    /// [`EngineConfig::script_limits`]. `None` sends every script item through the runner.
+    pub quick_script_budget: Option<ScriptLimits>,
 }
+
+/// The default [`EngineConfig::quick_script_budget`]: tens of microseconds of typical
+/// scripts, never more than a millisecond of a worker thread.
+pub const QUICK_SCRIPT_BUDGET: ScriptLimits = ScriptLimits {
+    memory_bytes: usize::MAX,
+    steps: 20_000,
+    timeout: Duration::from_millis(1),
+};
+
+/// Quick script items run in one flow transaction (the rest are dispatched).
+const QUICK_WORK_PER_COMMAND: usize = 256;
 
 impl Default for EngineConfig {
     fn default() -> Self {
@@ -72,6 +90,7 @@ impl Default for EngineConfig {
             health_check_interval: Duration::from_secs(30),
             command_attempts: 64,
             flow_cache_size: 4096,
+            quick_script_budget: Some(QUICK_SCRIPT_BUDGET),
         }
     }
 }
@@ -274,6 +293,7 @@ struct Services<'a> {
     scripts: &'a ScriptRunner,
     memo: &'a moka::sync::Cache<String, Args>,
     retry: &'a RetryPolicy,
+    quick_script_budget: Option<&'a ScriptLimits>,
 }
 
 impl FlowServices for Services<'_> {
@@ -311,6 +331,31 @@ impl FlowServices for Services<'_> {
 
     fn new_token(&self) -> String {
         uuid::Uuid::new_v4().to_string()
+    }
+
+    fn run_script_quickly(&self, step: &Step, inputs: &Args) -> Option<Result<Args, String>> {
+        let budget = self.quick_script_budget?;
+        let script = step
+            .script
+            .as_ref()
+            .filter(|_| step.step_type == StepType::Script)?;
+        self.scripts
+            .execute_within(
+                budget,
+                script.language.as_str(),
+                &script.script,
+                &script_arg_names(step),
+                inputs,
+            )
+            .map(|result| result.map_err(|error| error.message))
+    }
+}
+
+/// Logs the script items a committed transaction ran and failed, as a dispatched item's
+/// failure is logged.
+fn log_quick_failures(flow_id: &str, failures: &[QuickFailure]) {
+    for failure in failures {
+        tracing::error!(%flow_id, step_id = %failure.step_id, token = %failure.token, error = %failure.error, "step execution failed");
     }
 }
 
@@ -417,6 +462,7 @@ impl<S: Store> Engine<S> {
             scripts: &self.inner.scripts,
             memo: &self.inner.memo,
             retry: &self.inner.config.retry,
+            quick_script_budget: self.inner.config.quick_script_budget.as_ref(),
         }
     }
 
@@ -615,7 +661,7 @@ impl<S: Store> Engine<S> {
                 }
                 argyll_plan::validate_init(&plan, &request.init)
                     .map_err(|e| StartError::Engine(e.into()))?;
-                let tx = FlowTx::start(
+                let mut tx = FlowTx::start(
                     &services,
                     at,
                     &request.flow_id,
@@ -624,7 +670,10 @@ impl<S: Store> Engine<S> {
                     request.metadata.clone(),
                 )
                 .map_err(StartError::Tx)?;
-                Ok((tx.events, Some(tx.state), Some(tx.effects)))
+                let failures = tx
+                    .run_quick_work(QUICK_WORK_PER_COMMAND)
+                    .map_err(StartError::Tx)?;
+                Ok((tx.events, Some(tx.state), Some((tx.effects, failures))))
             },
         )
         .await?;
@@ -636,7 +685,8 @@ impl<S: Store> Engine<S> {
         let state = executed.current.state;
         let created = executed.result.is_some();
         match (executed.result, &state) {
-            (Some(effects), Some(state)) => {
+            (Some((effects, failures)), Some(state)) => {
+                log_quick_failures(&state.id, &failures);
                 let milestones = Milestones {
                     created: true,
                     became_terminal: state.is_terminal(),
@@ -837,18 +887,24 @@ impl<S: Store> Engine<S> {
                 let before = (state.is_terminal(), is_settled(state));
                 let mut tx = FlowTx::new(state.clone(), at, &services);
                 command(&mut tx)?;
+                let failures = tx.run_quick_work(QUICK_WORK_PER_COMMAND)?;
                 let milestones = Milestones {
                     created: false,
                     became_terminal: !before.0 && tx.state.is_terminal(),
                     became_settled: !before.1 && is_settled(&tx.state),
                 };
-                Ok((tx.events, Some(tx.state), (milestones, tx.effects)))
+                Ok((
+                    tx.events,
+                    Some(tx.state),
+                    (milestones, tx.effects, failures),
+                ))
             },
         )
         .await?
         .map_err(|error| tx_error(flow_id, error))?;
         if let Some(state) = &executed.current.state {
-            let (milestones, effects) = executed.result;
+            let (milestones, effects, failures) = executed.result;
+            log_quick_failures(flow_id, &failures);
             self.after_commit(state, milestones, effects).await;
         }
         Ok(())

@@ -61,6 +61,18 @@ pub(crate) trait FlowServices {
     fn retry_policy(&self, step: &Step) -> RetryPolicy;
     /// A fresh work-item token.
     fn new_token(&self) -> String;
+    /// Runs a work item of a script step right here when it finishes within a small budget:
+    /// its outputs or its error message. `None` when the step is not a script or needs longer;
+    /// then it is dispatched as work like any other.
+    fn run_script_quickly(&self, step: &Step, inputs: &Args) -> Option<Result<Args, String>>;
+}
+
+/// A work item that [`FlowTx::run_quick_work`] ran and that failed.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct QuickFailure {
+    pub(crate) step_id: String,
+    pub(crate) token: String,
+    pub(crate) error: String,
 }
 
 /// A side effect of a committed flow transaction.
@@ -126,6 +138,64 @@ impl<'s> FlowTx<'s> {
         tx.events.push(started);
         tx.advance()?;
         Ok(tx)
+    }
+
+    /// Runs the work this transaction started whose step is a quick script (see
+    /// [`FlowServices::run_script_quickly`]) and records its result in the same transaction,
+    /// repeatedly (a result can start more work), for at most `allowance` items. Running it
+    /// here instead of dispatching it saves the lease and a second commit per item; scripts
+    /// are pure, so a transaction that is re-run after a conflict just runs them again.
+    /// Returns the items that failed, for the caller to log once the transaction commits.
+    pub(crate) fn run_quick_work(
+        &mut self,
+        mut allowance: usize,
+    ) -> Result<Vec<QuickFailure>, TxError> {
+        let mut kept = Vec::new();
+        let mut failures = Vec::new();
+        while !self.effects.is_empty() {
+            for effect in std::mem::take(&mut self.effects) {
+                let Effect::Run {
+                    step_id,
+                    token,
+                    inputs,
+                } = effect
+                else {
+                    kept.push(effect);
+                    continue;
+                };
+                let running = self
+                    .item(&step_id, &token)
+                    .is_some_and(|item| item.status == WorkStatus::Active);
+                let outcome = if allowance > 0 && running {
+                    self.plan_step(&step_id)
+                        .and_then(|step| self.services.run_script_quickly(step, &inputs))
+                } else {
+                    None
+                };
+                match outcome {
+                    None => kept.push(Effect::Run {
+                        step_id,
+                        token,
+                        inputs,
+                    }),
+                    Some(Ok(outputs)) => {
+                        allowance -= 1;
+                        self.complete_work(&step_id, &token, outputs)?;
+                    }
+                    Some(Err(error)) => {
+                        allowance -= 1;
+                        self.fail_work(&step_id, &token, &error)?;
+                        failures.push(QuickFailure {
+                            step_id,
+                            token,
+                            error,
+                        });
+                    }
+                }
+            }
+        }
+        self.effects = kept;
+        Ok(failures)
     }
 
     fn raise(&mut self, event: impl Into<FlowEvent>) -> Result<(), ApplyError> {

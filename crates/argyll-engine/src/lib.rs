@@ -37,7 +37,8 @@ pub use aggregate::{
 };
 pub use catalog::{CatalogError, Registration};
 pub use engine::{
-    Engine, EngineBuilder, EngineConfig, EngineError, FlowStart, StartFlow, WorkReport, flow_digest,
+    Engine, EngineBuilder, EngineConfig, EngineError, FlowStart, QUICK_SCRIPT_BUDGET, StartFlow,
+    WorkReport, flow_digest,
 };
 pub use flow::FlowCommandError;
 pub use runner::{

@@ -792,3 +792,120 @@ async fn a_deleted_flow_is_not_served_from_the_command_cache() {
         .unwrap_err();
     assert!(matches!(error, EngineError::FlowNotFound(_)), "{error}");
 }
+
+/// Timestamps of the flow's events: one transaction stamps all its events alike.
+async fn commit_times(
+    engine: &argyll_engine::Engine<EmbeddedStore>,
+    flow_id: &str,
+) -> Vec<Option<i64>> {
+    let events = engine
+        .store()
+        .read(&AggregateId::Flow(flow_id.into()), 0)
+        .await
+        .unwrap();
+    let mut times: Vec<Option<i64>> = events.iter().map(|e| e.timestamp.unix_nanos()).collect();
+    times.dedup();
+    times
+}
+
+#[tokio::test]
+async fn quick_scripts_run_inside_the_transaction_and_long_ones_are_dispatched() {
+    let mock = MockRunner::new();
+    let engine = engine(&mock).await;
+    let quick = lua_script("quick", "return {doubled = x * 2}")
+        .with_attribute("x", AttributeSpec::required(AttributeType::Number))
+        .with_attribute("doubled", AttributeSpec::output(AttributeType::Number));
+    // 200,000 loop iterations: beyond the quick budget, well within the script limits.
+    let long = lua_script(
+        "long",
+        "local n = 0 for i = 1, 200000 do n = n + 1 end return {counted = n + doubled}",
+    )
+    .with_attribute("doubled", AttributeSpec::required(AttributeType::Number))
+    .with_attribute("counted", AttributeSpec::output(AttributeType::Number));
+    let failing = ale_script("failing", "(/ x 0)")
+        .with_attribute("x", AttributeSpec::required(AttributeType::Number))
+        .with_attribute("never", AttributeSpec::output(AttributeType::Number));
+    register(&engine, vec![quick, long, failing]).await;
+
+    // Start, step, work item, result and completion: one commit.
+    engine
+        .start_flow(start_request("one-commit", &["quick"], json!({"x": 21})))
+        .await
+        .unwrap();
+    let flow = wait(&engine, "one-commit").await;
+    assert_eq!(attr(&flow, "doubled"), Some(json!(42)));
+    assert_eq!(commit_times(&engine, "one-commit").await.len(), 1);
+
+    // The long script is dispatched: its result is a commit of its own.
+    engine
+        .start_flow(start_request("dispatched", &["long"], json!({"x": 1})))
+        .await
+        .unwrap();
+    let flow = wait(&engine, "dispatched").await;
+    assert_eq!(flow.status.to_string(), "completed", "{flow:#?}");
+    assert_eq!(attr(&flow, "counted"), Some(json!(200_002)));
+    assert_eq!(commit_times(&engine, "dispatched").await.len(), 2);
+
+    // A quick script's failure is the item's failure, as when dispatched.
+    engine
+        .start_flow(start_request("fails", &["failing"], json!({"x": 1})))
+        .await
+        .unwrap();
+    let flow = wait(&engine, "fails").await;
+    assert_eq!(flow.status.to_string(), "failed");
+    assert!(
+        flow.error.starts_with("step failing failed: "),
+        "{}",
+        flow.error
+    );
+    assert_eq!(commit_times(&engine, "fails").await.len(), 1);
+}
+
+fn square_fan() -> argyll_model::Step {
+    let mut fan = ale_script("fan", "{:square (* n n)}")
+        .with_attribute(
+            "n",
+            AttributeSpec {
+                for_each: true,
+                ..AttributeSpec::required(AttributeType::Any)
+            },
+        )
+        .with_attribute("square", AttributeSpec::output(AttributeType::Any));
+    fan.work_config = Some(WorkConfig {
+        parallelism: 3,
+        ..WorkConfig::default()
+    });
+    fan
+}
+
+#[tokio::test]
+async fn a_quick_script_fan_out_runs_every_item_under_its_parallelism() {
+    let squares: Vec<serde_json::Value> = (1..=40)
+        .map(|n: i64| json!({"n": n, "square": n * n}))
+        .collect();
+    let quick = engine(&MockRunner::new()).await;
+    let mut config = test_config();
+    config.quick_script_budget = None;
+    let dispatched = argyll_engine::Engine::builder(EmbeddedStore::new())
+        .config(config)
+        .runner(std::sync::Arc::new(MockRunner::new()))
+        .build()
+        .unwrap();
+    dispatched.start().await.unwrap();
+    for (engine, commits) in [(&quick, 1), (&dispatched, 41)] {
+        register(engine, vec![square_fan()]).await;
+        engine
+            .start_flow(start_request(
+                "fan",
+                &["fan"],
+                json!({"n": (1..=40).collect::<Vec<i64>>()}),
+            ))
+            .await
+            .unwrap();
+        let flow = wait(engine, "fan").await;
+        assert_eq!(attr(&flow, "square"), Some(json!(squares)));
+        assert_eq!(flow.executions["fan"].work_items.len(), 40);
+        // Quick: the whole fan-out in the starting commit. Dispatched: one commit per result.
+        assert_eq!(commit_times(engine, "fan").await.len(), commits);
+    }
+}

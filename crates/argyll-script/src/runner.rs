@@ -5,7 +5,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value as Json};
 
 use crate::ale::AleEngine;
-use crate::error::ScriptError;
+use crate::error::{LimitKind, Phase, ScriptError};
 use crate::limits::ScriptLimits;
 use crate::lua::LuaEngine;
 
@@ -133,6 +133,43 @@ impl ScriptRunner {
     ) -> Result<Attributes, ScriptError> {
         self.compile(language, source, arg_names)?
             .execute(inputs, &self.limits)
+    }
+
+    /// Runs a script step on the calling thread under a smaller `budget` than the configured
+    /// limits, for callers that can afford a few microseconds but not a blocked thread: `None`
+    /// when the run hit a budget tighter than the real limit (run it again with
+    /// [`ScriptRunner::execute`]; scripts are pure, so the aborted run left nothing behind),
+    /// otherwise the run's real result.
+    pub fn execute_within(
+        &self,
+        budget: &ScriptLimits,
+        language: &str,
+        source: &str,
+        arg_names: &[String],
+        inputs: &Attributes,
+    ) -> Option<Result<Attributes, ScriptError>> {
+        let quick = ScriptLimits {
+            memory_bytes: self.limits.memory_bytes.min(budget.memory_bytes),
+            steps: self.limits.steps.min(budget.steps),
+            timeout: self.limits.timeout.min(budget.timeout),
+        };
+        let program = match self.compile(language, source, arg_names) {
+            Ok(program) => program,
+            Err(error) => return Some(Err(error)),
+        };
+        let result = program.execute(inputs, &quick);
+        let cut_short = match &result {
+            Err(ScriptError {
+                phase: Phase::Limit(kind),
+                ..
+            }) => match kind {
+                LimitKind::Memory => quick.memory_bytes < self.limits.memory_bytes,
+                LimitKind::Steps => quick.steps < self.limits.steps,
+                LimitKind::Time => quick.timeout < self.limits.timeout,
+            },
+            _ => false,
+        };
+        (!cut_short).then_some(result)
     }
 
     /// Evaluates a predicate on the calling thread. From async code use

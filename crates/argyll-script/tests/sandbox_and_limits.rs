@@ -413,3 +413,54 @@ fn lua_patterns_work_and_deep_recursion_is_an_error() {
     let error = run_error(&runner, "lua", "error('plain', 0)");
     assert_eq!(error.message, "runtime error: plain");
 }
+
+#[test]
+fn execute_within_a_small_budget_answers_quick_scripts_and_hands_back_long_ones() {
+    let runner = ScriptRunner::new(ScriptLimits {
+        steps: 10_000_000,
+        timeout: Duration::from_secs(2),
+        ..ScriptLimits::default()
+    });
+    let budget = ScriptLimits {
+        steps: 10_000,
+        timeout: Duration::from_millis(5),
+        ..ScriptLimits::default()
+    };
+    let quick = runner.execute_within(
+        &budget,
+        "ale",
+        "{:greeting name}",
+        &args(&["name"]),
+        &inputs(json!({"name": "Argyll"})),
+    );
+    assert_eq!(quick, Some(Ok(inputs(json!({"greeting": "Argyll"})))));
+
+    // A script error is the script's real result, whatever the budget.
+    let failing = runner.execute_within(&budget, "lua", "error('boom')", &[], &Attributes::new());
+    assert!(
+        matches!(&failing, Some(Err(error)) if error.phase == Phase::Runtime),
+        "{failing:?}"
+    );
+
+    // Beyond the budget but within the real limits: handed back, to be run elsewhere.
+    let long = "local n = 0 for i = 1, 200000 do n = n + i end return {n = n}";
+    assert_eq!(
+        runner.execute_within(&budget, "lua", long, &[], &Attributes::new()),
+        None
+    );
+    assert_eq!(
+        runner.execute_blocking("lua", long, &[], &Attributes::new()),
+        Ok(inputs(json!({"n": 20_000_100_000_i64})))
+    );
+
+    // A budget looser than the real limit changes nothing: the limit error is real.
+    let tight = ScriptRunner::new(ScriptLimits {
+        steps: 1_000,
+        ..ScriptLimits::default()
+    });
+    let real = tight.execute_within(&budget, "lua", long, &[], &Attributes::new());
+    assert!(
+        matches!(&real, Some(Err(error)) if error.phase == Phase::Limit(LimitKind::Steps)),
+        "{real:?}"
+    );
+}
