@@ -202,17 +202,24 @@ where
     T: AggregateState,
 {
     let mut invalid = None;
-    let outcome = execute_applied(store, None, aggregate, max_attempts, |current: &T, at| {
-        let (events, result) = command(current)?;
-        let mut state = current.clone();
-        for event in &events {
-            if let Err(error) = state.apply(event, at) {
-                invalid = Some(error.to_string());
-                return Ok((Vec::new(), state, None));
+    let outcome = execute_applied(
+        store,
+        None,
+        false,
+        aggregate,
+        max_attempts,
+        |current: &T, at| {
+            let (events, result) = command(current)?;
+            let mut state = current.clone();
+            for event in &events {
+                if let Err(error) = state.apply(event, at) {
+                    invalid = Some(error.to_string());
+                    return Ok((Vec::new(), state, None));
+                }
             }
-        }
-        Ok((events, state, Some(result)))
-    })
+            Ok((events, state, Some(result)))
+        },
+    )
     .await?;
     let executed = match outcome {
         Ok(executed) => executed,
@@ -235,11 +242,18 @@ where
 /// decisions of the same command see them): the command gets the state and the timestamp its
 /// events will carry, and returns the events together with the state after them, which is
 /// trusted as is.
-/// With a `cache`, the state is read from it (brought up to date) and the state after a
-/// successful append is put back.
+///
+/// With a `cache`, the first attempt runs on the cached state *without asking the store*: the
+/// append's expected sequence is the check (a stale entry conflicts, and the next attempt
+/// reads the events it missed), which saves a round trip per command on a remote store. With
+/// `presume_new`, an aggregate that is not cached is presumed not to exist yet (a start), and
+/// the append at sequence 0 is the check. A command that writes nothing on such an unchecked
+/// state (it refused, or had nothing to do) is run again on the store's state before its
+/// answer is trusted. The state after a successful append is put in the cache.
 pub async fn execute_applied<S, T, R, E>(
     store: &S,
     cache: Option<&ProjectionCache<T>>,
+    presume_new: bool,
     aggregate: &AggregateId,
     max_attempts: u32,
     mut command: impl FnMut(&T, Timestamp) -> Result<(Vec<T::Event>, T, R), E>,
@@ -248,10 +262,29 @@ where
     S: EventLog,
     T: AggregateState,
 {
-    for _ in 0..max_attempts.max(1) {
-        let current: Current<T> = load_cached(store, cache, aggregate).await?;
+    let cached = cache.and_then(|cache| cache.get(aggregate));
+    let (mut current, mut checked) = match cached {
+        Some(cached) => ((*cached).clone(), false),
+        None if presume_new => (
+            Current {
+                state: T::default(),
+                next_sequence: 0,
+            },
+            false,
+        ),
+        None => (load(store, aggregate).await?, true),
+    };
+    let mut conflicts = 0;
+    while conflicts < max_attempts.max(1) {
         let at = now();
-        let (events, state, result) = match command(&current.state, at) {
+        let decided = command(&current.state, at);
+        let writes = matches!(&decided, Ok((events, _, _)) if !events.is_empty());
+        if !writes && !checked {
+            current = load_cached(store, cache, aggregate).await?;
+            checked = true;
+            continue;
+        }
+        let (events, state, result) = match decided {
             Ok(decided) => decided,
             Err(rejected) => return Ok(Err(rejected)),
         };
@@ -291,7 +324,9 @@ where
                 {
                     cache.invalidate(aggregate);
                 }
-                continue;
+                conflicts += 1;
+                current = load_cached(store, cache, aggregate).await?;
+                checked = true;
             }
             Err(other) => return Err(other.into()),
         }

@@ -650,6 +650,7 @@ impl<S: Store> Engine<S> {
         let executed = execute_applied(
             &self.inner.store,
             self.inner.flows.as_ref(),
+            true,
             &aggregate,
             self.inner.config.command_attempts,
             |current: &Option<FlowState>, at| {
@@ -878,6 +879,7 @@ impl<S: Store> Engine<S> {
         let executed = execute_applied(
             &self.inner.store,
             self.inner.flows.as_ref(),
+            false,
             &aggregate,
             self.inner.config.command_attempts,
             |current: &Option<FlowState>, at| {

@@ -909,3 +909,73 @@ async fn a_quick_script_fan_out_runs_every_item_under_its_parallelism() {
         assert_eq!(commit_times(engine, "fan").await.len(), commits);
     }
 }
+
+#[tokio::test]
+async fn commands_on_a_stale_cached_state_are_checked_against_the_store() {
+    // Two instances on one store, each with its own command cache.
+    let store = EmbeddedStore::new();
+    let mock = MockRunner::new();
+    mock.on("a", vec![Reply::Accepted]);
+    let first = engine_with(store.clone(), &mock).await;
+    let second = engine_with(store.clone(), &mock).await;
+    let mut a = step("a", &["x"], &["r"]);
+    a.step_type = argyll_model::StepType::Async;
+    register(&first, vec![a]).await;
+
+    // A start presumed new on the second instance meets the first instance's flow: the same
+    // start is answered from the stored flow, another one is refused as a duplicate before its
+    // init is checked.
+    start(&first, "f", &["a"], init(json!({"x": 1}))).await;
+    let again = second
+        .start_flow(start_request("f", &["a"], json!({"x": 1})))
+        .await
+        .unwrap();
+    assert!(!again.created);
+    let error = second
+        .start_flow(start_request("f", &["a"], json!({"x": "other"})))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, EngineError::FlowExists(_)), "{error}");
+
+    for _ in 0..200 {
+        if !mock.calls().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let token = mock.calls()[0].token.clone();
+    // The second instance records the result; the first one's cache still shows the item
+    // running, so its copy of the same report conflicts, re-reads, and is refused.
+    second
+        .report_work(
+            "f",
+            "a",
+            &token,
+            WorkReport::Succeeded(init(json!({"r": 1}))),
+        )
+        .await
+        .unwrap();
+    let error = first
+        .report_work(
+            "f",
+            "a",
+            &token,
+            WorkReport::Succeeded(init(json!({"r": 2}))),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "invalid work state transition: succeeded -> succeeded"
+    );
+    let flow = wait(&first, "f").await;
+    assert_eq!(attr(&flow, "r"), Some(json!(1)));
+    let succeeded = store
+        .read(&AggregateId::Flow("f".into()), 0)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| matches!(e.event, Event::Flow(FlowEvent::WorkSucceeded(_))))
+        .count();
+    assert_eq!(succeeded, 1);
+}
