@@ -177,6 +177,53 @@ pub async fn load_cached<S: EventLog, T: AggregateState>(
     Ok(current)
 }
 
+/// The current state for a reader, never older than the store's: a cached state is used when
+/// the store's log still holds the cached state's last event (read together with any events
+/// after it, usually none), so a log deleted or rewritten since is noticed; otherwise a full
+/// load. A state brought up to date is put back in the cache.
+pub async fn load_current<S: EventLog, T: AggregateState>(
+    store: &S,
+    cache: Option<&ProjectionCache<T>>,
+    aggregate: &AggregateId,
+) -> Result<Current<T>, AggregateError> {
+    let Some((cache, cached)) = cache.and_then(|cache| Some((cache, cache.get(aggregate)?))) else {
+        return load(store, aggregate).await;
+    };
+    let Some(last) = cached.next_sequence.checked_sub(1) else {
+        return load(store, aggregate).await;
+    };
+    let events = store.read(aggregate, last).await?;
+    if events.first().map(|first| first.sequence) != Some(last) {
+        return load(store, aggregate).await;
+    }
+    if events.len() == 1 {
+        return Ok((*cached).clone());
+    }
+    let mut current = (*cached).clone();
+    for envelope in events.iter().skip(1) {
+        let event = T::event_of(&envelope.event).ok_or_else(|| AggregateError::Corrupt {
+            aggregate: aggregate.clone(),
+            reason: format!(
+                "event {} belongs to another aggregate kind",
+                envelope.sequence
+            ),
+        })?;
+        if envelope.sequence != current.next_sequence {
+            return load(store, aggregate).await;
+        }
+        current
+            .state
+            .apply(event, envelope.timestamp)
+            .map_err(|e| AggregateError::Corrupt {
+                aggregate: aggregate.clone(),
+                reason: format!("event {}: {e}", envelope.sequence),
+            })?;
+        current.next_sequence += 1;
+    }
+    cache.insert(aggregate.clone(), Arc::new(current.clone()));
+    Ok(current)
+}
+
 /// What [`execute`] did.
 #[derive(Clone, Debug)]
 pub struct Executed<T, R> {

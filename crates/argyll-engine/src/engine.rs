@@ -23,7 +23,7 @@ use serde_json::{Map, Value};
 use tokio::sync::{Notify, watch};
 
 use crate::aggregate::{
-    AggregateError, Current, ProjectionCache, execute, execute_applied, load, now,
+    AggregateError, Current, ProjectionCache, execute, execute_applied, load, load_current, now,
 };
 use crate::catalog::{self, CatalogError, Registration};
 use crate::flow::{
@@ -720,8 +720,12 @@ impl<S: Store> Engine<S> {
         &self,
         flow_id: &str,
     ) -> Result<Current<Option<FlowState>>, EngineError> {
-        // Reads load from the store: the command cache may hold flows archived since.
-        Ok(load(&self.inner.store, &AggregateId::Flow(flow_id.to_owned())).await?)
+        Ok(load_current(
+            &self.inner.store,
+            self.inner.flows.as_ref(),
+            &AggregateId::Flow(flow_id.to_owned()),
+        )
+        .await?)
     }
 
     /// Waits until the flow is terminal or `wait` has passed, then returns its state (`None`

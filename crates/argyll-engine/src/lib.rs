@@ -33,7 +33,7 @@ mod runner;
 
 pub use aggregate::{
     AggregateError, AggregateState, Current, Executed, ProjectionCache, execute, execute_applied,
-    load, load_cached, now,
+    load, load_cached, load_current, now,
 };
 pub use catalog::{CatalogError, Registration};
 pub use engine::{

@@ -761,7 +761,7 @@ fn work_of_a_dead_instance_is_taken_over() {
 /// The engine's flow cache never outlives the flow's log: a result for a flow deleted from the
 /// store (archived) finds no flow instead of the cached one.
 #[tokio::test]
-async fn a_deleted_flow_is_not_served_from_the_command_cache() {
+async fn a_deleted_flow_is_not_served_from_the_cache() {
     let mock = MockRunner::new();
     mock.on("a", vec![Reply::Accepted]);
     let engine = engine(&mock).await;
@@ -781,6 +781,7 @@ async fn a_deleted_flow_is_not_served_from_the_command_cache() {
             .await
             .unwrap()
     );
+    assert_eq!(engine.flow("f").await.unwrap(), None);
     let error = engine
         .report_work(
             "f",
