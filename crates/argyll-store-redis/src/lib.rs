@@ -138,6 +138,8 @@ struct Scripts {
     lease_acquire: Script,
     lease_renew: Script,
     lease_release: Script,
+    lease_acquire_many: Script,
+    lease_release_many: Script,
     lease_lapsed: Script,
     timer_schedule: Script,
     timer_cancel: Script,
@@ -159,6 +161,8 @@ impl Scripts {
             lease_acquire: Script::from_lua(scripts::LEASE_ACQUIRE),
             lease_renew: Script::from_lua(scripts::LEASE_RENEW),
             lease_release: Script::from_lua(scripts::LEASE_RELEASE),
+            lease_acquire_many: Script::from_lua(scripts::LEASE_ACQUIRE_MANY),
+            lease_release_many: Script::from_lua(scripts::LEASE_RELEASE_MANY),
             lease_lapsed: Script::from_lua(scripts::LEASE_LAPSED),
             timer_schedule: Script::from_lua(scripts::TIMER_SCHEDULE),
             timer_cancel: Script::from_lua(scripts::TIMER_CANCEL),
@@ -166,7 +170,7 @@ impl Scripts {
         }
     }
 
-    fn all(&self) -> [&Script; 16] {
+    fn all(&self) -> [&Script; 18] {
         [
             &self.delete,
             &self.append,
@@ -180,6 +184,8 @@ impl Scripts {
             &self.lease_acquire,
             &self.lease_renew,
             &self.lease_release,
+            &self.lease_acquire_many,
+            &self.lease_release_many,
             &self.lease_lapsed,
             &self.timer_schedule,
             &self.timer_cancel,
@@ -352,6 +358,22 @@ fn text(value: Value) -> Result<String, StoreError> {
     value
         .into_string()
         .ok_or_else(|| corrupt("expected a string from Redis"))
+}
+
+/// A script's list of 0/1 answers, one per key asked about.
+fn flags(reply: Value, expected: usize) -> Result<Vec<bool>, StoreError> {
+    let flags = array(reply)
+        .iter()
+        .map(|flag| int(flag).map(|flag| flag == 1))
+        .collect::<Result<Vec<bool>, StoreError>>()?;
+    if flags.len() == expected {
+        Ok(flags)
+    } else {
+        Err(corrupt(format!(
+            "expected {expected} answers from Redis, got {}",
+            flags.len()
+        )))
+    }
 }
 
 fn array(value: Value) -> Vec<Value> {
@@ -888,6 +910,53 @@ impl Leases for RedisStore {
             .flow
             .eval_flag(&self.inner.scripts.lease_release, self.lease_keys(), args)
             .await
+    }
+
+    async fn acquire_many(
+        &self,
+        keys: &[String],
+        owner: &str,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Result<Vec<bool>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now_ms = millis(now);
+        let mut args = vec![
+            Value::from(owner),
+            Value::from(now_ms),
+            Value::from(now_ms.saturating_add(ttl_millis(ttl))),
+        ];
+        args.extend(keys.iter().map(|key| Value::from(key.as_str())));
+        let reply = self
+            .inner
+            .flow
+            .eval(
+                &self.inner.scripts.lease_acquire_many,
+                self.lease_keys(),
+                args,
+            )
+            .await?;
+        flags(reply, keys.len())
+    }
+
+    async fn release_many(&self, keys: &[String], owner: &str) -> Result<Vec<bool>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut args = vec![Value::from(owner)];
+        args.extend(keys.iter().map(|key| Value::from(key.as_str())));
+        let reply = self
+            .inner
+            .flow
+            .eval(
+                &self.inner.scripts.lease_release_many,
+                self.lease_keys(),
+                args,
+            )
+            .await?;
+        flags(reply, keys.len())
     }
 
     async fn lapsed(

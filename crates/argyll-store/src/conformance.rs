@@ -511,6 +511,61 @@ pub async fn leases<S: Store>(store: &S) {
     );
 }
 
+/// Several leases in one call: each key decided as by a single acquire or release.
+pub async fn many_leases<S: Store>(store: &S) {
+    let ttl = Duration::from_secs(10);
+    let keys: Vec<String> = ["work:a", "work:b", "work:c"].map(String::from).to_vec();
+    assert!(store.acquire("work:b", "other", ttl, at(0)).await.unwrap());
+    assert_eq!(
+        store
+            .acquire_many(&keys, "i1", ttl, at(1_000))
+            .await
+            .unwrap(),
+        vec![true, false, true],
+        "work:b is held by another owner"
+    );
+    assert!(
+        !store
+            .acquire("work:a", "other", ttl, at(2_000))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .acquire_many(&[], "i1", ttl, at(2_000))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.release_many(&keys, "i1").await.unwrap(),
+        vec![true, false, true]
+    );
+    assert!(
+        store
+            .acquire("work:a", "other", ttl, at(3_000))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .acquire("work:c", "other", ttl, at(3_000))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .acquire_many(&keys, "i1", ttl, at(20_000))
+            .await
+            .unwrap(),
+        vec![true, true, true],
+        "lapsed leases are taken over"
+    );
+    let lapsed = store.lapsed("work:", at(31_000), 10).await.unwrap();
+    assert_eq!(lapsed.len(), 3);
+    assert!(lapsed.iter().all(|lease| lease.owner == "i1"));
+}
+
 /// Concurrent acquirers of one free lease: exactly one gets it.
 pub async fn lease_races<S: Store + Clone>(store: &S) {
     let contenders: Vec<_> = (0..16)
@@ -646,6 +701,7 @@ where
     feed_carries_every_append(&make().await).await;
     flow_index(&make().await).await;
     leases(&make().await).await;
+    many_leases(&make().await).await;
     lease_races(&make().await).await;
     timers(&make().await).await;
     delete_aggregates(&make().await).await;

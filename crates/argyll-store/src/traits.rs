@@ -236,6 +236,39 @@ pub trait Leases: Send + Sync + 'static {
         owner: &str,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
+    /// [`Leases::acquire`] for several keys at once (one round trip on a remote store): whether
+    /// each was taken, in order. Each key is decided on its own, as by `acquire`.
+    fn acquire_many(
+        &self,
+        keys: &[String],
+        owner: &str,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send {
+        async move {
+            let mut taken = Vec::with_capacity(keys.len());
+            for key in keys {
+                taken.push(self.acquire(key, owner, ttl, now).await?);
+            }
+            Ok(taken)
+        }
+    }
+
+    /// [`Leases::release`] for several keys at once: whether `owner` held each, in order.
+    fn release_many(
+        &self,
+        keys: &[String],
+        owner: &str,
+    ) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send {
+        async move {
+            let mut released = Vec::with_capacity(keys.len());
+            for key in keys {
+                released.push(self.release(key, owner).await?);
+            }
+            Ok(released)
+        }
+    }
+
     /// Leases whose key starts with `key_prefix` that lapsed before `now`, oldest first, at
     /// most `limit` (work and archive jobs keep separate key spaces).
     fn lapsed(

@@ -20,6 +20,7 @@ check!(
     feed_carries_every_append,
     flow_index,
     leases,
+    many_leases,
     lease_races,
     timers,
     delete_aggregates,
