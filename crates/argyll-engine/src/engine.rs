@@ -248,6 +248,7 @@ impl<S: Store> EngineBuilder<S> {
                 waiters: std::sync::Mutex::default(),
                 waiters_running: AtomicBool::new(false),
                 next_waiter: std::sync::atomic::AtomicU64::new(0),
+                results: std::sync::Mutex::default(),
             }),
         })
     }
@@ -284,10 +285,48 @@ struct Inner<S> {
     waiters: std::sync::Mutex<Waiters>,
     waiters_running: AtomicBool,
     next_waiter: std::sync::atomic::AtomicU64,
+    results: std::sync::Mutex<ResultQueues>,
 }
 
 /// Clients waiting for a flow to finish, by flow id.
 type Waiters = std::collections::HashMap<String, Vec<(u64, tokio::sync::oneshot::Sender<()>)>>;
+
+/// Work results waiting to be recorded, by flow id. A flow has an entry while one of its
+/// results is being recorded; results arriving meanwhile queue up and go into the next
+/// command together.
+type ResultQueues = std::collections::HashMap<String, Vec<PendingResult>>;
+
+/// A work result waiting to be recorded; `recorded` fires once it has been (or could not be).
+struct PendingResult {
+    step: Arc<Step>,
+    token: String,
+    outcome: WorkOutcome,
+    recorded: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Removes a flow's result queue if its recorder stops early (then the queued results' senders
+/// drop and their runners stop waiting; their items keep their leases, which lapse and are
+/// taken over).
+struct QueueGuard<'a> {
+    queues: &'a std::sync::Mutex<ResultQueues>,
+    flow_id: &'a str,
+    armed: bool,
+}
+
+impl Drop for QueueGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            lock(self.queues).remove(self.flow_id);
+        }
+    }
+}
+
+/// A mutex's contents, also after a panic elsewhere (the maps it guards stay consistent).
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 struct Services<'a> {
     scripts: &'a ScriptRunner,
@@ -393,6 +432,14 @@ fn parse_work_key(key: &str) -> Option<(String, String, String)> {
 }
 
 /// Before/after facts of a flow transaction that drive the flow index and child flows.
+/// A committed flow command's state and what remains to be done about it.
+struct Committed {
+    state: FlowState,
+    milestones: Milestones,
+    effects: Vec<Effect>,
+    failures: Vec<QuickFailure>,
+}
+
 #[derive(Clone, Copy, Debug, Default)]
 struct Milestones {
     created: bool,
@@ -859,16 +906,27 @@ impl<S: Store> Engine<S> {
         token: &str,
         report: WorkReport,
     ) -> Result<(), EngineError> {
-        self.flow_command(flow_id, |tx| match &report {
-            WorkReport::Succeeded(outputs) => tx.complete_work(step_id, token, outputs.clone()),
-            WorkReport::Failed(error) => tx.fail_work(step_id, token, error),
-            WorkReport::Retry(error) => tx.not_complete_work(step_id, token, error),
-        })
-        .await?;
-        // The result is recorded; the caller need not wait for the lease bookkeeping.
+        let committed = self
+            .commit_flow_command(flow_id, |tx| match &report {
+                WorkReport::Succeeded(outputs) => tx.complete_work(step_id, token, outputs.clone()),
+                WorkReport::Failed(error) => tx.fail_work(step_id, token, error),
+                WorkReport::Retry(error) => tx.not_complete_work(step_id, token, error),
+            })
+            .await?;
+        // The result is recorded: the caller (a webhook) is answered now, and what follows
+        // from it (the index, the next work, the lease bookkeeping) runs behind the answer.
         let engine = self.clone();
         let (flow_id, step_id, token) = (flow_id.to_owned(), step_id.to_owned(), token.to_owned());
-        tokio::spawn(async move { engine.unpark(&flow_id, &step_id, &token).await });
+        self.inner.in_flight.fetch_add(1, Ordering::SeqCst);
+        tokio::spawn(async move {
+            if let Some(committed) = committed {
+                engine.carry_out(committed).await;
+            }
+            engine.unpark(&flow_id, &step_id, &token).await;
+            if engine.inner.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+                engine.inner.idle.notify_waiters();
+            }
+        });
         Ok(())
     }
 
@@ -876,8 +934,27 @@ impl<S: Store> Engine<S> {
     async fn flow_command(
         &self,
         flow_id: &str,
-        mut command: impl FnMut(&mut FlowTx<'_>) -> Result<(), TxError> + Send,
+        command: impl FnMut(&mut FlowTx<'_>) -> Result<(), TxError> + Send,
     ) -> Result<(), EngineError> {
+        if let Some(committed) = self.commit_flow_command(flow_id, command).await? {
+            self.carry_out(committed).await;
+        }
+        Ok(())
+    }
+
+    /// The effects of a committed flow command.
+    async fn carry_out(&self, committed: Committed) {
+        log_quick_failures(&committed.state.id, &committed.failures);
+        self.after_commit(&committed.state, committed.milestones, committed.effects)
+            .await;
+    }
+
+    /// Runs a command on a flow; returns what its commit leaves to do.
+    async fn commit_flow_command(
+        &self,
+        flow_id: &str,
+        mut command: impl FnMut(&mut FlowTx<'_>) -> Result<(), TxError> + Send,
+    ) -> Result<Option<Committed>, EngineError> {
         let services = self.services();
         let aggregate = AggregateId::Flow(flow_id.to_owned());
         let executed = execute_applied(
@@ -908,12 +985,13 @@ impl<S: Store> Engine<S> {
         )
         .await?
         .map_err(|error| tx_error(flow_id, error))?;
-        if let Some(state) = &executed.current.state {
-            let (milestones, effects, failures) = executed.result;
-            log_quick_failures(flow_id, &failures);
-            self.after_commit(state, milestones, effects).await;
-        }
-        Ok(())
+        let (milestones, effects, failures) = executed.result;
+        Ok(executed.current.state.map(|state| Committed {
+            state,
+            milestones,
+            effects,
+            failures,
+        }))
     }
 
     /// Side effects of a committed flow transaction, in order: the flow index, timers, work.
@@ -938,13 +1016,14 @@ impl<S: Store> Engine<S> {
                 _ => tracing::info!(flow_id = %state.id, "flow completed"),
             }
         }
+        let mut runs = Vec::new();
         for effect in effects {
             match effect {
                 Effect::Run {
                     step_id,
                     token,
                     inputs,
-                } => self.spawn_work(state, &step_id, token, inputs),
+                } => runs.push((step_id, token, inputs)),
                 Effect::ScheduleRetry {
                     step_id,
                     token,
@@ -974,8 +1053,42 @@ impl<S: Store> Engine<S> {
                 }
             }
         }
+        self.dispatch(state, runs).await;
         if milestones.became_settled {
             self.notify_parent(state).await;
+        }
+    }
+
+    /// Leases the work a transaction started, all in one store call, and runs it.
+    async fn dispatch(&self, state: &FlowState, runs: Vec<(String, String, Args)>) {
+        if runs.is_empty() || self.inner.stopping.load(Ordering::SeqCst) {
+            // When stopping, the items are left active without a lease: recovery or a sweep
+            // runs them again.
+            return;
+        }
+        let config = &self.inner.config;
+        let keys: Vec<String> = runs
+            .iter()
+            .map(|(step_id, token, _)| work_key("work", &state.id, step_id, token))
+            .collect();
+        let leased = self
+            .retrying_store(|| async {
+                Ok(self
+                    .inner
+                    .store
+                    .acquire_many(&keys, &config.instance_id, config.lease_ttl, now())
+                    .await?)
+            })
+            .await;
+        match leased {
+            Ok(leased) => {
+                for ((step_id, token, inputs), leased) in runs.into_iter().zip(leased) {
+                    self.spawn_work(state, &step_id, token, inputs, leased);
+                }
+            }
+            Err(error) => {
+                tracing::error!(flow_id = %state.id, %error, "work leases not acquired");
+            }
         }
     }
 
@@ -999,7 +1112,16 @@ impl<S: Store> Engine<S> {
 
     // ------------------------------------------------------------------ running work
 
-    fn spawn_work(&self, state: &FlowState, step_id: &str, token: String, inputs: Args) {
+    /// Runs a work item in a task of its own; `leased` when its lease is already this
+    /// instance's.
+    fn spawn_work(
+        &self,
+        state: &FlowState,
+        step_id: &str,
+        token: String,
+        inputs: Args,
+        leased: bool,
+    ) {
         let Some(step) = state.plan.steps.get(step_id) else {
             return;
         };
@@ -1017,51 +1139,20 @@ impl<S: Store> Engine<S> {
         let engine = self.clone();
         self.inner.in_flight.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move {
-            engine.run_work(work).await;
+            engine.run_work(work, leased).await;
             if engine.inner.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
                 engine.inner.idle.notify_waiters();
             }
         });
     }
 
-    async fn run_work(&self, work: WorkRequest) {
+    async fn run_work(&self, work: WorkRequest, leased: bool) {
         let store = &self.inner.store;
         let config = &self.inner.config;
         let lease = work_key("work", &work.flow_id, &work.step.id, &work.token);
         let owner = config.instance_id.as_str();
-        let acquired = self
-            .retrying_store(|| async {
-                Ok(store
-                    .acquire(&lease, owner, config.lease_ttl, now())
-                    .await?)
-            })
-            .await;
-        // A new attempt of an item whose previous attempt is parked waiting for a webhook
-        // (which asked for a retry) takes the parked lease over.
-        let acquired = match acquired {
-            Ok(false)
-                if store
-                    .release(&lease, AWAITING_RESULT)
-                    .await
-                    .unwrap_or(false) =>
-            {
-                store
-                    .acquire(&lease, owner, config.lease_ttl, now())
-                    .await
-                    .map_err(EngineError::from)
-            }
-            other => other,
-        };
-        match acquired {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::debug!(flow_id = %work.flow_id, step_id = %work.step.id, token = %work.token, "work leased elsewhere; not run here");
-                return;
-            }
-            Err(error) => {
-                tracing::error!(flow_id = %work.flow_id, %error, "work lease not acquired");
-                return;
-            }
+        if !leased && !self.lease_work(&work, &lease).await {
+            return;
         }
         let (flow_id, step, token) = (work.flow_id.clone(), work.step.clone(), work.token.clone());
         let outcome = {
@@ -1088,64 +1179,194 @@ impl<S: Store> Engine<S> {
             }
             WorkOutcome::Completed(_) | WorkOutcome::Accepted => {}
         }
-        // While the store is away the result is kept and retried (and the lease renewed), so
-        // an outage does not make the handler run twice.
-        let recorded = self
+        if outcome != WorkOutcome::Accepted {
+            self.record_result(&flow_id, step, token, outcome).await;
+            return;
+        }
+        // The result comes by webhook (or from a child flow), maybe to another instance:
+        // park the lease so sweeps and restarts do not call the step again meanwhile.
+        let _ = store.release(&lease, owner).await;
+        let _ = store
+            .acquire(&lease, AWAITING_RESULT, PARKED_LEASE, now())
+            .await;
+        // The result may have arrived before the lease was parked: then nobody else
+        // would unpark it.
+        let still_waiting = self
+            .flow(&flow_id)
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|flow| {
+                flow.executions
+                    .get(&step.id)
+                    .and_then(|e| e.work_items.get(&token))
+                    .is_some_and(|item| item.status == WorkStatus::Active)
+            });
+        if !still_waiting {
+            self.unpark(&flow_id, &step.id, &token).await;
+        }
+    }
+
+    /// Takes the lease of an item that was not leased with its transaction's others (another
+    /// owner held it then); `false` when it is not this instance's to run.
+    async fn lease_work(&self, work: &WorkRequest, lease: &str) -> bool {
+        let store = &self.inner.store;
+        let config = &self.inner.config;
+        let owner = config.instance_id.as_str();
+        let acquired = self
             .retrying_store(|| async {
-                let _ = store.renew(&lease, owner, config.lease_ttl, now()).await;
-                match &outcome {
-                    WorkOutcome::Completed(outputs) => {
-                        self.flow_command(&flow_id, |tx| {
-                            tx.complete_work(&step.id, &token, outputs.clone())
-                        })
-                        .await
-                    }
-                    WorkOutcome::Accepted => Ok(()),
-                    WorkOutcome::Retryable(error) => {
-                        self.flow_command(&flow_id, |tx| {
-                            tx.not_complete_work(&step.id, &token, error)
-                        })
-                        .await
-                    }
-                    WorkOutcome::Failed(error) => {
-                        self.flow_command(&flow_id, |tx| tx.fail_work(&step.id, &token, error))
-                            .await
-                    }
-                }
+                Ok(store.acquire(lease, owner, config.lease_ttl, now()).await?)
             })
             .await;
-        if let Err(error) = recorded {
-            if let (WorkOutcome::Completed(_), EngineError::Work(_)) = (&outcome, &error) {
-                tracing::debug!(%flow_id, %error, "work result not recorded (item already finished)");
-            } else {
-                tracing::error!(%flow_id, step_id = %step.id, %error, "work result not recorded");
+        // A new attempt of an item whose previous attempt is parked waiting for a webhook
+        // (which asked for a retry) takes the parked lease over.
+        let acquired = match acquired {
+            Ok(false) if store.release(lease, AWAITING_RESULT).await.unwrap_or(false) => store
+                .acquire(lease, owner, config.lease_ttl, now())
+                .await
+                .map_err(EngineError::from),
+            other => other,
+        };
+        match acquired {
+            Ok(true) => true,
+            Ok(false) => {
+                tracing::debug!(flow_id = %work.flow_id, step_id = %work.step.id, token = %work.token, "work leased elsewhere; not run here");
+                false
+            }
+            Err(error) => {
+                tracing::error!(flow_id = %work.flow_id, %error, "work lease not acquired");
+                false
             }
         }
-        if outcome == WorkOutcome::Accepted {
-            // The result comes by webhook (or from a child flow), maybe to another instance:
-            // park the lease so sweeps and restarts do not call the step again meanwhile.
-            let _ = store.release(&lease, owner).await;
-            let _ = store
-                .acquire(&lease, AWAITING_RESULT, PARKED_LEASE, now())
-                .await;
-            // The result may have arrived before the lease was parked: then nobody else
-            // would unpark it.
-            let still_waiting = self
-                .flow(&flow_id)
-                .await
-                .ok()
-                .flatten()
-                .is_some_and(|flow| {
-                    flow.executions
-                        .get(&step.id)
-                        .and_then(|e| e.work_items.get(&token))
-                        .is_some_and(|item| item.status == WorkStatus::Active)
-                });
-            if !still_waiting {
-                self.unpark(&flow_id, &step.id, &token).await;
+    }
+
+    /// Records a work result, together with the results of the same flow that arrive while
+    /// another of its results is being recorded: one command and one lease release for all of
+    /// them instead of a command per result that conflicts with its siblings.
+    async fn record_result(
+        &self,
+        flow_id: &str,
+        step: Arc<Step>,
+        token: String,
+        outcome: WorkOutcome,
+    ) {
+        let (recorded, finished) = tokio::sync::oneshot::channel();
+        let pending = PendingResult {
+            step,
+            token,
+            outcome,
+            recorded,
+        };
+        let leads = {
+            let mut queues = lock(&self.inner.results);
+            match queues.get_mut(flow_id) {
+                Some(queue) => {
+                    queue.push(pending);
+                    false
+                }
+                None => {
+                    queues.insert(flow_id.to_owned(), vec![pending]);
+                    true
+                }
             }
-        } else {
-            let _ = store.release(&lease, owner).await;
+        };
+        if leads {
+            let mut guard = QueueGuard {
+                queues: &self.inner.results,
+                flow_id,
+                armed: true,
+            };
+            loop {
+                // Let the runners woken with this one queue their results first.
+                tokio::task::yield_now().await;
+                let batch = {
+                    let mut queues = lock(&self.inner.results);
+                    match queues.get_mut(flow_id) {
+                        Some(queue) if !queue.is_empty() => std::mem::take(queue),
+                        _ => {
+                            queues.remove(flow_id);
+                            break;
+                        }
+                    }
+                };
+                self.commit_results(flow_id, batch).await;
+            }
+            guard.armed = false;
+        }
+        let _ = finished.await;
+    }
+
+    /// One command for a batch of results of one flow, then one release of their leases.
+    async fn commit_results(&self, flow_id: &str, batch: Vec<PendingResult>) {
+        let store = &self.inner.store;
+        let config = &self.inner.config;
+        let owner = config.instance_id.as_str();
+        let leases: Vec<String> = batch
+            .iter()
+            .map(|result| work_key("work", flow_id, &result.step.id, &result.token))
+            .collect();
+        let refused = std::sync::Mutex::new(Vec::new());
+        let attempts = AtomicUsize::new(0);
+        // While the store is away the results are kept and retried (and the leases renewed),
+        // so an outage does not make the handlers run twice.
+        let recorded = self
+            .retrying_store(|| async {
+                if attempts.fetch_add(1, Ordering::Relaxed) > 0 {
+                    for lease in &leases {
+                        let _ = store.renew(lease, owner, config.lease_ttl, now()).await;
+                    }
+                }
+                self.flow_command(flow_id, |tx| {
+                    let mut refusals = Vec::new();
+                    for (index, result) in batch.iter().enumerate() {
+                        let (step_id, token) = (result.step.id.as_str(), result.token.as_str());
+                        let applied = match &result.outcome {
+                            WorkOutcome::Completed(outputs) => {
+                                tx.complete_work(step_id, token, outputs.clone())
+                            }
+                            WorkOutcome::Retryable(error) => {
+                                tx.not_complete_work(step_id, token, error)
+                            }
+                            WorkOutcome::Failed(error) => tx.fail_work(step_id, token, error),
+                            WorkOutcome::Accepted => Ok(()),
+                        };
+                        match applied {
+                            Ok(()) => {}
+                            Err(TxError::Refused(refusal)) => refusals.push((index, refusal)),
+                            Err(other) => return Err(other),
+                        }
+                    }
+                    *lock(&refused) = refusals;
+                    Ok(())
+                })
+                .await
+            })
+            .await;
+        // Each result that was not recorded, with why; a refused result (the item already
+        // finished) is normal for a completion racing a takeover.
+        let failures: Vec<(usize, String, bool)> = match recorded {
+            Ok(()) => std::mem::take(&mut *lock(&refused))
+                .into_iter()
+                .map(|(index, refusal)| (index, refusal.to_string(), true))
+                .collect(),
+            Err(error) => (0..batch.len())
+                .map(|index| (index, error.to_string(), false))
+                .collect(),
+        };
+        for (index, error, refused) in &failures {
+            let Some(result) = batch.get(*index) else {
+                continue;
+            };
+            let step_id = &result.step.id;
+            if *refused && matches!(result.outcome, WorkOutcome::Completed(_)) {
+                tracing::debug!(%flow_id, %step_id, %error, "work result not recorded (item already finished)");
+            } else {
+                tracing::error!(%flow_id, %step_id, %error, "work result not recorded");
+            }
+        }
+        let _ = store.release_many(&leases, owner).await;
+        for result in batch {
+            let _ = result.recorded.send(());
         }
     }
 

@@ -53,6 +53,7 @@ pub struct MockRunner {
     replies: Arc<Mutex<HashMap<String, VecDeque<Reply>>>>,
     calls: Arc<Mutex<Vec<Call>>>,
     delays: Arc<Mutex<HashMap<String, Duration>>>,
+    gates: Arc<Mutex<HashMap<String, Arc<tokio::sync::Barrier>>>>,
 }
 
 impl Default for MockRunner {
@@ -62,6 +63,7 @@ impl Default for MockRunner {
             replies: Arc::default(),
             calls: Arc::default(),
             delays: Arc::default(),
+            gates: Arc::default(),
         }
     }
 }
@@ -86,6 +88,15 @@ impl MockRunner {
 
     pub fn delay(&self, step_id: &str, delay: Duration) -> &Self {
         self.delays.lock().unwrap().insert(step_id.into(), delay);
+        self
+    }
+
+    /// Calls of `step_id` answer in groups of `group`: each waits until `group` are waiting.
+    pub fn gate(&self, step_id: &str, group: usize) -> &Self {
+        self.gates
+            .lock()
+            .unwrap()
+            .insert(step_id.into(), Arc::new(tokio::sync::Barrier::new(group)));
         self
     }
 
@@ -122,9 +133,13 @@ impl StepRunner for MockRunner {
             }
         };
         let delay = self.delays.lock().unwrap().get(&work.step.id).copied();
+        let gate = self.gates.lock().unwrap().get(&work.step.id).cloned();
         Box::pin(async move {
             if let Some(delay) = delay {
                 tokio::time::sleep(delay).await;
+            }
+            if let Some(gate) = gate {
+                gate.wait().await;
             }
             match reply {
                 Reply::Outputs(Value::Object(outputs)) => WorkOutcome::Completed(outputs),
