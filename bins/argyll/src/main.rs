@@ -168,6 +168,7 @@ fn redis_config(settings: &RedisSettings) -> RedisConfig {
     RedisConfig {
         password: settings.password.clone().filter(|p| !p.is_empty()),
         db: settings.db,
+        pool_size: settings.pool_size,
         ..RedisConfig::new(&settings.addr, &settings.prefix)
     }
 }

@@ -67,10 +67,12 @@ settings_table! {
     "ENGINE_REDIS_PASSWORD" = "" : "Password of the engine store.";
     "ENGINE_REDIS_DB" = "0" : "Database number of the engine store.";
     "ENGINE_REDIS_PREFIX" = "argyll:engine" : "Key prefix of the engine store.";
+    "ENGINE_REDIS_POOL_SIZE" = "1" : "Connections to the engine store (1-64). One connection pipelines best on a few cores; more help only when Redis round trips, not the engine's CPU, are the limit.";
     "FLOW_REDIS_ADDR" = "(ENGINE_REDIS_ADDR)" : "Redis/Valkey address of the flow store; defaults to the engine store's.";
     "FLOW_REDIS_PASSWORD" = "" : "Password of the flow store.";
     "FLOW_REDIS_DB" = "0" : "Database number of the flow store.";
     "FLOW_REDIS_PREFIX" = "argyll:flow" : "Key prefix of the flow store.";
+    "FLOW_REDIS_POOL_SIZE" = "1" : "Connections to the flow store (1-64).";
     "STEP_TIMEOUT" = "30s" : "HTTP step timeout when a step's `http.timeout` is 0 or absent (milliseconds or a duration such as `30s`).";
     "ENGINE_MAX_REQUEST_BYTES" = "10485760" : "Largest accepted HTTP request body in bytes (> 0); larger requests get 413.";
     "ENGINE_SHUTDOWN_TIMEOUT" = "10s" : "How long a graceful shutdown waits for in-flight requests and work.";
@@ -176,6 +178,8 @@ pub struct RedisSettings {
     pub db: u32,
     /// Key prefix.
     pub prefix: String,
+    /// Connections in the client's pool.
+    pub pool_size: usize,
 }
 
 /// Where state lives.
@@ -411,6 +415,12 @@ impl Reader {
             prefix: self
                 .text(&format!("{kind}_REDIS_PREFIX"))?
                 .unwrap_or_else(|| format!("argyll:{}", kind.to_ascii_lowercase())),
+            pool_size: self.parse(&format!("{kind}_REDIS_POOL_SIZE"), 1, |t| {
+                match t.parse::<usize>() {
+                    Ok(size) if (1..=64).contains(&size) => Ok(size),
+                    _ => Err("expected a number of connections from 1 to 64".into()),
+                }
+            })?,
         }))
     }
 

@@ -109,8 +109,26 @@ fn redis_addresses_select_the_redis_store() {
         ("redis-a:6379", "argyll:flow"),
         "the flow store defaults to the engine's address"
     );
-    let s = settings(&[("FLOW_REDIS_ADDR", "redis-b:6380")]).unwrap();
-    assert!(matches!(s.store_mode(), StoreMode::Redis { .. }));
+    assert_eq!((engine.pool_size, flow.pool_size), (1, 1));
+    let s = settings(&[
+        ("FLOW_REDIS_ADDR", "redis-b:6380"),
+        ("FLOW_REDIS_POOL_SIZE", "4"),
+    ])
+    .unwrap();
+    let StoreMode::Redis { flow, .. } = s.store_mode() else {
+        panic!("redis expected")
+    };
+    assert_eq!(flow.pool_size, 4);
+    assert_eq!(
+        invalid(&[
+            ("ENGINE_REDIS_ADDR", "redis-a:6379"),
+            ("ENGINE_REDIS_POOL_SIZE", "0")
+        ]),
+        (
+            "ENGINE_REDIS_POOL_SIZE".into(),
+            "expected a number of connections from 1 to 64".into()
+        )
+    );
     assert_eq!(
         invalid(&[("ENGINE_REDIS_ADDR", "nohost")]).0,
         "ENGINE_REDIS_ADDR"

@@ -73,7 +73,7 @@ pub struct RedisConfig {
 }
 
 impl RedisConfig {
-    /// A single server at `addr` (`host:port`) with the defaults: database 0, pool of 8, 5 s
+    /// A single server at `addr` (`host:port`) with the defaults: database 0, one connection, 5 s
     /// command timeout, 5 s connect timeout. A comma-separated list of addresses means Redis
     /// Cluster nodes.
     pub fn new(addr: &str, prefix: &str) -> Self {
@@ -88,7 +88,7 @@ impl RedisConfig {
             password: None,
             db: 0,
             prefix: prefix.to_owned(),
-            pool_size: 8,
+            pool_size: 1,
             command_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
             feed_length: 10_000,
