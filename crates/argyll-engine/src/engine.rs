@@ -740,7 +740,7 @@ impl<S: Store> Engine<S> {
                     became_terminal: state.is_terminal(),
                     became_settled: is_settled(state),
                 };
-                self.after_commit(state, milestones, effects).await;
+                self.after_commit(state, milestones, effects, &[]).await;
             }
             (None, Some(existing)) => {
                 // A start whose reply was lost (the store went away after committing) is
@@ -920,7 +920,7 @@ impl<S: Store> Engine<S> {
         self.inner.in_flight.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move {
             if let Some(committed) = committed {
-                engine.carry_out(committed).await;
+                engine.carry_out(committed, &[]).await;
             }
             engine.unpark(&flow_id, &step_id, &token).await;
             if engine.inner.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
@@ -937,16 +937,23 @@ impl<S: Store> Engine<S> {
         command: impl FnMut(&mut FlowTx<'_>) -> Result<(), TxError> + Send,
     ) -> Result<(), EngineError> {
         if let Some(committed) = self.commit_flow_command(flow_id, command).await? {
-            self.carry_out(committed).await;
+            self.carry_out(committed, &[]).await;
         }
         Ok(())
     }
 
     /// The effects of a committed flow command.
-    async fn carry_out(&self, committed: Committed) {
+    /// `releasing`: leases of finished work to give up in the same store call that leases the
+    /// work the command started.
+    async fn carry_out(&self, committed: Committed, releasing: &[String]) {
         log_quick_failures(&committed.state.id, &committed.failures);
-        self.after_commit(&committed.state, committed.milestones, committed.effects)
-            .await;
+        self.after_commit(
+            &committed.state,
+            committed.milestones,
+            committed.effects,
+            releasing,
+        )
+        .await;
     }
 
     /// Runs a command on a flow; returns what its commit leaves to do.
@@ -995,7 +1002,13 @@ impl<S: Store> Engine<S> {
     }
 
     /// Side effects of a committed flow transaction, in order: the flow index, timers, work.
-    async fn after_commit(&self, state: &FlowState, milestones: Milestones, effects: Vec<Effect>) {
+    async fn after_commit(
+        &self,
+        state: &FlowState,
+        milestones: Milestones,
+        effects: Vec<Effect>,
+        releasing: &[String],
+    ) {
         if milestones.created {
             let inserted = self
                 .retrying_store(|| async {
@@ -1053,20 +1066,33 @@ impl<S: Store> Engine<S> {
                 }
             }
         }
-        self.dispatch(state, runs).await;
+        self.dispatch(state, runs, releasing).await;
         if milestones.became_settled {
             self.notify_parent(state).await;
         }
     }
 
-    /// Leases the work a transaction started, all in one store call, and runs it.
-    async fn dispatch(&self, state: &FlowState, runs: Vec<(String, String, Args)>) {
+    /// Leases the work a transaction started, all in one store call (which also gives up the
+    /// `releasing` leases), and runs it.
+    async fn dispatch(
+        &self,
+        state: &FlowState,
+        runs: Vec<(String, String, Args)>,
+        releasing: &[String],
+    ) {
+        let config = &self.inner.config;
         if runs.is_empty() || self.inner.stopping.load(Ordering::SeqCst) {
             // When stopping, the items are left active without a lease: recovery or a sweep
             // runs them again.
+            if !releasing.is_empty() {
+                let _ = self
+                    .inner
+                    .store
+                    .release_many(releasing, &config.instance_id)
+                    .await;
+            }
             return;
         }
-        let config = &self.inner.config;
         let keys: Vec<String> = runs
             .iter()
             .map(|(step_id, token, _)| work_key("work", &state.id, step_id, token))
@@ -1076,7 +1102,13 @@ impl<S: Store> Engine<S> {
                 Ok(self
                     .inner
                     .store
-                    .acquire_many(&keys, &config.instance_id, config.lease_ttl, now())
+                    .exchange(
+                        releasing,
+                        &keys,
+                        &config.instance_id,
+                        config.lease_ttl,
+                        now(),
+                    )
                     .await?)
             })
             .await;
@@ -1316,7 +1348,7 @@ impl<S: Store> Engine<S> {
                         let _ = store.renew(lease, owner, config.lease_ttl, now()).await;
                     }
                 }
-                self.flow_command(flow_id, |tx| {
+                self.commit_flow_command(flow_id, |tx| {
                     let mut refusals = Vec::new();
                     for (index, result) in batch.iter().enumerate() {
                         let (step_id, token) = (result.step.id.as_str(), result.token.as_str());
@@ -1345,13 +1377,25 @@ impl<S: Store> Engine<S> {
         // Each result that was not recorded, with why; a refused result (the item already
         // finished) is normal for a completion racing a takeover.
         let failures: Vec<(usize, String, bool)> = match recorded {
-            Ok(()) => std::mem::take(&mut *lock(&refused))
-                .into_iter()
-                .map(|(index, refusal)| (index, refusal.to_string(), true))
-                .collect(),
-            Err(error) => (0..batch.len())
-                .map(|index| (index, error.to_string(), false))
-                .collect(),
+            Ok(committed) => {
+                // The leases go back in the call that leases the work these results started.
+                match committed {
+                    Some(committed) => self.carry_out(committed, &leases).await,
+                    None => {
+                        let _ = store.release_many(&leases, owner).await;
+                    }
+                }
+                std::mem::take(&mut *lock(&refused))
+                    .into_iter()
+                    .map(|(index, refusal)| (index, refusal.to_string(), true))
+                    .collect()
+            }
+            Err(error) => {
+                let _ = store.release_many(&leases, owner).await;
+                (0..batch.len())
+                    .map(|index| (index, error.to_string(), false))
+                    .collect()
+            }
         };
         for (index, error, refused) in &failures {
             let Some(result) = batch.get(*index) else {
@@ -1364,7 +1408,6 @@ impl<S: Store> Engine<S> {
                 tracing::error!(%flow_id, %step_id, %error, "work result not recorded");
             }
         }
-        let _ = store.release_many(&leases, owner).await;
         for result in batch {
             let _ = result.recorded.send(());
         }

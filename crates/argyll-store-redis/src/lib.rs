@@ -140,6 +140,7 @@ struct Scripts {
     lease_release: Script,
     lease_acquire_many: Script,
     lease_release_many: Script,
+    lease_exchange: Script,
     lease_lapsed: Script,
     timer_schedule: Script,
     timer_cancel: Script,
@@ -163,6 +164,7 @@ impl Scripts {
             lease_release: Script::from_lua(scripts::LEASE_RELEASE),
             lease_acquire_many: Script::from_lua(scripts::LEASE_ACQUIRE_MANY),
             lease_release_many: Script::from_lua(scripts::LEASE_RELEASE_MANY),
+            lease_exchange: Script::from_lua(scripts::LEASE_EXCHANGE),
             lease_lapsed: Script::from_lua(scripts::LEASE_LAPSED),
             timer_schedule: Script::from_lua(scripts::TIMER_SCHEDULE),
             timer_cancel: Script::from_lua(scripts::TIMER_CANCEL),
@@ -170,7 +172,7 @@ impl Scripts {
         }
     }
 
-    fn all(&self) -> [&Script; 18] {
+    fn all(&self) -> [&Script; 19] {
         [
             &self.delete,
             &self.append,
@@ -186,6 +188,7 @@ impl Scripts {
             &self.lease_release,
             &self.lease_acquire_many,
             &self.lease_release_many,
+            &self.lease_exchange,
             &self.lease_lapsed,
             &self.timer_schedule,
             &self.timer_cancel,
@@ -957,6 +960,38 @@ impl Leases for RedisStore {
             )
             .await?;
         flags(reply, keys.len())
+    }
+
+    async fn exchange(
+        &self,
+        release: &[String],
+        acquire: &[String],
+        owner: &str,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Result<Vec<bool>, StoreError> {
+        if release.is_empty() && acquire.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now_ms = millis(now);
+        let mut args = vec![
+            Value::from(owner),
+            Value::from(now_ms),
+            Value::from(now_ms.saturating_add(ttl_millis(ttl))),
+            Value::from(i64::try_from(release.len()).unwrap_or(i64::MAX)),
+        ];
+        args.extend(
+            release
+                .iter()
+                .chain(acquire)
+                .map(|key| Value::from(key.as_str())),
+        );
+        let reply = self
+            .inner
+            .flow
+            .eval(&self.inner.scripts.lease_exchange, self.lease_keys(), args)
+            .await?;
+        flags(reply, acquire.len())
     }
 
     async fn lapsed(

@@ -149,6 +149,33 @@ end
 return out
 "#;
 
+/// Lease release-then-acquire. KEYS: expiries zset, owners hash. ARGV: owner, now_ms,
+/// expires_ms, release_count, released key..., acquired key... Returns one 0/1 per acquired key.
+pub(crate) const LEASE_EXCHANGE: &str = r#"
+local first = 5 + tonumber(ARGV[4])
+for i = 5, first - 1 do
+  local key = ARGV[i]
+  if redis.call('HGET', KEYS[2], key) == ARGV[1] then
+    redis.call('HDEL', KEYS[2], key)
+    redis.call('ZREM', KEYS[1], key)
+  end
+end
+local out = {}
+for i = first, #ARGV do
+  local key = ARGV[i]
+  local owner = redis.call('HGET', KEYS[2], key)
+  local expires = redis.call('ZSCORE', KEYS[1], key)
+  if owner and owner ~= ARGV[1] and expires and tonumber(expires) >= tonumber(ARGV[2]) then
+    out[#out + 1] = 0
+  else
+    redis.call('HSET', KEYS[2], key, ARGV[1])
+    redis.call('ZADD', KEYS[1], ARGV[3], key)
+    out[#out + 1] = 1
+  end
+end
+return out
+"#;
+
 /// Lapsed leases with a key prefix. KEYS: expiries zset, owners hash. ARGV: now_ms, limit,
 /// prefix. Returns `{key, owner, expires_ms, ...}`.
 pub(crate) const LEASE_LAPSED: &str = r#"

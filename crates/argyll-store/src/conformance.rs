@@ -511,7 +511,8 @@ pub async fn leases<S: Store>(store: &S) {
     );
 }
 
-/// Several leases in one call: each key decided as by a single acquire or release.
+/// Several leases in one call (acquire, release, exchange): each key decided as by a single
+/// acquire or release.
 pub async fn many_leases<S: Store>(store: &S) {
     let ttl = Duration::from_secs(10);
     let keys: Vec<String> = ["work:a", "work:b", "work:c"].map(String::from).to_vec();
@@ -564,6 +565,48 @@ pub async fn many_leases<S: Store>(store: &S) {
     let lapsed = store.lapsed("work:", at(31_000), 10).await.unwrap();
     assert_eq!(lapsed.len(), 3);
     assert!(lapsed.iter().all(|lease| lease.owner == "i1"));
+
+    // Exchange: give up a and b, take d and (held by another owner) e.
+    assert!(
+        store
+            .acquire("work:e", "other", ttl, at(20_000))
+            .await
+            .unwrap()
+    );
+    let release: Vec<String> = ["work:a", "work:b"].map(String::from).to_vec();
+    let acquire: Vec<String> = ["work:d", "work:e"].map(String::from).to_vec();
+    assert_eq!(
+        store
+            .exchange(&release, &acquire, "i1", ttl, at(21_000))
+            .await
+            .unwrap(),
+        vec![true, false]
+    );
+    assert!(
+        store
+            .acquire("work:a", "other", ttl, at(21_000))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .acquire("work:d", "other", ttl, at(21_000))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .exchange(&["work:d".to_owned()], &[], "i1", ttl, at(22_000))
+            .await
+            .unwrap(),
+        Vec::<bool>::new()
+    );
+    assert!(
+        store
+            .acquire("work:d", "other", ttl, at(22_000))
+            .await
+            .unwrap()
+    );
 }
 
 /// Concurrent acquirers of one free lease: exactly one gets it.

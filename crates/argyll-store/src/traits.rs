@@ -269,6 +269,23 @@ pub trait Leases: Send + Sync + 'static {
         }
     }
 
+    /// Releases `release` and then acquires `acquire` for `owner`, in one call on a remote
+    /// store (finished work hands over to the work it started): whether each of `acquire` was
+    /// taken, in order.
+    fn exchange(
+        &self,
+        release: &[String],
+        acquire: &[String],
+        owner: &str,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send {
+        async move {
+            self.release_many(release, owner).await?;
+            self.acquire_many(acquire, owner, ttl, now).await
+        }
+    }
+
     /// Leases whose key starts with `key_prefix` that lapsed before `now`, oldest first, at
     /// most `limit` (work and archive jobs keep separate key spaces).
     fn lapsed(
