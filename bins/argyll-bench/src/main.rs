@@ -11,8 +11,18 @@
 //! (`GET /engine/flow/{id}?wait=`) and `poll` (every 100 ms, like the original's load test).
 //!
 //! ```text
-//! argyll-bench [--url URL | --store embedded|redis --redis ADDR] [--scenario a,b,c,d]
-//!              [--clients N] [--duration SECS | --count N] [--mode longpoll|poll] [--json]
+//! argyll-bench [--url URL | --store embedded|redis --redis ADDR [--engines N]]
+//!              [--scenario a,b,c,d] [--clients N] [--duration SECS | --count N]
+//!              [--rate FLOWS_PER_SEC] [--mode longpoll|poll] [--json]
+//! ```
+//!
+//! With `--rate` the clients start flows on a fixed schedule (open loop) instead of as fast as
+//! they can; with `--engines N` (Redis) it starts N engines and alternates flows between them;
+//! with `--redis` it reports Redis commands per completed flow (from `INFO commandstats`, so
+//! give it a server of its own). Runs of 20 s or more also report the completion rate of the
+//! first and the last 10 s.
+//!
+//! ```text
 //! ```
 
 use std::collections::BTreeMap;
@@ -38,11 +48,17 @@ struct Options {
     poll: bool,
     json: bool,
     engine_bin: Option<String>,
+    /// Flows started per second in all (open loop); `None`: as fast as the clients go.
+    rate: Option<f64>,
+    /// Engine processes to start (on one Redis); flows alternate between them.
+    engines: usize,
+    /// Whether `--redis` was given: then Redis command counts are reported.
+    redis_given: bool,
 }
 
 fn usage() -> &'static str {
-    "usage: argyll-bench [--url URL | --store embedded|redis [--redis HOST:PORT]] \
-     [--scenario a,b,c,d] [--clients N] [--duration SECS | --count N] \
+    "usage: argyll-bench [--url URL | --store embedded|redis [--redis HOST:PORT] [--engines N]] \
+     [--scenario a,b,c,d] [--clients N] [--duration SECS | --count N] [--rate FLOWS_PER_SEC] \
      [--mode longpoll|poll] [--engine-bin PATH] [--json]"
 }
 
@@ -58,6 +74,9 @@ fn parse_options() -> Result<Options, String> {
         poll: false,
         json: false,
         engine_bin: None,
+        rate: None,
+        engines: 1,
+        redis_given: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -65,7 +84,26 @@ fn parse_options() -> Result<Options, String> {
         match arg.as_str() {
             "--url" => options.url = Some(value("--url")?),
             "--store" => options.store = value("--store")?,
-            "--redis" => options.redis = value("--redis")?,
+            "--redis" => {
+                options.redis = value("--redis")?;
+                options.redis_given = true;
+            }
+            "--rate" => {
+                let rate: f64 = value("--rate")?
+                    .parse()
+                    .map_err(|_| "--rate: expected flows per second".to_owned())?;
+                if !rate.is_finite() || rate <= 0.0 {
+                    return Err("--rate: expected a positive number of flows per second".into());
+                }
+                options.rate = Some(rate);
+            }
+            "--engines" => {
+                options.engines = value("--engines")?
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=16).contains(n))
+                    .ok_or_else(|| "--engines: expected a number from 1 to 16".to_owned())?;
+            }
             "--scenario" => {
                 options.scenarios = value("--scenario")?
                     .split(',')
@@ -102,6 +140,9 @@ fn parse_options() -> Result<Options, String> {
     }
     if !matches!(options.store.as_str(), "embedded" | "redis") {
         return Err("--store: expected embedded or redis".into());
+    }
+    if options.engines > 1 && (options.store != "redis" || options.url.is_some()) {
+        return Err("--engines: several engines share state only on --store redis".into());
     }
     Ok(options)
 }
@@ -349,7 +390,10 @@ struct Report {
     scenario: String,
     mode: String,
     store: String,
+    engines: usize,
     clients: usize,
+    /// The requested start rate, if any.
+    target_rate: Option<f64>,
     flows: usize,
     errors: usize,
     seconds: f64,
@@ -359,8 +403,17 @@ struct Report {
     p90_ms: f64,
     p99_ms: f64,
     max_ms: f64,
+    /// Flows completed in each second of the run.
+    timeline: Vec<u64>,
+    /// Completion rate over the first and the last 10 s (runs of 20 s or more).
+    first_10s_per_second: Option<f64>,
+    last_10s_per_second: Option<f64>,
+    /// CPU seconds and RSS of the engine processes this harness started (summed).
     engine_cpu_seconds: Option<f64>,
     engine_rss_mb: Option<f64>,
+    /// Redis commands per completed flow (with `--redis`), in all and by command.
+    redis_commands_per_flow: Option<f64>,
+    redis_commands_by_kind: Option<BTreeMap<String, f64>>,
 }
 
 /// The part of a flow's state the clients read.
@@ -429,15 +482,80 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted.get(index).copied().unwrap_or(0.0)
 }
 
-#[allow(clippy::cast_precision_loss)]
+/// CPU seconds and RSS bytes of several processes, summed.
+fn usage_of(pids: &[u32]) -> Option<(f64, u64)> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().try_fold((0.0, 0), |(cpu, rss), pid| {
+        process_usage(*pid).map(|(c, r)| (cpu + c, rss + r))
+    })
+}
+
+/// `INFO commandstats` of a Redis server: calls by command. A hand-written RESP exchange keeps
+/// the harness free of a Redis client.
+async fn redis_command_counts(addr: &str) -> Result<BTreeMap<String, u64>, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("redis {addr}: {e}"))?;
+    stream
+        .write_all(b"*2\r\n$4\r\nINFO\r\n$12\r\ncommandstats\r\n")
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut reply = Vec::new();
+    let mut chunk = [0u8; 8192];
+    // `$<len>\r\n<text>\r\n`: read until the announced length has arrived.
+    loop {
+        let n = stream.read(&mut chunk).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            break;
+        }
+        reply.extend_from_slice(chunk.get(..n).unwrap_or_default());
+        let text = String::from_utf8_lossy(&reply);
+        if let Some((header, body)) = text.split_once("\r\n")
+            && let Some(len) = header
+                .strip_prefix('$')
+                .and_then(|l| l.parse::<usize>().ok())
+            && body.len() >= len
+        {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&reply);
+    Ok(text
+        .lines()
+        .filter_map(|line| {
+            let (name, stats) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = stats
+                .split(',')
+                .find_map(|field| field.strip_prefix("calls="))?
+                .parse()
+                .ok()?;
+            Some((name.to_owned(), calls))
+        })
+        .collect())
+}
+
+#[allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::too_many_lines
+)]
 async fn run_scenario(
     options: &Options,
     client: &reqwest::Client,
-    engine: &str,
+    engines: &[String],
     scenario: Arc<Scenario>,
     run: &str,
-    pid: Option<u32>,
+    pids: &[u32],
 ) -> Report {
+    let redis_before = if options.redis_given || options.store == "redis" {
+        redis_command_counts(&options.redis).await.ok()
+    } else {
+        None
+    };
     let started = Instant::now();
     let deadline = started + options.duration;
     let next = Arc::new(AtomicUsize::new(0));
@@ -445,13 +563,17 @@ async fn run_scenario(
     let errors = Arc::new(AtomicUsize::new(0));
     let first_error = Arc::new(std::sync::Mutex::new(None::<String>));
     let latencies = Arc::new(std::sync::Mutex::new(Vec::<f64>::new()));
-    let before = pid.and_then(process_usage);
+    let seconds_slots = options.duration.as_secs() as usize + 600;
+    let timeline: Arc<Vec<AtomicU64>> =
+        Arc::new((0..seconds_slots).map(|_| AtomicU64::new(0)).collect());
+    let before = usage_of(pids);
     let mut clients = tokio::task::JoinSet::new();
     for _ in 0..options.clients.max(1) {
-        let (client, engine, scenario) = (client.clone(), engine.to_owned(), scenario.clone());
+        let (client, engines, scenario) = (client.clone(), engines.to_vec(), scenario.clone());
         let (next, done, errors) = (next.clone(), done.clone(), errors.clone());
-        let (latencies, first_error) = (latencies.clone(), first_error.clone());
-        let (count, poll, run) = (options.count, options.poll, run.to_owned());
+        let (latencies, first_error, timeline) =
+            (latencies.clone(), first_error.clone(), timeline.clone());
+        let (count, poll, run, rate) = (options.count, options.poll, run.to_owned(), options.rate);
         clients.spawn(async move {
             loop {
                 let index = next.fetch_add(1, Ordering::Relaxed);
@@ -460,13 +582,28 @@ async fn run_scenario(
                 {
                     return;
                 }
+                if let Some(rate) = rate {
+                    // Open loop: flow `index` is due `index / rate` seconds into the run.
+                    let due = started + Duration::from_secs_f64(index as f64 / rate);
+                    tokio::time::sleep_until(due.into()).await;
+                    if count.is_none() && Instant::now() >= deadline {
+                        return;
+                    }
+                }
+                let engine = engines
+                    .get(index % engines.len().max(1))
+                    .map_or("", String::as_str);
                 let flow_id = format!("{run}-f{index}");
                 let t0 = Instant::now();
-                match one_flow(&client, &engine, &scenario, &flow_id, index, poll).await {
+                match one_flow(&client, engine, &scenario, &flow_id, index, poll).await {
                     Ok(()) => {
                         let ms = t0.elapsed().as_secs_f64() * 1000.0;
                         if let Ok(mut l) = latencies.lock() {
                             l.push(ms);
+                        }
+                        let second = started.elapsed().as_secs() as usize;
+                        if let Some(slot) = timeline.get(second) {
+                            slot.fetch_add(1, Ordering::Relaxed);
                         }
                         done.fetch_add(1, Ordering::Relaxed);
                     }
@@ -498,7 +635,7 @@ async fn run_scenario(
     progress.abort();
     eprintln!();
     let seconds = started.elapsed().as_secs_f64();
-    let after = pid.and_then(process_usage);
+    let after = usage_of(pids);
     let mut sorted = latencies.lock().map(|l| l.clone()).unwrap_or_default();
     sorted.sort_by(f64::total_cmp);
     if let Ok(first) = first_error.lock()
@@ -507,6 +644,30 @@ async fn run_scenario(
         eprintln!("  first error: {error}");
     }
     let flows = done.load(Ordering::Relaxed);
+    let whole_seconds = (seconds as usize).max(1);
+    let timeline: Vec<u64> = timeline
+        .iter()
+        .take(whole_seconds)
+        .map(|slot| slot.load(Ordering::Relaxed))
+        .collect();
+    let window = |from: usize| -> Option<f64> {
+        (timeline.len() >= 20)
+            .then(|| timeline.iter().skip(from).take(10).sum::<u64>() as f64 / 10.0)
+    };
+    let (first_10s, last_10s) = (window(0), window(timeline.len().saturating_sub(10)));
+    let redis_after = match redis_before {
+        Some(_) => redis_command_counts(&options.redis).await.ok(),
+        None => None,
+    };
+    let redis_by_kind = redis_before.zip(redis_after).map(|(before, after)| {
+        after
+            .into_iter()
+            .filter_map(|(name, calls)| {
+                let delta = calls.saturating_sub(before.get(&name).copied().unwrap_or(0));
+                (delta > 0).then(|| (name, delta as f64 / flows.max(1) as f64))
+            })
+            .collect::<BTreeMap<String, f64>>()
+    });
     Report {
         scenario: scenario.name.into(),
         mode: if options.poll {
@@ -516,7 +677,9 @@ async fn run_scenario(
         }
         .into(),
         store: options.url.clone().unwrap_or_else(|| options.store.clone()),
+        engines: engines.len(),
         clients: options.clients,
+        target_rate: options.rate,
         flows,
         errors: errors.load(Ordering::Relaxed),
         seconds,
@@ -526,14 +689,19 @@ async fn run_scenario(
         p90_ms: percentile(&sorted, 0.90),
         p99_ms: percentile(&sorted, 0.99),
         max_ms: sorted.last().copied().unwrap_or(0.0),
+        timeline,
+        first_10s_per_second: first_10s,
+        last_10s_per_second: last_10s,
         engine_cpu_seconds: before.zip(after).map(|((c0, _), (c1, _))| c1 - c0),
         engine_rss_mb: after.map(|(_, rss)| rss as f64 / (1024.0 * 1024.0)),
+        redis_commands_per_flow: redis_by_kind.as_ref().map(|kinds| kinds.values().sum()),
+        redis_commands_by_kind: redis_by_kind,
     }
 }
 
 fn print_table(reports: &[Report]) {
     println!(
-        "{:<40} {:>8} {:>9} {:>10} {:>11} {:>8} {:>8} {:>8} {:>8} {:>7} {:>8} {:>8}",
+        "{:<40} {:>8} {:>9} {:>10} {:>11} {:>8} {:>8} {:>8} {:>8} {:>7} {:>8} {:>8} {:>10}",
         "scenario",
         "clients",
         "flows",
@@ -545,12 +713,13 @@ fn print_table(reports: &[Report]) {
         "max ms",
         "errors",
         "cpu s",
-        "rss MB"
+        "rss MB",
+        "redis/flow"
     );
     for r in reports {
         let opt = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
         println!(
-            "{:<40} {:>8} {:>9} {:>10.0} {:>11.0} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>7} {:>8} {:>8}",
+            "{:<40} {:>8} {:>9} {:>10.0} {:>11.0} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>7} {:>8} {:>8} {:>10}",
             r.scenario,
             r.clients,
             r.flows,
@@ -562,8 +731,16 @@ fn print_table(reports: &[Report]) {
             r.max_ms,
             r.errors,
             opt(r.engine_cpu_seconds),
-            opt(r.engine_rss_mb)
+            opt(r.engine_rss_mb),
+            opt(r.redis_commands_per_flow)
         );
+        if let (Some(first), Some(last)) = (r.first_10s_per_second, r.last_10s_per_second) {
+            println!(
+                "{:<40} first 10 s: {first:.0} flows/s, last 10 s: {last:.0} flows/s ({:.0}%)",
+                "",
+                100.0 * last / first.max(1.0)
+            );
+        }
     }
 }
 
@@ -572,34 +749,43 @@ async fn bench(options: Options) -> Result<Vec<Report>, String> {
         .pool_max_idle_per_host(options.clients.max(1) * 2)
         .build()
         .map_err(|e| e.to_string())?;
-    let (engine_process, engine) = match &options.url {
-        Some(url) => (None, url.trim_end_matches('/').to_owned()),
+    let mut processes = Vec::new();
+    let engines: Vec<String> = match &options.url {
+        Some(url) => vec![url.trim_end_matches('/').to_owned()],
         None => {
-            let (process, url) = start_engine(&options)?;
-            (Some(process), url)
+            let mut urls = Vec::new();
+            for _ in 0..options.engines {
+                let (process, url) = start_engine(&options)?;
+                processes.push(process);
+                urls.push(url);
+            }
+            urls
         }
     };
     let started = Instant::now();
-    while client.get(format!("{engine}/health")).send().await.is_err() {
-        if started.elapsed() > Duration::from_secs(30) {
-            return Err(format!("the engine at {engine} does not answer"));
+    for engine in &engines {
+        while client.get(format!("{engine}/health")).send().await.is_err() {
+            if started.elapsed() > Duration::from_secs(30) {
+                return Err(format!("the engine at {engine} does not answer"));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let first = engines.first().cloned().unwrap_or_default();
     let steps = step_server(client.clone()).await?;
     let run = format!(
         "b{}x{}",
         std::process::id(),
         started.elapsed().as_nanos() % 100_000
     );
+    let pids: Vec<u32> = processes.iter().map(|p| p.pid).collect();
     let mut reports = Vec::new();
     for (n, which) in options.scenarios.iter().enumerate() {
         let run = format!("{run}{n}");
-        let scenario = Arc::new(setup(*which, &client, &engine, &steps, &run).await?);
-        let pid = engine_process.as_ref().map(|p| p.pid);
-        reports.push(run_scenario(&options, &client, &engine, scenario, &run, pid).await);
+        let scenario = Arc::new(setup(*which, &client, &first, &steps, &run).await?);
+        reports.push(run_scenario(&options, &client, &engines, scenario, &run, &pids).await);
     }
-    drop(engine_process);
+    drop(processes);
     Ok(reports)
 }
 

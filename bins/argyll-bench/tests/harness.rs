@@ -68,3 +68,50 @@ fn polling_clients_work_too() {
     assert_eq!(figures["flows"], 10);
     assert_eq!(figures["mode"], "poll 100 ms");
 }
+
+#[test]
+fn two_engines_on_redis_at_a_fixed_rate_report_redis_commands_per_flow() {
+    let redis = argyll_testkit::RedisServer::start().unwrap();
+    let addr = redis.addr();
+    let report = bench(&[
+        "--store",
+        "redis",
+        "--redis",
+        &addr,
+        "--engines",
+        "2",
+        "--scenario",
+        "a",
+        "--count",
+        "300",
+        "--clients",
+        "8",
+        "--rate",
+        "600",
+    ]);
+    let figures = &report["a: one Ale script step"];
+    assert_eq!(figures["flows"], 300, "{figures}");
+    assert_eq!(figures["errors"], 0);
+    assert_eq!(figures["engines"], 2);
+    assert_eq!(figures["target_rate"], 600.0);
+    // 300 flows at 600/s take about half a second: the schedule held the clients back.
+    assert!(figures["seconds"].as_f64().unwrap() >= 0.45, "{figures}");
+    let timeline: u64 = figures["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert!(timeline <= 300 && timeline > 0, "{figures}");
+    // Every flow costs Redis work (its append at least), counted by command.
+    let per_flow = figures["redis_commands_per_flow"].as_f64().unwrap();
+    assert!(per_flow >= 1.0, "{figures}");
+    assert!(
+        figures["redis_commands_by_kind"]["evalsha"]
+            .as_f64()
+            .unwrap()
+            >= 1.0
+    );
+    // The figures of both engine processes.
+    assert!(figures["engine_rss_mb"].as_f64().unwrap() > 0.0);
+}
