@@ -74,6 +74,9 @@ pub const QUICK_SCRIPT_BUDGET: ScriptLimits = ScriptLimits {
     timeout: Duration::from_millis(1),
 };
 
+/// Plans kept for reuse by later starts.
+const PLAN_CACHE_SIZE: u64 = 1024;
+
 /// Quick script items run in one flow transaction (the rest are dispatched).
 const QUICK_WORK_PER_COMMAND: usize = 256;
 
@@ -249,6 +252,7 @@ impl<S: Store> EngineBuilder<S> {
                 waiters_running: AtomicBool::new(false),
                 next_waiter: std::sync::atomic::AtomicU64::new(0),
                 results: std::sync::Mutex::default(),
+                plans: moka::sync::Cache::new(PLAN_CACHE_SIZE),
             }),
         })
     }
@@ -286,6 +290,15 @@ struct Inner<S> {
     waiters_running: AtomicBool,
     next_waiter: std::sync::atomic::AtomicU64,
     results: std::sync::Mutex<ResultQueues>,
+    plans: moka::sync::Cache<PlanKey, Arc<ExecutionPlan>>,
+}
+
+/// What a plan depends on: the catalog (by its sequence), the goals and the init names.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct PlanKey {
+    catalog_sequence: u64,
+    goals: Vec<String>,
+    init_names: Vec<String>,
 }
 
 /// Clients waiting for a flow to finish, by flow id.
@@ -622,6 +635,33 @@ impl<S: Store> Engine<S> {
             .await
     }
 
+    /// The plan for a flow start, shared by every flow started with the same goals and init
+    /// attribute names on the same catalog: planning depends on nothing else, and flows that
+    /// share their plan share its memory.
+    async fn shared_plan(
+        &self,
+        goals: &[String],
+        init: &Args,
+    ) -> Result<Arc<ExecutionPlan>, EngineError> {
+        let catalog = self.catalog().await?;
+        let key = PlanKey {
+            catalog_sequence: catalog.next_sequence,
+            goals: goals.to_vec(),
+            init_names: init.keys().cloned().collect(),
+        };
+        if let Some(plan) = self.inner.plans.get(&key) {
+            return Ok(plan);
+        }
+        let plan = Arc::new(argyll_plan::plan(
+            &catalog.state.steps,
+            &catalog.state.attributes,
+            goals,
+            init,
+        )?);
+        self.inner.plans.insert(key, plan.clone());
+        Ok(plan)
+    }
+
     /// The plan that would run for `goals` and `init` (no side effects).
     pub async fn plan(&self, goals: &[String], init: &Args) -> Result<ExecutionPlan, EngineError> {
         let catalog = self.catalog().await?;
@@ -677,7 +717,7 @@ impl<S: Store> Engine<S> {
     /// records it atomically. Starting the same id again with the same goals and init returns
     /// `created: false`; with other goals or init it is [`EngineError::FlowExists`].
     pub async fn start_flow(&self, request: StartFlow) -> Result<FlowStart, EngineError> {
-        let plan = self.plan(&request.goals, &request.init).await?;
+        let plan = self.shared_plan(&request.goals, &request.init).await?;
         let (started, _) = self.create_flow(&request, plan, true).await?;
         Ok(started)
     }
@@ -689,7 +729,7 @@ impl<S: Store> Engine<S> {
     async fn create_flow(
         &self,
         request: &StartFlow,
-        plan: ExecutionPlan,
+        plan: Arc<ExecutionPlan>,
         require_same_start: bool,
     ) -> Result<(FlowStart, Option<FlowState>), EngineError> {
         let services = self.services();
@@ -1494,7 +1534,7 @@ impl<S: Store> Engine<S> {
             metadata,
         };
         let plan = self
-            .plan(&request.goals, &request.init)
+            .shared_plan(&request.goals, &request.init)
             .await
             .map_err(|e| e.to_string())?;
         // Starting is idempotent: a re-dispatched item finds its child already there, and a

@@ -9,6 +9,7 @@
 //! transaction.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use argyll_events::{
     ApplyError, AttributeSet, FlowCompleted, FlowEvent, FlowFailed, FlowStarted, Projection,
@@ -121,7 +122,7 @@ impl<'s> FlowTx<'s> {
         services: &'s dyn FlowServices,
         at: Timestamp,
         flow_id: &str,
-        plan: ExecutionPlan,
+        plan: Arc<ExecutionPlan>,
         init: Args,
         metadata: Map<String, Value>,
     ) -> Result<Self, TxError> {

@@ -18,7 +18,7 @@ use argyll_store::{EmbeddedStore, EventLog, Snapshot};
 
 fn started(flow_id: &str) -> FlowEvent {
     FlowEvent::from(FlowStarted {
-        plan: ExecutionPlan::default(),
+        plan: ExecutionPlan::default().into(),
         init: Args::new(),
         metadata: Default::default(),
         flow_id: flow_id.into(),

@@ -2,6 +2,8 @@
 //!
 //! Payload field names are the original's, so WebSocket clients written for it keep working.
 
+use std::sync::Arc;
+
 use argyll_model::{
     Args, ExecutionPlan, FlowId, FlowStatus, HealthStatus, Step, StepId, Timestamp, Token,
 };
@@ -254,7 +256,7 @@ pub struct FlowArchived {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FlowStarted {
     /// The plan snapshot.
-    pub plan: ExecutionPlan,
+    pub plan: Arc<ExecutionPlan>,
     /// Init values.
     #[serde(default, deserialize_with = "null_as_empty")]
     pub init: Args,

@@ -67,6 +67,9 @@ impl<'de> Deserialize<'de> for AggregateId {
 }
 
 /// An event of either aggregate kind.
+// Engine events (step registrations carry a whole step) are rare and flow events are many and
+// small; boxing the rare large variant would not save memory worth an indirection everywhere.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     /// An engine-aggregate event.

@@ -22,7 +22,7 @@
 //! use argyll_model::{Args, ExecutionPlan, FlowState, FlowStatus, Timestamp};
 //!
 //! let started = FlowEvent::from(FlowStarted {
-//!     plan: ExecutionPlan::default(),
+//!     plan: ExecutionPlan::default().into(),
 //!     init: Args::new(),
 //!     metadata: Default::default(),
 //!     flow_id: "f1".into(),

@@ -41,7 +41,7 @@ fn plan() -> ExecutionPlan {
 fn started_flow() -> Option<FlowState> {
     let mut flow = None;
     let event = FlowEvent::from(FlowStarted {
-        plan: plan(),
+        plan: plan().into(),
         init: args(json!({"configValue": 42, "name": "n"})),
         metadata: args(json!({"correlation_id": "cid"})),
         flow_id: "f".into(),
@@ -123,7 +123,7 @@ fn events_before_start_and_a_second_start_are_errors() {
     );
     let mut flow = started_flow();
     let again = FlowStarted {
-        plan: plan(),
+        plan: plan().into(),
         init: Args::new(),
         metadata: Default::default(),
         flow_id: "f".into(),

@@ -41,7 +41,7 @@ fn candidates(state: &Option<FlowState>, step_count: usize, choice: u32) -> Vec<
     let Some(flow) = state else {
         return vec![
             FlowStarted {
-                plan: plan(step_count),
+                plan: plan(step_count).into(),
                 init: [("seed".to_owned(), json!(choice))].into_iter().collect(),
                 metadata: Default::default(),
                 flow_id: FLOW.into(),

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
@@ -295,8 +296,9 @@ pub struct FlowState {
     /// Time of the last event.
     #[serde(default)]
     pub last_updated: Timestamp,
-    /// The plan snapshot taken at start.
-    pub plan: ExecutionPlan,
+    /// The plan snapshot taken at start, shared with the `flow_started` event and with every
+    /// flow started from the same plan (copies of a state do not copy it).
+    pub plan: Arc<ExecutionPlan>,
     /// Caller metadata (child flows carry their parent's ids here).
     #[serde(
         default,

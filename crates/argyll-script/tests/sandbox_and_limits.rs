@@ -344,8 +344,11 @@ fn outputs_that_cannot_be_json_are_errors_not_hangs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn async_runs_use_the_blocking_pool() {
+    // Only the clock ends the busy loop (a fast machine would otherwise spend the instruction
+    // budget first).
     let runner = Arc::new(ScriptRunner::new(ScriptLimits {
         timeout: Duration::from_millis(300),
+        steps: u64::MAX,
         ..ScriptLimits::default()
     }));
     let names = args(&["amount"]);

@@ -35,7 +35,7 @@ fn flow(id: &str) -> AggregateId {
 /// A `flow_started` event for `flow_id`.
 pub fn started(flow_id: &str) -> Event {
     Event::Flow(FlowEvent::from(FlowStarted {
-        plan: ExecutionPlan::default(),
+        plan: ExecutionPlan::default().into(),
         init: Args::new(),
         metadata: Default::default(),
         flow_id: flow_id.to_owned(),

@@ -22,7 +22,7 @@
 //! let store = EmbeddedStore::new();
 //! let flow = AggregateId::Flow("f1".into());
 //! let started = Event::Flow(FlowEvent::from(FlowStarted {
-//!     plan: ExecutionPlan::default(),
+//!     plan: ExecutionPlan::default().into(),
 //!     init: Args::new(),
 //!     metadata: Default::default(),
 //!     flow_id: "f1".into(),
