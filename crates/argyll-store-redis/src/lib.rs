@@ -426,6 +426,23 @@ fn outcome_name(outcome: FlowOutcome) -> &'static str {
     }
 }
 
+/// Every phase, in the order of the index's phase sets.
+const PHASES: [FlowPhase; 4] = [
+    FlowPhase::Active,
+    FlowPhase::Deactivated,
+    FlowPhase::Archiving,
+    FlowPhase::Archived,
+];
+
+/// A phase's number in the index scripts (1-based position in [`PHASES`]).
+fn phase_number(phase: FlowPhase) -> i64 {
+    PHASES
+        .iter()
+        .position(|p| *p == phase)
+        .and_then(|i| i64::try_from(i + 1).ok())
+        .unwrap_or(1)
+}
+
 fn phase_name(phase: FlowPhase) -> &'static str {
     match phase {
         FlowPhase::Active => "active",
@@ -520,8 +537,19 @@ impl RedisStore {
         &self.inner.flow.prefix
     }
 
-    fn index_keys(&self) -> [String; 2] {
-        tagged_pair(self.flow_prefix(), "index", "entries", "ids")
+    /// The index's entries hash, its ids zset, and one ids zset per phase (in
+    /// [`PHASES`] order), all in one hash slot. The phase sets let the sweep and the archiver
+    /// walk only the flows in the phase they want, however many others are stored.
+    fn index_keys(&self) -> Vec<String> {
+        let [entries, ids] = tagged_pair(self.flow_prefix(), "index", "entries", "ids");
+        let mut keys = vec![entries];
+        keys.extend(
+            PHASES
+                .iter()
+                .map(|phase| format!("{ids}:{}", phase_name(*phase))),
+        );
+        keys.insert(1, ids);
+        keys
     }
 
     fn lease_keys(&self) -> [String; 2] {
@@ -768,6 +796,7 @@ impl FlowIndex for RedisStore {
         let args = vec![
             Value::from(entry.flow_id.clone()),
             Value::from(encode_entry(&entry)?),
+            Value::from(phase_number(entry.phase)),
         ];
         self.inner
             .flow
@@ -780,6 +809,7 @@ impl FlowIndex for RedisStore {
         let args = vec![
             Value::from(entry.flow_id.clone()),
             Value::from(encode_entry(&entry)?),
+            Value::from(phase_number(entry.phase)),
         ];
         self.inner
             .flow
@@ -795,7 +825,7 @@ impl FlowIndex for RedisStore {
             .flow
             .pool
             .next()
-            .hget(keys[0].clone(), flow_id)
+            .hget(keys.first().cloned().unwrap_or_default(), flow_id)
             .await
             .map_err(unavailable)?;
         entry
@@ -808,6 +838,16 @@ impl FlowIndex for RedisStore {
         let limit = query.page_limit();
         let mut entries = Vec::new();
         let mut after = query.after.clone();
+        // A query for one phase walks that phase's set; others walk every id.
+        let keys = self.index_keys();
+        let walked = match query.phases.as_slice() {
+            [phase] => keys.get(1 + usize::try_from(phase_number(*phase)).unwrap_or(0)),
+            _ => keys.get(1),
+        };
+        let range_keys = vec![
+            keys.first().cloned().unwrap_or_default(),
+            walked.cloned().unwrap_or_default(),
+        ];
         loop {
             let min = after.as_ref().map_or("-".to_owned(), |id| format!("({id}"));
             let reply = array(
@@ -815,7 +855,7 @@ impl FlowIndex for RedisStore {
                     .flow
                     .eval(
                         &self.inner.scripts.index_range,
-                        self.index_keys(),
+                        range_keys.clone(),
                         vec![Value::from(min), Value::from(BATCH)],
                     )
                     .await?,

@@ -50,30 +50,41 @@ redis.call('HSET', KEYS[2], 'seq', ARGV[1], 'state', ARGV[2])
 return {1, len}
 "#;
 
-/// Index insert-if-absent. KEYS: entries hash, ids zset. ARGV: id, entry.
+/// Index insert-if-absent. KEYS: entries hash, ids zset, then one ids zset per phase (active,
+/// deactivated, archiving, archived). ARGV: id, entry, phase number (1-4).
 pub(crate) const INDEX_INSERT: &str = r#"
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
   redis.call('ZADD', KEYS[2], 0, ARGV[1])
+  redis.call('ZADD', KEYS[2 + tonumber(ARGV[3])], 0, ARGV[1])
   return 1
 end
 return 0
 "#;
 
-/// Index put. KEYS: entries hash, ids zset. ARGV: id, entry.
+/// Index put: the entry, and its id in its phase's set only. KEYS and ARGV as [`INDEX_INSERT`].
 pub(crate) const INDEX_PUT: &str = r#"
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
+for i = 3, #KEYS do
+  if i == 2 + tonumber(ARGV[3]) then
+    redis.call('ZADD', KEYS[i], 0, ARGV[1])
+  else
+    redis.call('ZREM', KEYS[i], ARGV[1])
+  end
+end
 return 1
 "#;
 
-/// Index remove. KEYS: entries hash, ids zset. ARGV: id.
+/// Index remove. KEYS as [`INDEX_INSERT`]. ARGV: id.
 pub(crate) const INDEX_REMOVE: &str = r#"
-redis.call('ZREM', KEYS[2], ARGV[1])
+for i = 2, #KEYS do
+  redis.call('ZREM', KEYS[i], ARGV[1])
+end
 return redis.call('HDEL', KEYS[1], ARGV[1])
 "#;
 
-/// One index page candidate batch. KEYS: entries hash, ids zset. ARGV: min (lex), count.
-/// Returns `{id, entry, id, entry, ...}` in id order.
+/// One index page candidate batch. KEYS: entries hash, the ids zset to walk (all ids, or one
+/// phase's). ARGV: min (lex), count. Returns `{id, entry, id, entry, ...}` in id order.
 pub(crate) const INDEX_RANGE: &str = r#"
 local ids = redis.call('ZRANGEBYLEX', KEYS[2], ARGV[1], '+', 'LIMIT', 0, tonumber(ARGV[2]))
 local out = {}

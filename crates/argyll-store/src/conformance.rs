@@ -449,9 +449,48 @@ pub async fn flow_index<S: Store>(store: &S) {
         "paging visits every entry once, in order"
     );
 
+    // One phase at a time, as the sweep (active) and the archiver (deactivated) ask; an
+    // entry moved to another phase leaves the old phase's listing.
+    let in_phase = |phase: FlowPhase, limit: usize| FlowQuery {
+        phases: vec![phase],
+        limit,
+        ..FlowQuery::default()
+    };
+    assert_eq!(
+        ids(&store
+            .list_flows(&in_phase(FlowPhase::Active, 0))
+            .await
+            .unwrap()),
+        vec!["b", "c"],
+        "f moved from active to deactivated"
+    );
+    assert_eq!(
+        ids(&store
+            .list_flows(&in_phase(FlowPhase::Deactivated, 0))
+            .await
+            .unwrap()),
+        vec!["a", "d", "f"]
+    );
+    let first = store
+        .list_flows(&in_phase(FlowPhase::Deactivated, 2))
+        .await
+        .unwrap();
+    assert_eq!(ids(&first), vec!["a", "d"]);
+    let mut rest = in_phase(FlowPhase::Deactivated, 2);
+    rest.after = first.next_after;
+    assert_eq!(ids(&store.list_flows(&rest).await.unwrap()), vec!["f"]);
+
     assert!(store.remove_flow("c").await.unwrap());
     assert!(!store.remove_flow("c").await.unwrap());
     assert_eq!(store.get_flow("c").await.unwrap(), None);
+    assert_eq!(
+        ids(&store
+            .list_flows(&in_phase(FlowPhase::Active, 0))
+            .await
+            .unwrap()),
+        vec!["b"],
+        "a removed entry leaves its phase's listing"
+    );
 }
 
 /// Leases: one owner at a time, renewable by the owner, free after lapsing or release.
