@@ -13,11 +13,12 @@
 //! ```text
 //! argyll-bench [--url URL | --store embedded|redis --redis ADDR [--engines N]]
 //!              [--scenario a,b,c,d] [--clients N] [--duration SECS | --count N]
-//!              [--rate FLOWS_PER_SEC] [--mode longpoll|poll] [--json]
+//!              [--rate FLOWS_PER_SEC] [--fan-out ITEMS] [--mode longpoll|poll] [--json]
 //! ```
 //!
 //! With `--rate` the clients start flows on a fixed schedule (open loop) instead of as fast as
 //! they can; with `--engines N` (Redis) it starts N engines and alternates flows between them;
+//! `--fan-out` sets scenario c's work items per flow (100);
 //! with `--redis` it reports Redis commands per completed flow (from `INFO commandstats`, so
 //! give it a server of its own). Runs of 20 s or more also report the completion rate of the
 //! first and the last 10 s.
@@ -54,11 +55,14 @@ struct Options {
     engines: usize,
     /// Whether `--redis` was given: then Redis command counts are reported.
     redis_given: bool,
+    /// Work items per flow of scenario c.
+    fan_out: usize,
 }
 
 fn usage() -> &'static str {
     "usage: argyll-bench [--url URL | --store embedded|redis [--redis HOST:PORT] [--engines N]] \
      [--scenario a,b,c,d] [--clients N] [--duration SECS | --count N] [--rate FLOWS_PER_SEC] \
+     [--fan-out ITEMS] \
      [--mode longpoll|poll] [--engine-bin PATH] [--json]"
 }
 
@@ -77,6 +81,7 @@ fn parse_options() -> Result<Options, String> {
         rate: None,
         engines: 1,
         redis_given: false,
+        fan_out: 100,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -96,6 +101,13 @@ fn parse_options() -> Result<Options, String> {
                     return Err("--rate: expected a positive number of flows per second".into());
                 }
                 options.rate = Some(rate);
+            }
+            "--fan-out" => {
+                options.fan_out = value("--fan-out")?
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=100_000).contains(n))
+                    .ok_or_else(|| "--fan-out: expected a number from 1 to 100000".to_owned())?;
             }
             "--engines" => {
                 options.engines = value("--engines")?
@@ -281,7 +293,7 @@ async fn step_server(client: reqwest::Client) -> Result<String, String> {
 // ------------------------------------------------------------------ scenarios
 
 struct Scenario {
-    name: &'static str,
+    name: String,
     /// Work items per flow (for items/s).
     items: usize,
     goal: String,
@@ -312,6 +324,7 @@ async fn setup(
     engine: &str,
     steps: &str,
     run: &str,
+    fan_out: usize,
 ) -> Result<Scenario, String> {
     let id = |name: &str| format!("{run}-{name}");
     let attr = |name: &str| format!("{run}_{name}");
@@ -325,7 +338,7 @@ async fn setup(
             })).await?;
             let name = attr("name");
             Ok(Scenario {
-                name: "a: one Ale script step",
+                name: "a: one Ale script step".into(),
                 items: 1,
                 goal: id("hello"),
                 init: Box::new(move |i| json!({name.clone(): format!("n{i}")})),
@@ -343,7 +356,7 @@ async fn setup(
             }
             let x = attr("x");
             Ok(Scenario {
-                name: "b: 3-step sync HTTP chain",
+                name: "b: 3-step sync HTTP chain".into(),
                 items: 3,
                 goal: id("s3"),
                 init: Box::new(move |i| json!({x.clone(): i})),
@@ -359,10 +372,10 @@ async fn setup(
             })).await?;
             let items = attr("items");
             Ok(Scenario {
-                name: "c: for_each 100 items, parallelism 10",
-                items: 100,
+                name: format!("c: for_each {fan_out} items, parallelism 10"),
+                items: fan_out,
                 goal: id("fan"),
-                init: Box::new(move |_| json!({items.clone(): (0..100).collect::<Vec<_>>()})),
+                init: Box::new(move |_| json!({items.clone(): (0..fan_out).collect::<Vec<_>>()})),
             })
         }
         _ => {
@@ -374,7 +387,7 @@ async fn setup(
             })).await?;
             let input = attr("in");
             Ok(Scenario {
-                name: "d: async step completed by webhook",
+                name: "d: async step completed by webhook".into(),
                 items: 1,
                 goal: id("async"),
                 init: Box::new(move |i| json!({input.clone(): i})),
@@ -619,7 +632,7 @@ async fn run_scenario(
     }
     let progress = {
         let done = done.clone();
-        let name = scenario.name;
+        let name = scenario.name.clone();
         tokio::spawn(async move {
             let last = AtomicU64::new(0);
             loop {
@@ -669,7 +682,7 @@ async fn run_scenario(
             .collect::<BTreeMap<String, f64>>()
     });
     Report {
-        scenario: scenario.name.into(),
+        scenario: scenario.name.clone(),
         mode: if options.poll {
             "poll 100 ms"
         } else {
@@ -782,7 +795,8 @@ async fn bench(options: Options) -> Result<Vec<Report>, String> {
     let mut reports = Vec::new();
     for (n, which) in options.scenarios.iter().enumerate() {
         let run = format!("{run}{n}");
-        let scenario = Arc::new(setup(*which, &client, &first, &steps, &run).await?);
+        let scenario =
+            Arc::new(setup(*which, &client, &first, &steps, &run, options.fan_out).await?);
         reports.push(run_scenario(&options, &client, &engines, scenario, &run, &pids).await);
     }
     drop(processes);

@@ -114,7 +114,9 @@ async fn run(settings: Settings, mode: Mode) -> Result<(), String> {
             tracing::warn!(
                 "using the embedded store: state is kept in memory only and is lost when the process exits (set ENGINE_REDIS_ADDR for a persistent store)"
             );
-            // In process, replaying a flow's shared events is cheaper than a cached copy.
+            // In process, replaying a flow's shared events is cheaper than keeping a cached copy
+            // (measured with the plan shared: scenario c 29,900 items/s without the cache,
+            // 22,400 with it).
             let settings = Settings {
                 flow_cache_size: 0,
                 ..settings
