@@ -15,13 +15,16 @@
 //!   completion (the contract's decisions 1–5, 11, 12, 23). Work results and retries are
 //!   commands on the flow's own aggregate: no global lock, no shared aggregate per flow start.
 //! * Side effects run after the commit: work is executed under a lease in the store (decision
-//!   22), retries wait on durable store timers, the flow index is updated, settled child flows
-//!   complete their parent's work item.
+//!   22; the leases of one commit's work are taken in one call), retries wait on durable store
+//!   timers, the flow index is updated, settled child flows complete their parent's work item.
+//!   Results of one flow that arrive together are recorded in one command. Script items that
+//!   finish within [`QUICK_SCRIPT_BUDGET`] run inside the transaction that starts them.
 //! * The runner layer: [`StepRunner`] (object-safe: executes one [`WorkRequest`] and reports
 //!   a [`WorkOutcome`]), [`HttpStepRunner`], [`ScriptStepRunner`], [`LocalHandlers`],
 //!   [`RunnerSet`].
-//! * [`execute`] / [`execute_applied`]: the command loop over one aggregate — load (snapshot +
-//!   tail), decide, append at the expected sequence, retry on a conflict.
+//! * [`execute`] / [`execute_applied`]: the command loop over one aggregate — take the cached
+//!   state (or load snapshot + tail), decide, append at the expected sequence, retry on a
+//!   conflict; [`load_current`]: a reader's state, never older than the store's.
 //!
 //! **Must not depend on**: the server, configuration loading, or a concrete store.
 
