@@ -23,13 +23,13 @@ pub trait AggregateState: Projection + Clone + Send + Sync + 'static {
 impl AggregateState for EngineState {
     fn event_of(event: &Event) -> Option<&EngineEvent> {
         match event {
-            Event::Engine(event) => Some(event),
+            Event::Engine(event) => Some(event.as_ref()),
             Event::Flow(_) => None,
         }
     }
 
     fn into_event(event: EngineEvent) -> Event {
-        Event::Engine(event)
+        Event::Engine(Box::new(event))
     }
 
     fn from_snapshot(json: &str) -> Result<Self, serde_json::Error> {

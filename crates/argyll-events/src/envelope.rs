@@ -67,13 +67,12 @@ impl<'de> Deserialize<'de> for AggregateId {
 }
 
 /// An event of either aggregate kind.
-// Engine events (step registrations carry a whole step) are rare and flow events are many and
-// small; boxing the rare large variant would not save memory worth an indirection everywhere.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
-    /// An engine-aggregate event.
-    Engine(EngineEvent),
+    /// An engine-aggregate event, boxed: engine events (a registration carries a whole step)
+    /// are rare and large, flow events are many and small, and every event is as large as the
+    /// largest variant.
+    Engine(Box<EngineEvent>),
     /// A flow-aggregate event.
     Flow(FlowEvent),
 }
@@ -97,7 +96,7 @@ impl Event {
 
 impl From<EngineEvent> for Event {
     fn from(event: EngineEvent) -> Self {
-        Event::Engine(event)
+        Event::Engine(Box::new(event))
     }
 }
 
@@ -168,7 +167,7 @@ pub fn decode_event(
     data: &str,
 ) -> Result<Event, PartsError> {
     match aggregate_id {
-        AggregateId::Engine => EngineEvent::from_parts(event_type, data).map(Event::Engine),
+        AggregateId::Engine => EngineEvent::from_parts(event_type, data).map(Event::from),
         AggregateId::Flow(_) => FlowEvent::from_parts(event_type, data).map(Event::Flow),
     }
 }

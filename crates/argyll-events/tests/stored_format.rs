@@ -104,7 +104,7 @@ fn envelopes_have_the_websocket_shape_and_round_trip() {
         aggregate_id: AggregateId::Engine,
         sequence: 7,
         timestamp: at(),
-        event: Event::Engine(EngineEvent::from(StepHealthChanged {
+        event: Event::from(EngineEvent::from(StepHealthChanged {
             step_id: "s".into(),
             status: HealthStatus::Unhealthy,
             error: "HTTP 500 Internal Server Error".into(),

@@ -389,7 +389,7 @@ fn array(value: Value) -> Vec<Value> {
 
 fn encode(timestamp: Timestamp, event: &Event) -> Result<String, StoreError> {
     match event {
-        Event::Engine(event) => encode_stored(event, timestamp),
+        Event::Engine(event) => encode_stored(event.as_ref(), timestamp),
         Event::Flow(event) => encode_stored(event, timestamp),
     }
     .map_err(corrupt)
@@ -397,9 +397,8 @@ fn encode(timestamp: Timestamp, event: &Event) -> Result<String, StoreError> {
 
 fn decode(aggregate: &AggregateId, record: &str) -> Result<(Timestamp, Event), StoreError> {
     match aggregate {
-        AggregateId::Engine => {
-            decode_stored::<EngineEvent>(record).map(|(at, event)| (at, Event::Engine(event)))
-        }
+        AggregateId::Engine => decode_stored::<EngineEvent>(record)
+            .map(|(at, event)| (at, Event::Engine(Box::new(event)))),
         AggregateId::Flow(_) => {
             decode_stored::<FlowEvent>(record).map(|(at, event)| (at, Event::Flow(event)))
         }

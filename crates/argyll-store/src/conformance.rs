@@ -51,7 +51,7 @@ pub fn failed(flow_id: &str, tag: &str) -> Event {
 }
 
 fn activated(flow_id: &str) -> Event {
-    Event::Engine(EngineEvent::from(FlowActivated {
+    Event::from(EngineEvent::from(FlowActivated {
         flow_id: flow_id.to_owned(),
         parent_flow_id: String::new(),
     }))
