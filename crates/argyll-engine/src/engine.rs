@@ -227,7 +227,7 @@ impl<S: Store> EngineBuilder<S> {
         });
         let memo = moka::sync::Cache::new(self.config.memo_cache_size.max(1));
         let flows = (self.config.flow_cache_size > 0)
-            .then(|| moka::sync::Cache::new(self.config.flow_cache_size));
+            .then(|| ProjectionCache::new(self.config.flow_cache_size));
         let (shutdown, _) = watch::channel(false);
         Ok(Engine {
             inner: Arc::new(Inner {
@@ -447,7 +447,8 @@ fn parse_work_key(key: &str) -> Option<(String, String, String)> {
 /// Before/after facts of a flow transaction that drive the flow index and child flows.
 /// A committed flow command's state and what remains to be done about it.
 struct Committed {
-    state: FlowState,
+    /// The flow after the command (its state is always there: a command needs a flow).
+    current: Arc<Current<Option<FlowState>>>,
     milestones: Milestones,
     effects: Vec<Effect>,
     failures: Vec<QuickFailure>,
@@ -731,7 +732,7 @@ impl<S: Store> Engine<S> {
         request: &StartFlow,
         plan: Arc<ExecutionPlan>,
         require_same_start: bool,
-    ) -> Result<(FlowStart, Option<FlowState>), EngineError> {
+    ) -> Result<(FlowStart, Arc<Current<Option<FlowState>>>), EngineError> {
         let services = self.services();
         let aggregate = AggregateId::Flow(request.flow_id.clone());
         let executed = execute_applied(
@@ -770,9 +771,9 @@ impl<S: Store> Engine<S> {
             Err(StartError::Engine(error)) => return Err(error),
             Err(StartError::Tx(error)) => return Err(tx_error(&request.flow_id, error)),
         };
-        let state = executed.current.state;
+        let current = executed.current;
         let created = executed.result.is_some();
-        match (executed.result, &state) {
+        match (executed.result, &current.state) {
             (Some((effects, failures)), Some(state)) => {
                 log_quick_failures(&state.id, &failures);
                 let milestones = Milestones {
@@ -794,7 +795,7 @@ impl<S: Store> Engine<S> {
             flow_id: request.flow_id.clone(),
             created,
         };
-        Ok((started, state))
+        Ok((started, current))
     }
 
     /// A flow's current state (never older than the store's).
@@ -986,14 +987,12 @@ impl<S: Store> Engine<S> {
     /// `releasing`: leases of finished work to give up in the same store call that leases the
     /// work the command started.
     async fn carry_out(&self, committed: Committed, releasing: &[String]) {
-        log_quick_failures(&committed.state.id, &committed.failures);
-        self.after_commit(
-            &committed.state,
-            committed.milestones,
-            committed.effects,
-            releasing,
-        )
-        .await;
+        let Some(state) = committed.current.state.as_ref() else {
+            return;
+        };
+        log_quick_failures(&state.id, &committed.failures);
+        self.after_commit(state, committed.milestones, committed.effects, releasing)
+            .await;
     }
 
     /// Runs a command on a flow; returns what its commit leaves to do.
@@ -1033,8 +1032,8 @@ impl<S: Store> Engine<S> {
         .await?
         .map_err(|error| tx_error(flow_id, error))?;
         let (milestones, effects, failures) = executed.result;
-        Ok(executed.current.state.map(|state| Committed {
-            state,
+        Ok(executed.current.state.is_some().then(|| Committed {
+            current: executed.current.clone(),
             milestones,
             effects,
             failures,
@@ -1543,8 +1542,12 @@ impl<S: Store> Engine<S> {
             .create_flow(&request, plan, false)
             .await
             .map_err(|e| e.to_string())?;
-        if let Some(child) = state.filter(|child| !started.created && is_settled(child)) {
-            self.notify_parent(&child).await;
+        if let Some(child) = state
+            .state
+            .as_ref()
+            .filter(|child| !started.created && is_settled(child))
+        {
+            self.notify_parent(child).await;
         }
         Ok(())
     }

@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use argyll_engine::{AggregateError, Current, execute, load};
+use argyll_engine::{AggregateError, Current, ProjectionCache, execute, load};
 use argyll_events::{AggregateId, FlowEvent, FlowFailed, FlowStarted};
 use argyll_model::{Args, ExecutionPlan, FlowState, FlowStatus};
 use argyll_store::{EmbeddedStore, EventLog, Snapshot};
@@ -144,7 +144,7 @@ async fn snapshot_plus_tail_rebuilds_the_same_state_as_the_whole_log() {
         Some(FlowStatus::Failed)
     );
     assert_eq!(
-        from_snapshot, executed.current,
+        from_snapshot, *executed.current,
         "the state the command produced is the state a reload sees"
     );
 
@@ -179,4 +179,33 @@ async fn snapshot_plus_tail_rebuilds_the_same_state_as_the_whole_log() {
         matches!(corrupt, AggregateError::Corrupt { .. }),
         "{corrupt}"
     );
+}
+
+#[test]
+fn the_projection_cache_stays_bounded_and_keeps_recent_states() {
+    let cache: ProjectionCache<u64> = ProjectionCache::new(64);
+    let id = |n: u64| AggregateId::Flow(format!("flow-{n}"));
+    for n in 0..10_000 {
+        cache.insert(
+            id(n),
+            Arc::new(Current {
+                state: n,
+                next_sequence: n,
+            }),
+        );
+    }
+    let kept = (0..10_000).filter(|n| cache.get(&id(*n)).is_some()).count();
+    assert!(kept <= 64, "{kept} states kept for a capacity of 64");
+    // The last one in is kept, with its value; replacing an entry keeps one copy.
+    assert_eq!(cache.get(&id(9_999)).map(|c| c.state), Some(9_999));
+    cache.insert(
+        id(9_999),
+        Arc::new(Current {
+            state: 1,
+            next_sequence: 10_000,
+        }),
+    );
+    assert_eq!(cache.get(&id(9_999)).map(|c| c.next_sequence), Some(10_000));
+    cache.invalidate(&id(9_999));
+    assert!(cache.get(&id(9_999)).is_none());
 }
