@@ -495,6 +495,20 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted.get(index).copied().unwrap_or(0.0)
 }
 
+/// `[#####-----]  50%` for a fraction done.
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+fn progress_bar(fraction: f64) -> String {
+    const WIDTH: usize = 20;
+    let fraction = fraction.clamp(0.0, 1.0);
+    let filled = (fraction * WIDTH as f64).round() as usize;
+    format!(
+        "[{}{}] {:>3.0}%",
+        "#".repeat(filled),
+        "-".repeat(WIDTH - filled),
+        fraction * 100.0
+    )
+}
+
 /// CPU seconds and RSS bytes of several processes, summed.
 fn usage_of(pids: &[u32]) -> Option<(f64, u64)> {
     if pids.is_empty() {
@@ -633,13 +647,21 @@ async fn run_scenario(
     let progress = {
         let done = done.clone();
         let name = scenario.name.clone();
+        let (count, duration) = (options.count, options.duration);
         tokio::spawn(async move {
             let last = AtomicU64::new(0);
             loop {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 let now = done.load(Ordering::Relaxed) as u64;
                 let rate = now - last.swap(now, Ordering::Relaxed);
-                eprint!("\r  {name}: {now} flows, {rate}/s      ");
+                let fraction = match count {
+                    Some(count) => now as f64 / count.max(1) as f64,
+                    None => started.elapsed().as_secs_f64() / duration.as_secs_f64(),
+                };
+                eprint!(
+                    "\r  {name} {} {now} flows, {rate}/s      ",
+                    progress_bar(fraction)
+                );
                 let _ = std::io::stderr().flush();
             }
         })
@@ -843,5 +865,17 @@ fn main() -> ExitCode {
             eprintln!("argyll-bench: {error}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::progress_bar;
+
+    #[test]
+    fn the_progress_bar_fills_with_the_fraction_done() {
+        assert_eq!(progress_bar(0.0), "[--------------------]   0%");
+        assert_eq!(progress_bar(0.5), "[##########----------]  50%");
+        assert_eq!(progress_bar(1.7), "[####################] 100%");
     }
 }
