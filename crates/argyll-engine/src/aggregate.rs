@@ -221,7 +221,21 @@ pub async fn load_cached<S: EventLog, T: AggregateState>(
     };
     let newer = store.read(aggregate, cached.next_sequence).await?;
     let mut current = (*cached).clone();
-    for envelope in &newer {
+    if !apply_newer(&mut current, &newer, aggregate)? {
+        // Not contiguous with the cache (the log was rewritten): start over.
+        return load(store, aggregate).await;
+    }
+    Ok(current)
+}
+
+/// Applies `events` that follow `current` in its log; `false` (and `current` partly updated)
+/// when they do not continue it, so only a full load is right.
+pub(crate) fn apply_newer<T: AggregateState>(
+    current: &mut Current<T>,
+    events: &[Arc<EventEnvelope>],
+    aggregate: &AggregateId,
+) -> Result<bool, AggregateError> {
+    for envelope in events {
         let event = T::event_of(&envelope.event).ok_or_else(|| AggregateError::Corrupt {
             aggregate: aggregate.clone(),
             reason: format!(
@@ -230,8 +244,7 @@ pub async fn load_cached<S: EventLog, T: AggregateState>(
             ),
         })?;
         if envelope.sequence != current.next_sequence {
-            // Not contiguous with the cache (the log was rewritten): start over.
-            return load(store, aggregate).await;
+            return Ok(false);
         }
         current
             .state
@@ -242,7 +255,7 @@ pub async fn load_cached<S: EventLog, T: AggregateState>(
             })?;
         current.next_sequence += 1;
     }
-    Ok(current)
+    Ok(true)
 }
 
 /// The current state for a reader, never older than the store's: a cached state is used when
@@ -268,25 +281,8 @@ pub async fn load_current<S: EventLog, T: AggregateState>(
         return Ok((*cached).clone());
     }
     let mut current = (*cached).clone();
-    for envelope in events.iter().skip(1) {
-        let event = T::event_of(&envelope.event).ok_or_else(|| AggregateError::Corrupt {
-            aggregate: aggregate.clone(),
-            reason: format!(
-                "event {} belongs to another aggregate kind",
-                envelope.sequence
-            ),
-        })?;
-        if envelope.sequence != current.next_sequence {
-            return load(store, aggregate).await;
-        }
-        current
-            .state
-            .apply(event, envelope.timestamp)
-            .map_err(|e| AggregateError::Corrupt {
-                aggregate: aggregate.clone(),
-                reason: format!("event {}: {e}", envelope.sequence),
-            })?;
-        current.next_sequence += 1;
+    if !apply_newer(&mut current, events.get(1..).unwrap_or_default(), aggregate)? {
+        return load(store, aggregate).await;
     }
     cache.insert(aggregate.clone(), Arc::new(current.clone()));
     Ok(current)

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use argyll_events::{AggregateId, EngineEvent, Event, FlowEvent, Projection, StepHealthChanged};
+use argyll_events::{AggregateId, EngineEvent, Event, FlowEvent, StepHealthChanged};
 use argyll_http::{HealthStatus as CheckedHealth, HttpRunner};
 use argyll_model::{
     ActiveFlow, Args, DeactivatedFlow, EngineState, ExecutionPlan, FlowDigest, FlowState,
@@ -23,7 +23,8 @@ use serde_json::{Map, Value};
 use tokio::sync::{Notify, watch};
 
 use crate::aggregate::{
-    AggregateError, Current, ProjectionCache, execute, execute_applied, load, load_current, now,
+    AggregateError, Current, ProjectionCache, apply_newer, execute, execute_applied, load,
+    load_current, now,
 };
 use crate::catalog::{self, CatalogError, Registration};
 use crate::flow::{
@@ -542,23 +543,9 @@ impl<S: Store> Engine<S> {
             return Ok(cached);
         }
         let mut current = (*cached).clone();
-        for envelope in &newer {
-            let Event::Engine(event) = &envelope.event else {
-                continue;
-            };
-            if envelope.sequence != current.next_sequence {
-                // A gap (snapshot trimming): rebuild from the store.
-                current = load(&self.inner.store, &AggregateId::Engine).await?;
-                break;
-            }
-            current
-                .state
-                .apply(event, envelope.timestamp)
-                .map_err(|e| AggregateError::Corrupt {
-                    aggregate: AggregateId::Engine,
-                    reason: e.to_string(),
-                })?;
-            current.next_sequence += 1;
+        if !apply_newer(&mut current, &newer, &AggregateId::Engine)? {
+            // A gap (snapshot trimming): rebuild from the store.
+            current = load(&self.inner.store, &AggregateId::Engine).await?;
         }
         let current = Arc::new(current);
         if let Ok(mut slot) = self.inner.catalog.write()
@@ -956,19 +943,31 @@ impl<S: Store> Engine<S> {
             .await?;
         // The result is recorded: the caller (a webhook) is answered now, and what follows
         // from it (the index, the next work, the lease bookkeeping) runs behind the answer.
-        let engine = self.clone();
         let (flow_id, step_id, token) = (flow_id.to_owned(), step_id.to_owned(), token.to_owned());
-        self.inner.in_flight.fetch_add(1, Ordering::SeqCst);
-        tokio::spawn(async move {
+        self.spawn_tracked(|engine| async move {
             if let Some(committed) = committed {
                 engine.carry_out(committed, &[]).await;
             }
             engine.unpark(&flow_id, &step_id, &token).await;
+        });
+        Ok(())
+    }
+
+    /// Runs `task` in the background as in-flight work: a graceful shutdown waits for it.
+    fn spawn_tracked<F, Fut>(&self, task: F)
+    where
+        F: FnOnce(Engine<S>) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let engine = self.clone();
+        self.inner.in_flight.fetch_add(1, Ordering::SeqCst);
+        let running = task(self.clone());
+        tokio::spawn(async move {
+            running.await;
             if engine.inner.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
                 engine.inner.idle.notify_waiters();
             }
         });
-        Ok(())
     }
 
     /// Runs a command on a flow and carries out its effects after the commit.
@@ -1207,14 +1206,7 @@ impl<S: Store> Engine<S> {
             inputs,
             metadata: state.metadata.clone(),
         };
-        let engine = self.clone();
-        self.inner.in_flight.fetch_add(1, Ordering::SeqCst);
-        tokio::spawn(async move {
-            engine.run_work(work, leased).await;
-            if engine.inner.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
-                engine.inner.idle.notify_waiters();
-            }
-        });
+        self.spawn_tracked(|engine| async move { engine.run_work(work, leased).await });
     }
 
     async fn run_work(&self, work: WorkRequest, leased: bool) {

@@ -138,8 +138,6 @@ struct Scripts {
     lease_acquire: Script,
     lease_renew: Script,
     lease_release: Script,
-    lease_acquire_many: Script,
-    lease_release_many: Script,
     lease_exchange: Script,
     lease_lapsed: Script,
     timer_schedule: Script,
@@ -162,8 +160,6 @@ impl Scripts {
             lease_acquire: Script::from_lua(scripts::LEASE_ACQUIRE),
             lease_renew: Script::from_lua(scripts::LEASE_RENEW),
             lease_release: Script::from_lua(scripts::LEASE_RELEASE),
-            lease_acquire_many: Script::from_lua(scripts::LEASE_ACQUIRE_MANY),
-            lease_release_many: Script::from_lua(scripts::LEASE_RELEASE_MANY),
             lease_exchange: Script::from_lua(scripts::LEASE_EXCHANGE),
             lease_lapsed: Script::from_lua(scripts::LEASE_LAPSED),
             timer_schedule: Script::from_lua(scripts::TIMER_SCHEDULE),
@@ -172,7 +168,7 @@ impl Scripts {
         }
     }
 
-    fn all(&self) -> [&Script; 19] {
+    fn all(&self) -> [&Script; 17] {
         [
             &self.delete,
             &self.append,
@@ -186,8 +182,6 @@ impl Scripts {
             &self.lease_acquire,
             &self.lease_renew,
             &self.lease_release,
-            &self.lease_acquire_many,
-            &self.lease_release_many,
             &self.lease_exchange,
             &self.lease_lapsed,
             &self.timer_schedule,
@@ -549,6 +543,42 @@ impl RedisStore {
         );
         keys.insert(1, ids);
         keys
+    }
+
+    /// Releases `release`, then acquires `acquire`, in one script: whether the owner held each
+    /// released key, and whether each acquired key was taken.
+    async fn exchange_leases(
+        &self,
+        release: &[String],
+        acquire: &[String],
+        owner: &str,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Result<(Vec<bool>, Vec<bool>), StoreError> {
+        if release.is_empty() && acquire.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let now_ms = millis(now);
+        let mut args = vec![
+            Value::from(owner),
+            Value::from(now_ms),
+            Value::from(now_ms.saturating_add(ttl_millis(ttl))),
+            Value::from(i64::try_from(release.len()).unwrap_or(i64::MAX)),
+        ];
+        args.extend(
+            release
+                .iter()
+                .chain(acquire)
+                .map(|key| Value::from(key.as_str())),
+        );
+        let reply = self
+            .inner
+            .flow
+            .eval(&self.inner.scripts.lease_exchange, self.lease_keys(), args)
+            .await?;
+        let mut released = flags(reply, release.len() + acquire.len())?;
+        let acquired = released.split_off(release.len());
+        Ok((released, acquired))
     }
 
     fn lease_keys(&self) -> [String; 2] {
@@ -961,44 +991,14 @@ impl Leases for RedisStore {
         ttl: Duration,
         now: Timestamp,
     ) -> Result<Vec<bool>, StoreError> {
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        let now_ms = millis(now);
-        let mut args = vec![
-            Value::from(owner),
-            Value::from(now_ms),
-            Value::from(now_ms.saturating_add(ttl_millis(ttl))),
-        ];
-        args.extend(keys.iter().map(|key| Value::from(key.as_str())));
-        let reply = self
-            .inner
-            .flow
-            .eval(
-                &self.inner.scripts.lease_acquire_many,
-                self.lease_keys(),
-                args,
-            )
-            .await?;
-        flags(reply, keys.len())
+        self.exchange(&[], keys, owner, ttl, now).await
     }
 
     async fn release_many(&self, keys: &[String], owner: &str) -> Result<Vec<bool>, StoreError> {
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut args = vec![Value::from(owner)];
-        args.extend(keys.iter().map(|key| Value::from(key.as_str())));
-        let reply = self
-            .inner
-            .flow
-            .eval(
-                &self.inner.scripts.lease_release_many,
-                self.lease_keys(),
-                args,
-            )
+        let (released, _) = self
+            .exchange_leases(keys, &[], owner, Duration::ZERO, Timestamp::ZERO)
             .await?;
-        flags(reply, keys.len())
+        Ok(released)
     }
 
     async fn exchange(
@@ -1009,28 +1009,10 @@ impl Leases for RedisStore {
         ttl: Duration,
         now: Timestamp,
     ) -> Result<Vec<bool>, StoreError> {
-        if release.is_empty() && acquire.is_empty() {
-            return Ok(Vec::new());
-        }
-        let now_ms = millis(now);
-        let mut args = vec![
-            Value::from(owner),
-            Value::from(now_ms),
-            Value::from(now_ms.saturating_add(ttl_millis(ttl))),
-            Value::from(i64::try_from(release.len()).unwrap_or(i64::MAX)),
-        ];
-        args.extend(
-            release
-                .iter()
-                .chain(acquire)
-                .map(|key| Value::from(key.as_str())),
-        );
-        let reply = self
-            .inner
-            .flow
-            .eval(&self.inner.scripts.lease_exchange, self.lease_keys(), args)
+        let (_, acquired) = self
+            .exchange_leases(release, acquire, owner, ttl, now)
             .await?;
-        flags(reply, acquire.len())
+        Ok(acquired)
     }
 
     async fn lapsed(

@@ -124,54 +124,23 @@ redis.call('ZREM', KEYS[1], ARGV[1])
 return 1
 "#;
 
-/// Lease acquire for many keys. KEYS: expiries zset, owners hash. ARGV: owner, now_ms,
-/// expires_ms, key... Returns one 0/1 per key.
-pub(crate) const LEASE_ACQUIRE_MANY: &str = r#"
-local out = {}
-for i = 4, #ARGV do
-  local key = ARGV[i]
-  local owner = redis.call('HGET', KEYS[2], key)
-  local expires = redis.call('ZSCORE', KEYS[1], key)
-  if owner and owner ~= ARGV[1] and expires and tonumber(expires) >= tonumber(ARGV[2]) then
-    out[#out + 1] = 0
-  else
-    redis.call('HSET', KEYS[2], key, ARGV[1])
-    redis.call('ZADD', KEYS[1], ARGV[3], key)
-    out[#out + 1] = 1
-  end
-end
-return out
-"#;
-
-/// Lease release for many keys. KEYS: expiries zset, owners hash. ARGV: owner, key...
-/// Returns one 0/1 per key.
-pub(crate) const LEASE_RELEASE_MANY: &str = r#"
-local out = {}
-for i = 2, #ARGV do
-  local key = ARGV[i]
-  if redis.call('HGET', KEYS[2], key) == ARGV[1] then
-    redis.call('HDEL', KEYS[2], key)
-    redis.call('ZREM', KEYS[1], key)
-    out[#out + 1] = 1
-  else
-    out[#out + 1] = 0
-  end
-end
-return out
-"#;
-
-/// Lease release-then-acquire. KEYS: expiries zset, owners hash. ARGV: owner, now_ms,
-/// expires_ms, release_count, released key..., acquired key... Returns one 0/1 per acquired key.
+/// Lease release-then-acquire, for any number of keys of each. KEYS: expiries zset, owners hash.
+/// ARGV: owner, now_ms, expires_ms, release_count, released key..., acquired key... Returns one
+/// 0/1 per key, released keys first (whether the owner held it), then acquired keys (whether it
+/// was taken).
 pub(crate) const LEASE_EXCHANGE: &str = r#"
 local first = 5 + tonumber(ARGV[4])
+local out = {}
 for i = 5, first - 1 do
   local key = ARGV[i]
   if redis.call('HGET', KEYS[2], key) == ARGV[1] then
     redis.call('HDEL', KEYS[2], key)
     redis.call('ZREM', KEYS[1], key)
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
   end
 end
-local out = {}
 for i = first, #ARGV do
   local key = ARGV[i]
   local owner = redis.call('HGET', KEYS[2], key)
