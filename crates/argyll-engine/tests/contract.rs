@@ -382,13 +382,7 @@ async fn async_step_survives_a_restart_and_completes_by_webhook() {
     a.step_type = argyll_model::StepType::Async;
     register(&first, vec![a]).await;
     start(&first, "f", &["a"], init(json!({"x": 1}))).await;
-    for _ in 0..200 {
-        if !mock.calls().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let token = mock.calls()[0].token.clone();
+    let token = mock.first_call().await.token;
     first.shutdown(Duration::from_secs(1)).await;
     drop(first);
 
@@ -767,13 +761,7 @@ async fn a_deleted_flow_is_not_served_from_the_cache() {
     let engine = engine(&mock).await;
     register(&engine, vec![step("a", &[], &["r"])]).await;
     start(&engine, "f", &["a"], init(json!({}))).await;
-    for _ in 0..200 {
-        if !mock.calls().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let token = mock.calls()[0].token.clone();
+    let token = mock.first_call().await.token;
     assert!(
         engine
             .store()
@@ -940,13 +928,7 @@ async fn commands_on_a_stale_cached_state_are_checked_against_the_store() {
         .unwrap_err();
     assert!(matches!(error, EngineError::FlowExists(_)), "{error}");
 
-    for _ in 0..200 {
-        if !mock.calls().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let token = mock.calls()[0].token.clone();
+    let token = mock.first_call().await.token;
     // The second instance records the result; the first one's cache still shows the item
     // running, so its copy of the same report conflicts, re-reads, and is refused.
     second

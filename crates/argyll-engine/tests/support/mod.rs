@@ -100,6 +100,17 @@ impl MockRunner {
         self
     }
 
+    /// The first call, once it has been made (within about a second).
+    pub async fn first_call(&self) -> Call {
+        for _ in 0..200 {
+            if let Some(call) = self.calls().into_iter().next() {
+                return call;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("no step was called");
+    }
+
     pub fn calls(&self) -> Vec<Call> {
         self.calls.lock().unwrap().clone()
     }
