@@ -926,7 +926,7 @@ impl<S: Store> Engine<S> {
     }
 
     /// Records a work result reported from outside (the webhook). Refused when the flow,
-    /// step or token is unknown or the item is not running.
+    /// step or token is unknown, the step is not async, or the item is not running.
     pub async fn report_work(
         &self,
         flow_id: &str,
@@ -935,10 +935,15 @@ impl<S: Store> Engine<S> {
         report: WorkReport,
     ) -> Result<(), EngineError> {
         let committed = self
-            .commit_flow_command(flow_id, |tx| match &report {
-                WorkReport::Succeeded(outputs) => tx.complete_work(step_id, token, outputs.clone()),
-                WorkReport::Failed(error) => tx.fail_work(step_id, token, error),
-                WorkReport::Retry(error) => tx.not_complete_work(step_id, token, error),
+            .commit_flow_command(flow_id, |tx| {
+                tx.check_reported_from_outside(step_id)?;
+                match &report {
+                    WorkReport::Succeeded(outputs) => {
+                        tx.complete_work(step_id, token, outputs.clone())
+                    }
+                    WorkReport::Failed(error) => tx.fail_work(step_id, token, error),
+                    WorkReport::Retry(error) => tx.not_complete_work(step_id, token, error),
+                }
             })
             .await?;
         // The result is recorded: the caller (a webhook) is answered now, and what follows

@@ -34,6 +34,10 @@ pub enum FlowCommandError {
     /// The token is not a work item of the step.
     #[error("work item not found: {0}")]
     WorkItemNotFound(String),
+    /// A result reported from outside (a webhook) for a step that is not async: its work
+    /// items are finished by the engine's own call to the handler, never by a webhook.
+    #[error("step {0} is not an async step: only work items of async steps accept webhook results")]
+    NotAsync(String),
     /// The reported result does not fit the item's status.
     #[error(transparent)]
     InvalidTransition(#[from] argyll_model::InvalidWorkTransition),
@@ -247,6 +251,20 @@ impl<'s> FlowTx<'s> {
     }
 
     // ------------------------------------------------------------------ reported results
+
+    /// Refuses a result reported from outside (the webhook) unless the step is async: a sync
+    /// or script step's item is finished by the engine's own call, and a webhook racing that
+    /// call must not decide the item (a flow step's item is finished by its child flow).
+    pub(crate) fn check_reported_from_outside(&self, step_id: &str) -> Result<(), TxError> {
+        let step = self
+            .plan_step(step_id)
+            .ok_or_else(|| FlowCommandError::StepNotInPlan(step_id.to_owned()))?;
+        if step.step_type == argyll_model::StepType::Async {
+            Ok(())
+        } else {
+            Err(FlowCommandError::NotAsync(step_id.to_owned()).into())
+        }
+    }
 
     fn check_item(
         &self,

@@ -458,7 +458,7 @@ async fn webhook_errors_name_the_problem() {
     let mock = MockRunner::new();
     mock.on("a", vec![Reply::Accepted]);
     let engine = engine(&mock).await;
-    register(&engine, vec![step("a", &[], &["r"])]).await;
+    register(&engine, vec![async_step("a", &[], &["r"])]).await;
     start(&engine, "f", &["a"], init(json!({}))).await;
     let report = || WorkReport::Succeeded(init(json!({})));
     let error = engine
@@ -476,6 +476,40 @@ async fn webhook_errors_name_the_problem() {
         .await
         .unwrap_err();
     assert_eq!(error.to_string(), "work item not found: t");
+}
+
+/// Issue 14, item 4: only work items of async steps accept a webhook; a webhook for a sync
+/// step's item is refused and the handler's own result decides the item.
+#[tokio::test]
+async fn webhook_for_a_sync_step_is_refused_and_the_handler_decides() {
+    let mock = MockRunner::new();
+    mock.outputs("a", json!({"r": "from handler"}));
+    let held = mock.hold("a");
+    let engine = engine(&mock).await;
+    register(&engine, vec![step("a", &[], &["r"])]).await;
+    start(&engine, "f", &["a"], init(json!({}))).await;
+    let token = mock.first_call().await.token;
+    let error = engine
+        .report_work(
+            "f",
+            "a",
+            &token,
+            WorkReport::Succeeded(init(json!({"r": "from webhook"}))),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, EngineError::Work(FlowCommandError::NotAsync(_))),
+        "{error}"
+    );
+    assert_eq!(
+        error.to_string(),
+        "step a is not an async step: only work items of async steps accept webhook results"
+    );
+    held.release();
+    let flow = wait(&engine, "f").await;
+    assert_eq!(flow.status.to_string(), "completed");
+    assert_eq!(attr(&flow, "r"), Some(json!("from handler")));
 }
 
 fn child_setup(mock: &MockRunner) -> Vec<argyll_model::Step> {
@@ -759,7 +793,7 @@ async fn a_deleted_flow_is_not_served_from_the_cache() {
     let mock = MockRunner::new();
     mock.on("a", vec![Reply::Accepted]);
     let engine = engine(&mock).await;
-    register(&engine, vec![step("a", &[], &["r"])]).await;
+    register(&engine, vec![async_step("a", &[], &["r"])]).await;
     start(&engine, "f", &["a"], init(json!({}))).await;
     let token = mock.first_call().await.token;
     assert!(

@@ -4,7 +4,9 @@ use argyll_engine::{AggregateError, CatalogError, EngineError};
 use argyll_plan::PlanError;
 use argyll_store::StoreError;
 use axum::Json;
-use axum::http::StatusCode;
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -87,4 +89,47 @@ impl From<EngineError> for ApiError {
         };
         ApiError::new(status, error.to_string())
     }
+}
+
+/// Error answers that did not come from a handler — extractor rejections such as a body over
+/// the limit (413), a bad WebSocket upgrade, a method the route lacks — are plain text in axum;
+/// this rewrites every such answer into the `{"error","status"}` body, so clients parse one
+/// shape. `max_request_bytes` names the limit in the 413 message.
+pub(crate) async fn errors_as_json(
+    max_request_bytes: usize,
+    request: Request,
+    next: Next,
+) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_error = status.is_client_error() || status.is_server_error();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/json"));
+    if !is_error || is_json {
+        return response;
+    }
+    let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        format!(
+            "request body too large: the limit is {max_request_bytes} bytes (ENGINE_MAX_REQUEST_BYTES)"
+        )
+    } else {
+        // Rejection texts are one short line; more is not a message worth echoing.
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap_or_default();
+        let text = String::from_utf8_lossy(&body).trim().to_owned();
+        if text.is_empty() {
+            status.canonical_reason().unwrap_or("error").to_owned()
+        } else {
+            text
+        }
+    };
+    let mut rewritten = ApiError::new(status, message).into_response();
+    rewritten.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    rewritten
 }

@@ -26,7 +26,7 @@ use argyll_store::Store;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -119,6 +119,9 @@ pub fn router<S: Store>(
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn(move |request, next| {
+            error::errors_as_json(limit, request, next)
+        }))
         .layer(middleware::from_fn(cors))
         .with_state(state)
 }
@@ -145,9 +148,10 @@ pub async fn serve<S: Store>(
     Ok(())
 }
 
-/// The original's router answered unknown paths and methods with this plain text.
+/// Unknown paths and methods: the original's text (`404 page not found`), in the error body
+/// every other error uses.
 async fn not_found() -> Response {
-    (StatusCode::NOT_FOUND, "404 page not found").into_response()
+    ApiError::not_found("404 page not found").into_response()
 }
 
 /// `api.md` §0: every response allows any origin; any `OPTIONS` request is answered 200.

@@ -1,7 +1,7 @@
 //! `POST /webhook/{flow}/{step}/{token}` (`api.md` §2, decision 14).
 
-use argyll_engine::{EngineError, WorkReport};
-use argyll_model::Args;
+use argyll_engine::{EngineError, FlowCommandError, WorkReport};
+use argyll_model::{Args, StepType};
 use argyll_store::Store;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
@@ -38,6 +38,16 @@ pub(crate) async fn receive<S: Store>(
         .executions
         .get(&step_id)
         .ok_or_else(|| ApiError::bad_request("Step execution not found"))?;
+    if flow
+        .plan
+        .steps
+        .get(&step_id)
+        .is_some_and(|step| step.step_type != StepType::Async)
+    {
+        return Err(ApiError::bad_request(
+            FlowCommandError::NotAsync(step_id).to_string(),
+        ));
+    }
     if !execution.work_items.contains_key(&token) {
         return Err(ApiError::bad_request("Work item not found for token"));
     }

@@ -312,7 +312,7 @@ async fn cors_options_unknown_routes_and_body_limit() {
     let (status, body) = server.send("GET", "/no/such/path", None).await;
     assert_eq!(
         (status, body),
-        (404, Value::String("404 page not found".into()))
+        (404, json!({"error": "404 page not found", "status": 404}))
     );
     let (status, body) = server.send("GET", "/health", None).await;
     assert_eq!(status, 200);
@@ -321,8 +321,28 @@ async fn cors_options_unknown_routes_and_body_limit() {
         json!({"service": "argyll-engine", "status": "healthy"})
     );
     let big = json!({"id": "x".repeat(4096), "name": "n", "type": "sync"});
-    let (status, _) = server.send("POST", "/engine/step", Some(big)).await;
-    assert_eq!(status, 413);
+    let (status, body) = server.send("POST", "/engine/step", Some(big)).await;
+    // Issue 14, item 13: the 413 uses the error body of every other error and names the limit.
+    assert_eq!(
+        (status, body),
+        (
+            413,
+            json!({
+                "error": "request body too large: the limit is 1024 bytes (ENGINE_MAX_REQUEST_BYTES)",
+                "status": 413
+            })
+        )
+    );
+    // A request the route has no method for, and a WebSocket request that is no upgrade.
+    for (method, path) in [("PATCH", "/engine/step"), ("GET", "/engine/ws")] {
+        let (status, body) = server.send(method, path, None).await;
+        assert!(status >= 400, "{method} {path}: {status}");
+        assert_eq!(body["status"], status, "{method} {path}: {body}");
+        assert!(
+            body["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{body}"
+        );
+    }
     let response = server
         .client
         .post(format!("{}/engine/step", server.base))

@@ -42,19 +42,39 @@ impl EngineProcess {
         settings: &[(&str, String)],
         subcommand: Option<&str>,
     ) -> Self {
+        let mut all = vec![("ENGINE_REDIS_ADDR", redis.to_owned())];
+        all.extend(settings.iter().cloned());
+        Self::launch(name, &all, subcommand, &[])
+    }
+
+    /// An engine on the embedded store (unless `settings` name a Redis), run under `prlimit`
+    /// with `limits` (e.g. `--as=2000000000`, `--nofile=256`) when there are any. `settings`
+    /// override the defaults of these tests (short leases, JSON logs at `warn`).
+    pub fn launch(
+        name: &str,
+        settings: &[(&str, String)],
+        subcommand: Option<&str>,
+        limits: &[&str],
+    ) -> Self {
         let port = free_port().unwrap();
         let log = std::env::temp_dir().join(unique(&format!("argyll-{name}")) + ".log");
         let file = std::fs::File::create(&log).unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_argyll"));
-        command.env_clear().args(subcommand);
-        for (name, value) in settings {
-            command.env(name, value);
-        }
-        let child = command
+        let mut command = if limits.is_empty() {
+            Command::new(env!("CARGO_BIN_EXE_argyll"))
+        } else {
+            let mut prlimit = Command::new("prlimit");
+            prlimit
+                .args(limits)
+                .arg("--")
+                .arg(env!("CARGO_BIN_EXE_argyll"));
+            prlimit
+        };
+        command
+            .env_clear()
+            .args(subcommand)
             .env("ENGINE_HOST", "127.0.0.1")
             .env("ENGINE_PORT", port.to_string())
             .env("WEBHOOK_BASE_URL", format!("http://127.0.0.1:{port}"))
-            .env("ENGINE_REDIS_ADDR", redis)
             .env("ENGINE_INSTANCE_ID", name)
             .env("WORK_LEASE_TIMEOUT", LEASE)
             .env(
@@ -63,7 +83,11 @@ impl EngineProcess {
             )
             .env("ENGINE_LOG_FORMAT", "json")
             .env("ARGYLL_CONFIG", "/nonexistent/argyll.toml")
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("PATH", std::env::var("PATH").unwrap_or_default());
+        for (name, value) in settings {
+            command.env(name, value);
+        }
+        let child = command
             .stdout(Stdio::from(file))
             .stderr(Stdio::null())
             .spawn()
@@ -73,6 +97,45 @@ impl EngineProcess {
             base: format!("http://127.0.0.1:{port}"),
             log,
         }
+    }
+
+    /// The process id (of `prlimit`'s exec'd engine, which keeps the pid).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Resident memory of the engine process in bytes (Linux `/proc`).
+    pub fn rss_bytes(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    }
+
+    /// Whether the process is still running (it did not crash or abort).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
+    /// SIGTERM, then waits up to `within` for the process to exit; whether it did.
+    pub fn terminate(&mut self, within: Duration) -> bool {
+        let Some(child) = self.child.as_mut() else {
+            return true;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                self.child = None;
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
     }
 
     pub async fn wait_healthy(&self, client: &reqwest::Client) {

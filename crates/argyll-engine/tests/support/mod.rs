@@ -54,6 +54,17 @@ pub struct MockRunner {
     calls: Arc<Mutex<Vec<Call>>>,
     delays: Arc<Mutex<HashMap<String, Duration>>>,
     gates: Arc<Mutex<HashMap<String, Arc<tokio::sync::Barrier>>>>,
+    holds: Arc<Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>>,
+}
+
+/// Calls of a held step wait until the test releases them.
+pub struct Held(Arc<tokio::sync::Semaphore>);
+
+impl Held {
+    /// Lets every waiting and later call of the step answer.
+    pub fn release(&self) {
+        self.0.add_permits(tokio::sync::Semaphore::MAX_PERMITS / 2);
+    }
 }
 
 impl Default for MockRunner {
@@ -64,6 +75,7 @@ impl Default for MockRunner {
             calls: Arc::default(),
             delays: Arc::default(),
             gates: Arc::default(),
+            holds: Arc::default(),
         }
     }
 }
@@ -98,6 +110,16 @@ impl MockRunner {
             .unwrap()
             .insert(step_id.into(), Arc::new(tokio::sync::Barrier::new(group)));
         self
+    }
+
+    /// Calls of `step_id` wait (after being recorded) until the returned [`Held`] is released.
+    pub fn hold(&self, step_id: &str) -> Held {
+        let semaphore = Arc::new(tokio::sync::Semaphore::new(0));
+        self.holds
+            .lock()
+            .unwrap()
+            .insert(step_id.into(), semaphore.clone());
+        Held(semaphore)
     }
 
     /// The first call, once it has been made (within about a second).
@@ -145,7 +167,11 @@ impl StepRunner for MockRunner {
         };
         let delay = self.delays.lock().unwrap().get(&work.step.id).copied();
         let gate = self.gates.lock().unwrap().get(&work.step.id).cloned();
+        let hold = self.holds.lock().unwrap().get(&work.step.id).cloned();
         Box::pin(async move {
+            if let Some(hold) = hold {
+                let _ = hold.acquire().await;
+            }
             if let Some(delay) = delay {
                 tokio::time::sleep(delay).await;
             }
@@ -206,6 +232,13 @@ pub fn step(id: &str, requires: &[&str], outputs: &[&str]) -> Step {
     for name in outputs {
         step = step.with_attribute(*name, AttributeSpec::output(AttributeType::Untyped));
     }
+    step
+}
+
+/// An async step (completed by webhook) with outputs and required inputs (all untyped).
+pub fn async_step(id: &str, requires: &[&str], outputs: &[&str]) -> Step {
+    let mut step = step(id, requires, outputs);
+    step.step_type = argyll_model::StepType::Async;
     step
 }
 
