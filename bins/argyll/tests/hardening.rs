@@ -80,6 +80,139 @@ async fn flow_after(
     flow
 }
 
+// ------------------------------------------------------------------ item 1
+
+/// A sync step's handler that takes `seconds` to answer and counts its calls per token.
+#[derive(Clone)]
+struct SlowHandler {
+    seconds: u64,
+    calls: Arc<std::sync::Mutex<Vec<String>>>,
+    first: Arc<Notify>,
+}
+
+impl SlowHandler {
+    fn new(seconds: u64) -> Self {
+        SlowHandler {
+            seconds,
+            calls: Arc::default(),
+            first: Arc::new(Notify::new()),
+        }
+    }
+
+    fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    async fn serve(&self) -> StepService {
+        StepService::start(
+            axum::Router::new()
+                .route("/step", post(slow_handler))
+                .with_state(self.clone()),
+        )
+        .await
+    }
+}
+
+async fn slow_handler(State(slow): State<SlowHandler>, Json(request): Json<Value>) -> Json<Value> {
+    let token = request["metadata"]["receipt_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    slow.calls.lock().unwrap().push(token);
+    slow.first.notify_one();
+    tokio::time::sleep(Duration::from_secs(slow.seconds)).await;
+    Json(json!({"success": true, "outputs": {"r": request["inputs"]["x"]}}))
+}
+
+/// A `for_each` step over `x` calling `endpoint`, three items at a time.
+fn slow_fan_out(endpoint: &str) -> Value {
+    json!({
+        "id": "slow", "name": "slow", "type": "sync",
+        "http": {"endpoint": endpoint, "timeout": 120_000},
+        "attributes": {
+            "x": {"role": "required", "for_each": true},
+            "r": {"role": "output"}
+        },
+        "work_config": {"parallelism": 3, "max_retries": 0}
+    })
+}
+
+async fn start_slow_flow(client: &reqwest::Client, engine: &EngineProcess) {
+    let (status, body) = send(
+        client,
+        reqwest::Method::POST,
+        &format!("{}/engine/flow", engine.base),
+        &json!({"id": "f", "goals": ["slow"], "init": {"x": [1, 2, 3]}}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+}
+
+/// Decision 24: a 30 s call under a 5 s lease keeps its lease; each item is called once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item_01_a_long_sync_call_is_made_once() {
+    let slow = SlowHandler::new(30);
+    let service = slow.serve().await;
+    let client = client();
+    let engine =
+        EngineProcess::launch("item-01", &[("WORK_LEASE_TIMEOUT", "5s".into())], None, &[]);
+    engine.wait_healthy(&client).await;
+    register(
+        &client,
+        &engine,
+        slow_fan_out(&format!("{}/step", service.base)),
+    )
+    .await;
+    start_slow_flow(&client, &engine).await;
+    let flow = flow_after(&client, &engine, "f", "60s").await;
+    assert_eq!(flow["status"], "completed", "{flow}");
+    let mut calls = slow.calls();
+    calls.sort();
+    let mut tokens = calls.clone();
+    tokens.dedup();
+    assert_eq!((calls.len(), tokens.len()), (3, 3), "{calls:?}");
+    assert!(
+        !engine.log().contains("taking over work"),
+        "{}",
+        engine.log()
+    );
+}
+
+/// With the engine killed mid-call, another instance takes the work over once the lease has
+/// lapsed: at most two calls per item, and the flow completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item_01_a_killed_engine_means_at_most_two_calls() {
+    let redis = argyll_testkit::RedisServer::start().unwrap();
+    let slow = SlowHandler::new(15);
+    let service = slow.serve().await;
+    let client = client();
+    let settings = [
+        ("ENGINE_REDIS_ADDR", redis.addr()),
+        ("WORK_LEASE_TIMEOUT", "5s".into()),
+    ];
+    let mut doomed = EngineProcess::launch("item-01-doomed", &settings, None, &[]);
+    doomed.wait_healthy(&client).await;
+    register(
+        &client,
+        &doomed,
+        slow_fan_out(&format!("{}/step", service.base)),
+    )
+    .await;
+    start_slow_flow(&client, &doomed).await;
+    slow.first.notified().await;
+    doomed.kill();
+    let survivor = EngineProcess::launch("item-01-survivor", &settings, None, &[]);
+    survivor.wait_healthy(&client).await;
+    let flow = flow_after(&client, &survivor, "f", "60s").await;
+    assert_eq!(flow["status"], "completed", "{flow}");
+    let calls = slow.calls();
+    for token in &calls {
+        let count = calls.iter().filter(|t| *t == token).count();
+        assert!(count <= 2, "{token} called {count} times: {calls:?}");
+    }
+    assert!(calls.len() >= 3 && calls.len() <= 6, "{calls:?}");
+}
+
 // ------------------------------------------------------------------ item 4
 
 /// A sync step's handler that reports the token of each call and answers when released.

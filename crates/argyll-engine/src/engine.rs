@@ -34,6 +34,7 @@ use crate::runner::{
     HttpStepRunner, LOCAL_SCHEME, LocalHandlers, RunnerSet, ScriptStepRunner, StepRunner,
     WorkOutcome, WorkRequest, script_arg_names,
 };
+use crate::running::RunningWork;
 
 /// Engine settings (the server fills them from `argyll-config`).
 #[derive(Clone, Debug)]
@@ -254,6 +255,7 @@ impl<S: Store> EngineBuilder<S> {
                 next_waiter: std::sync::atomic::AtomicU64::new(0),
                 results: std::sync::Mutex::default(),
                 plans: moka::sync::Cache::new(PLAN_CACHE_SIZE),
+                running: RunningWork::default(),
             }),
         })
     }
@@ -292,6 +294,8 @@ struct Inner<S> {
     next_waiter: std::sync::atomic::AtomicU64,
     results: std::sync::Mutex<ResultQueues>,
     plans: moka::sync::Cache<PlanKey, Arc<ExecutionPlan>>,
+    /// Work items this process is running (their leases are renewed; recovery leaves them be).
+    running: RunningWork,
 }
 
 /// What a plan depends on: the catalog (by its sequence), the goals and the init names.
@@ -1219,6 +1223,12 @@ impl<S: Store> Engine<S> {
         let config = &self.inner.config;
         let lease = work_key("work", &work.flow_id, &work.step.id, &work.token);
         let owner = config.instance_id.as_str();
+        // Decision 24: an item already running here (a re-dispatch that found its own live
+        // work) is not started twice; the running call records the result.
+        let Some(_running) = self.inner.running.claim(&lease) else {
+            tracing::debug!(flow_id = %work.flow_id, step_id = %work.step.id, token = %work.token, "work already running here; not started again");
+            return;
+        };
         if !leased && !self.lease_work(&work, &lease).await {
             return;
         }
@@ -1232,7 +1242,11 @@ impl<S: Store> Engine<S> {
                 tokio::select! {
                     outcome = &mut execution => break outcome,
                     _ = renew.tick() => {
-                        let _ = store.renew(&lease, owner, config.lease_ttl, now()).await;
+                        if let Ok(false) = store.renew(&lease, owner, config.lease_ttl, now()).await {
+                            // Another instance took the item over (this one was cut off for
+                            // longer than the lease): its result decides; this one is refused.
+                            tracing::warn!(%flow_id, step_id = %step.id, %token, "work lease lost while the call runs");
+                        }
                     }
                 }
             }
@@ -1687,6 +1701,10 @@ impl<S: Store> Engine<S> {
             for (token, item) in &execution.work_items {
                 if matches!(item.status, WorkStatus::Active | WorkStatus::NotCompleted) {
                     let lease = work_key("work", flow_id, step_id, token);
+                    if self.inner.running.contains(&lease) {
+                        // Work in progress here keeps its lease (decision 24).
+                        continue;
+                    }
                     let store = &self.inner.store;
                     if store
                         .acquire(&lease, &config.instance_id, config.lease_ttl, now())
@@ -1829,6 +1847,13 @@ impl<S: Store> Engine<S> {
         };
         let config = &self.inner.config;
         let store = &self.inner.store;
+        if self.inner.running.contains(&lease.key) {
+            // Still running here; its renewal came late (a busy process). Renew, never re-run.
+            let _ = store
+                .acquire(&lease.key, &config.instance_id, config.lease_ttl, now())
+                .await;
+            return;
+        }
         if !matches!(
             store
                 .acquire(&lease.key, &config.instance_id, config.lease_ttl, now())

@@ -33,6 +33,7 @@ mod catalog;
 mod engine;
 mod flow;
 mod runner;
+mod running;
 
 pub use aggregate::{
     AggregateError, AggregateState, Current, Executed, ProjectionCache, execute, execute_applied,

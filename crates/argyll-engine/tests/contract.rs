@@ -729,9 +729,22 @@ async fn parallelism_limits_active_items_and_terminal_flows_cancel_queued_work()
 /// takes the work over once the lease lapses, without any restart.
 #[test]
 fn work_of_a_dead_instance_is_taken_over() {
+    take_over_after_death(["doomed", "survivor"]);
+}
+
+/// An instance restarted under the same `ENGINE_INSTANCE_ID` finds leases in its own name that
+/// nothing in the new process runs: it takes that work over (decision 24 only protects work
+/// that is running).
+#[test]
+fn a_restarted_instance_takes_over_its_own_leftover_work() {
+    take_over_after_death(["same", "same"]);
+}
+
+fn take_over_after_death(instances: [&str; 2]) {
     let store = EmbeddedStore::new();
-    let config = || argyll_engine::EngineConfig {
+    let config = |instance: &str| argyll_engine::EngineConfig {
         lease_ttl: Duration::from_millis(300),
+        instance_id: instance.to_owned(),
         ..test_config()
     };
     let stuck = MockRunner::new();
@@ -745,7 +758,7 @@ fn work_of_a_dead_instance_is_taken_over() {
         .unwrap();
     doomed.block_on(async {
         let engine = argyll_engine::Engine::builder(store.clone())
-            .config(config())
+            .config(config(instances[0]))
             .runner(std::sync::Arc::new(stuck.clone()))
             .build()
             .unwrap();
@@ -768,7 +781,7 @@ fn work_of_a_dead_instance_is_taken_over() {
         let healthy = MockRunner::new();
         healthy.outputs("s", json!({"r": "taken over"}));
         let engine = argyll_engine::Engine::builder(store.clone())
-            .config(config())
+            .config(config(instances[1]))
             .runner(std::sync::Arc::new(healthy.clone()))
             .build()
             .unwrap();
@@ -784,6 +797,64 @@ fn work_of_a_dead_instance_is_taken_over() {
             "same work item, same token"
         );
     });
+}
+
+/// Issue 14, item 1 (decision 24): a call that runs for many lease periods keeps its lease
+/// (renewed while it runs); neither the sweep of quiet flows nor the lapsed-lease check of the
+/// instance that runs it dispatches it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_in_progress_keeps_its_lease_and_is_called_once() {
+    let mock = MockRunner::new();
+    // Eight lease periods and more than two sweeps of quiet flows.
+    mock.outputs("slow", json!({"r": "done"}))
+        .delay("slow", Duration::from_millis(2500));
+    let engine = argyll_engine::Engine::builder(EmbeddedStore::new())
+        .config(argyll_engine::EngineConfig {
+            lease_ttl: Duration::from_millis(300),
+            ..test_config()
+        })
+        .runner(std::sync::Arc::new(mock.clone()))
+        .build()
+        .unwrap();
+    engine.start().await.unwrap();
+    let fan = ale_script("fan", "{:x [1 2 3]}")
+        .with_attribute("x", AttributeSpec::output(AttributeType::Untyped));
+    let mut slow = with_work_config(
+        step("slow", &["x"], &["r"]),
+        WorkConfig {
+            parallelism: 3,
+            ..WorkConfig::default()
+        },
+    );
+    slow.attributes.get_mut("x").unwrap().for_each = true;
+    register(&engine, vec![fan, slow]).await;
+    start(&engine, "f", &["slow"], init(json!({}))).await;
+    let flow = engine
+        .wait_for_flow("f", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(flow.status.to_string(), "completed");
+    let calls = mock.calls_of("slow");
+    let mut tokens: Vec<&str> = calls.iter().map(|c| c.token.as_str()).collect();
+    tokens.sort_unstable();
+    tokens.dedup();
+    assert_eq!(
+        (calls.len(), tokens.len()),
+        (3, 3),
+        "each of the 3 items called exactly once"
+    );
+    // Nor was any of them re-dispatched (a second `work_started`) while it ran.
+    let events = engine
+        .store()
+        .read(&AggregateId::Flow("f".into()), 0)
+        .await
+        .unwrap();
+    let started = events
+        .iter()
+        .filter(|e| matches!(&e.event, Event::Flow(FlowEvent::WorkStarted(_))))
+        .count();
+    assert_eq!(started, 4, "one work_started per item (and the script's)");
 }
 
 /// The engine's flow cache never outlives the flow's log: a result for a flow deleted from the
