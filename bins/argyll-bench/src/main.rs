@@ -7,18 +7,21 @@
 //!
 //! Scenarios: `a` one Ale script step (the quickstart shape); `b` a chain of three sync HTTP
 //! steps served by the built-in step server; `c` a `for_each` fan-out of 100 items with
-//! parallelism 10; `d` an async step completed by webhook. Client modes: `longpoll`
+//! parallelism 10; `d` an async step completed by webhook; `e` one large fan-out: `--fan-out`
+//! items of an Ale step with parallelism 100 (run it with `--count 1 --clients 1`). Every
+//! scenario probes `GET /health` every 20 ms while it runs and reports the slowest answer, and
+//! reports how long the start requests took (large fan-outs are planned inside the start). Client modes: `longpoll`
 //! (`GET /engine/flow/{id}?wait=`) and `poll` (every 100 ms, like the original's load test).
 //!
 //! ```text
 //! argyll-bench [--url URL | --store embedded|redis --redis ADDR [--engines N]]
-//!              [--scenario a,b,c,d] [--clients N] [--duration SECS | --count N]
+//!              [--scenario a,b,c,d,e] [--clients N] [--duration SECS | --count N]
 //!              [--rate FLOWS_PER_SEC] [--fan-out ITEMS] [--mode longpoll|poll] [--json]
 //! ```
 //!
 //! With `--rate` the clients start flows on a fixed schedule (open loop) instead of as fast as
 //! they can; with `--engines N` (Redis) it starts N engines and alternates flows between them;
-//! `--fan-out` sets scenario c's work items per flow (100);
+//! `--fan-out` sets the work items per flow of scenarios c and e (100);
 //! with `--redis` it reports Redis commands per completed flow (from `INFO commandstats`, so
 //! give it a server of its own). Runs of 20 s or more also report the completion rate of the
 //! first and the last 10 s.
@@ -55,13 +58,13 @@ struct Options {
     engines: usize,
     /// Whether `--redis` was given: then Redis command counts are reported.
     redis_given: bool,
-    /// Work items per flow of scenario c.
+    /// Work items per flow of scenarios c and e.
     fan_out: usize,
 }
 
 fn usage() -> &'static str {
     "usage: argyll-bench [--url URL | --store embedded|redis [--redis HOST:PORT] [--engines N]] \
-     [--scenario a,b,c,d] [--clients N] [--duration SECS | --count N] [--rate FLOWS_PER_SEC] \
+     [--scenario a,b,c,d,e] [--clients N] [--duration SECS | --count N] [--rate FLOWS_PER_SEC] \
      [--fan-out ITEMS] \
      [--mode longpoll|poll] [--engine-bin PATH] [--json]"
 }
@@ -106,8 +109,8 @@ fn parse_options() -> Result<Options, String> {
                 options.fan_out = value("--fan-out")?
                     .parse()
                     .ok()
-                    .filter(|n| (1..=100_000).contains(n))
-                    .ok_or_else(|| "--fan-out: expected a number from 1 to 100000".to_owned())?;
+                    .filter(|n| (1..=1_000_000).contains(n))
+                    .ok_or_else(|| "--fan-out: expected a number from 1 to 1000000".to_owned())?;
             }
             "--engines" => {
                 options.engines = value("--engines")?
@@ -147,8 +150,8 @@ fn parse_options() -> Result<Options, String> {
             other => return Err(format!("unknown argument {other}\n{}", usage())),
         }
     }
-    if let Some(bad) = options.scenarios.iter().find(|s| !"abcd".contains(**s)) {
-        return Err(format!("unknown scenario {bad} (expected a, b, c or d)"));
+    if let Some(bad) = options.scenarios.iter().find(|s| !"abcde".contains(**s)) {
+        return Err(format!("unknown scenario {bad} (expected a, b, c, d or e)"));
     }
     if !matches!(options.store.as_str(), "embedded" | "redis") {
         return Err("--store: expected embedded or redis".into());
@@ -378,6 +381,22 @@ async fn setup(
                 init: Box::new(move |_| json!({items.clone(): (0..fan_out).collect::<Vec<_>>()})),
             })
         }
+        'e' => {
+            register(client, engine, json!({
+                "id": id("big"), "name": "big", "type": "script",
+                "attributes": {attr("x"): {"role": "required", "type": "array", "for_each": true},
+                               attr("r"): {"role": "output"}},
+                "script": {"language": "ale", "script": format!("{{:{} (* 2 {})}}", attr("r"), attr("x"))},
+                "work_config": {"max_retries": 0, "parallelism": 100}
+            })).await?;
+            let x = attr("x");
+            Ok(Scenario {
+                name: format!("e: one fan-out of {fan_out} Ale items, parallelism 100"),
+                items: fan_out,
+                goal: id("big"),
+                init: Box::new(move |_| json!({x.clone(): (0..fan_out).collect::<Vec<_>>()})),
+            })
+        }
         _ => {
             register(client, engine, json!({
                 "id": id("async"), "name": "async", "type": "async",
@@ -424,6 +443,13 @@ struct Report {
     /// CPU seconds and RSS of the engine processes this harness started (summed).
     engine_cpu_seconds: Option<f64>,
     engine_rss_mb: Option<f64>,
+    /// How long the start requests took (the start plans and records the flow's first steps).
+    start_p99_ms: f64,
+    start_max_ms: f64,
+    /// The slowest answer to `GET /health` (probed every 20 ms during the run), and the 99th
+    /// percentile: whether the engine stays responsive under the load.
+    health_p99_ms: f64,
+    health_max_ms: f64,
     /// Redis commands per completed flow (with `--redis`), in all and by command.
     redis_commands_per_flow: Option<f64>,
     redis_commands_by_kind: Option<BTreeMap<String, f64>>,
@@ -436,6 +462,7 @@ struct FlowStatus {
     error: Option<String>,
 }
 
+/// Runs one flow to its end; returns how long its start request took (ms).
 async fn one_flow(
     client: &reqwest::Client,
     engine: &str,
@@ -443,8 +470,9 @@ async fn one_flow(
     flow_id: &str,
     index: usize,
     poll: bool,
-) -> Result<(), String> {
+) -> Result<f64, String> {
     let body = json!({"id": flow_id, "goals": [scenario.goal], "init": (scenario.init)(index)});
+    let started = Instant::now();
     let response = client
         .post(format!("{engine}/engine/flow"))
         .json(&body)
@@ -454,6 +482,7 @@ async fn one_flow(
     if !response.status().is_success() {
         return Err(format!("start: HTTP {}", response.status()));
     }
+    let start_ms = started.elapsed().as_secs_f64() * 1000.0;
     loop {
         let url = if poll {
             format!("{engine}/engine/flow/{flow_id}")
@@ -472,7 +501,7 @@ async fn one_flow(
         // the load generator leaves the cores to the engine.
         let flow: FlowStatus = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
         match flow.status.as_deref() {
-            Some("completed") => return Ok(()),
+            Some("completed") => return Ok(start_ms),
             Some("failed") => {
                 return Err(format!("flow failed: {}", flow.error.unwrap_or_default()));
             }
@@ -590,6 +619,7 @@ async fn run_scenario(
     let errors = Arc::new(AtomicUsize::new(0));
     let first_error = Arc::new(std::sync::Mutex::new(None::<String>));
     let latencies = Arc::new(std::sync::Mutex::new(Vec::<f64>::new()));
+    let start_latencies = Arc::new(std::sync::Mutex::new(Vec::<f64>::new()));
     let seconds_slots = options.duration.as_secs() as usize + 600;
     let timeline: Arc<Vec<AtomicU64>> =
         Arc::new((0..seconds_slots).map(|_| AtomicU64::new(0)).collect());
@@ -600,6 +630,7 @@ async fn run_scenario(
         let (next, done, errors) = (next.clone(), done.clone(), errors.clone());
         let (latencies, first_error, timeline) =
             (latencies.clone(), first_error.clone(), timeline.clone());
+        let start_latencies = start_latencies.clone();
         let (count, poll, run, rate) = (options.count, options.poll, run.to_owned(), options.rate);
         clients.spawn(async move {
             loop {
@@ -623,10 +654,13 @@ async fn run_scenario(
                 let flow_id = format!("{run}-f{index}");
                 let t0 = Instant::now();
                 match one_flow(&client, engine, &scenario, &flow_id, index, poll).await {
-                    Ok(()) => {
+                    Ok(start_ms) => {
                         let ms = t0.elapsed().as_secs_f64() * 1000.0;
                         if let Ok(mut l) = latencies.lock() {
                             l.push(ms);
+                        }
+                        if let Ok(mut l) = start_latencies.lock() {
+                            l.push(start_ms);
                         }
                         let second = started.elapsed().as_secs() as usize;
                         if let Some(slot) = timeline.get(second) {
@@ -666,13 +700,38 @@ async fn run_scenario(
             }
         })
     };
+    let health_answers = Arc::new(std::sync::Mutex::new(Vec::<f64>::new()));
+    let health = {
+        let (client, engine) = (client.clone(), engines.first().cloned().unwrap_or_default());
+        let answers = health_answers.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_millis(20));
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                let t0 = Instant::now();
+                if client.get(format!("{engine}/health")).send().await.is_ok()
+                    && let Ok(mut answers) = answers.lock()
+                {
+                    answers.push(t0.elapsed().as_secs_f64() * 1000.0);
+                }
+            }
+        })
+    };
     while clients.join_next().await.is_some() {}
     progress.abort();
+    health.abort();
     eprintln!();
     let seconds = started.elapsed().as_secs_f64();
     let after = usage_of(pids);
-    let mut sorted = latencies.lock().map(|l| l.clone()).unwrap_or_default();
-    sorted.sort_by(f64::total_cmp);
+    let sorted_copy = |samples: &std::sync::Mutex<Vec<f64>>| {
+        let mut sorted = samples.lock().map(|l| l.clone()).unwrap_or_default();
+        sorted.sort_by(f64::total_cmp);
+        sorted
+    };
+    let sorted = sorted_copy(&latencies);
+    let starts = sorted_copy(&start_latencies);
+    let health_sorted = sorted_copy(&health_answers);
     if let Ok(first) = first_error.lock()
         && let Some(error) = first.as_ref()
     {
@@ -724,6 +783,10 @@ async fn run_scenario(
         p90_ms: percentile(&sorted, 0.90),
         p99_ms: percentile(&sorted, 0.99),
         max_ms: sorted.last().copied().unwrap_or(0.0),
+        start_p99_ms: percentile(&starts, 0.99),
+        start_max_ms: starts.last().copied().unwrap_or(0.0),
+        health_p99_ms: percentile(&health_sorted, 0.99),
+        health_max_ms: health_sorted.last().copied().unwrap_or(0.0),
         timeline,
         first_10s_per_second: first_10s,
         last_10s_per_second: last_10s,
@@ -736,7 +799,7 @@ async fn run_scenario(
 
 fn print_table(reports: &[Report]) {
     println!(
-        "{:<40} {:>8} {:>9} {:>10} {:>11} {:>8} {:>8} {:>8} {:>8} {:>7} {:>8} {:>8} {:>10}",
+        "{:<40} {:>8} {:>9} {:>10} {:>11} {:>8} {:>8} {:>8} {:>8} {:>9} {:>10} {:>7} {:>8} {:>8} {:>10}",
         "scenario",
         "clients",
         "flows",
@@ -746,6 +809,8 @@ fn print_table(reports: &[Report]) {
         "p90 ms",
         "p99 ms",
         "max ms",
+        "start max",
+        "health max",
         "errors",
         "cpu s",
         "rss MB",
@@ -754,7 +819,7 @@ fn print_table(reports: &[Report]) {
     for r in reports {
         let opt = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
         println!(
-            "{:<40} {:>8} {:>9} {:>10.0} {:>11.0} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>7} {:>8} {:>8} {:>10}",
+            "{:<40} {:>8} {:>9} {:>10.0} {:>11.0} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>9.1} {:>10.1} {:>7} {:>8} {:>8} {:>10}",
             r.scenario,
             r.clients,
             r.flows,
@@ -764,6 +829,8 @@ fn print_table(reports: &[Report]) {
             r.p90_ms,
             r.p99_ms,
             r.max_ms,
+            r.start_max_ms,
+            r.health_max_ms,
             r.errors,
             opt(r.engine_cpu_seconds),
             opt(r.engine_rss_mb),

@@ -95,6 +95,7 @@ fn engine_config(settings: &Settings) -> EngineConfig {
         },
         instance_id: settings.instance_id.clone().unwrap_or(defaults.instance_id),
         lease_ttl: settings.work_lease_timeout,
+        max_work_items: settings.max_work_items,
         ..defaults
     }
 }
@@ -114,13 +115,6 @@ async fn run(settings: Settings, mode: Mode) -> Result<(), String> {
             tracing::warn!(
                 "using the embedded store: state is kept in memory only and is lost when the process exits (set ENGINE_REDIS_ADDR for a persistent store)"
             );
-            // In process, replaying a flow's shared events is cheaper than keeping a cached copy
-            // (measured with the plan shared: scenario c 29,900 items/s without the cache,
-            // 22,400 with it).
-            let settings = Settings {
-                flow_cache_size: 0,
-                ..settings
-            };
             serve(EmbeddedStore::new(), &settings, mode).await
         }
         StoreMode::Redis { engine, flow } => {

@@ -289,6 +289,65 @@ async fn item_04_webhook_for_a_sync_step_is_refused() {
     assert_eq!(flow["attributes"]["r"]["value"], "from handler", "{flow}");
 }
 
+// ------------------------------------------------------------------ item 8
+
+/// A `for_each` over 10,000 elements runs every item (the speed is measured by
+/// `argyll-bench --scenario e`, see docs/performance.md); one beyond `MAX_WORK_ITEMS` is
+/// refused at the start with a message naming the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item_08_large_fan_outs_run_and_oversized_ones_are_refused() {
+    let client = client();
+    let engine = EngineProcess::launch("item-08", &[("MAX_WORK_ITEMS", "10000".into())], None, &[]);
+    engine.wait_healthy(&client).await;
+    register(
+        &client,
+        &engine,
+        json!({
+            "id": "double", "name": "double", "type": "script",
+            "attributes": {
+                "x": {"role": "required", "type": "array", "for_each": true},
+                "r": {"role": "output"}
+            },
+            "script": {"language": "ale", "script": "{:r (* 2 x)}"},
+            "work_config": {"parallelism": 100, "max_retries": 0}
+        }),
+    )
+    .await;
+    let start = |id: &str, n: usize| json!({"id": id, "goals": ["double"], "init": {"x": (0..n).collect::<Vec<_>>()}});
+    let (status, body) = post_json(
+        &client,
+        &format!("{}/engine/flow", engine.base),
+        &start("too-big", 10_001),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (
+            400,
+            json!({
+                "error": "too many work items: step double expands to 10001, the limit is 10000 (MAX_WORK_ITEMS)",
+                "status": 400
+            })
+        )
+    );
+    let (status, body) = post_json(
+        &client,
+        &format!("{}/engine/flow", engine.base),
+        &start("big", 10_000),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let flow = flow_after(&client, &engine, "big", "120s").await;
+    assert_eq!(flow["status"], "completed", "{}", flow["error"]);
+    let items = flow["executions"]["double"]["work_items"]
+        .as_object()
+        .unwrap();
+    assert_eq!(items.len(), 10_000);
+    assert!(items.values().all(|item| item["status"] == "succeeded"));
+    let results = flow["attributes"]["r"]["value"].as_array().unwrap();
+    assert_eq!(results[9_999], json!({"x": 9_999, "r": 19_998}));
+}
+
 // ------------------------------------------------------------------ item 13
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -87,6 +87,7 @@ settings_table! {
     "SCRIPT_MEMORY_LIMIT_MB" = "64" : "Memory of one Lua run; bytes of values an Ale run writes out.";
     "SCRIPT_STEP_LIMIT" = "100000000" : "Lua instructions or Ale evaluation steps of one run.";
     "SCRIPT_TIMEOUT" = "1s" : "Wall-clock limit of one script or predicate run.";
+    "MAX_WORK_ITEMS" = "100000" : "Most work items one step may expand to with `for_each` (> 0); a start that would exceed it gets 400, a step that exceeds it later fails with `too many work items`.";
     "ARCHIVE_BUCKET_URL" = "(unset: no archiving)" : "Bucket of archived flows (`s3://bucket`); archiving runs when set.";
     "ARCHIVE_PREFIX" = "archived/" : "Key prefix of archived flows in the bucket.";
     "ARCHIVE_MEMORY_PERCENT" = "80" : "Store memory use (percent, 0-100) above which flows are archived early.";
@@ -266,6 +267,8 @@ pub struct Settings {
     pub script_step_limit: u64,
     /// Script time limit.
     pub script_timeout: Duration,
+    /// Most work items per step.
+    pub max_work_items: usize,
     /// Archiving, when a bucket is configured.
     pub archive: Option<ArchiveSettings>,
 }
@@ -559,6 +562,7 @@ impl Reader {
                 Duration::from_secs(1),
                 positive_duration,
             )?,
+            max_work_items: self.parse("MAX_WORK_ITEMS", 100_000, positive_count)?,
             archive,
         })
     }

@@ -66,7 +66,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?
         .ok_or("flow not found")?;
     println!("flow {} is {}", flow.id, flow.status);
-    for (name, attribute) in &flow.attributes {
+    for (name, attribute) in flow.attributes.iter() {
         println!("  {name} = {}", attribute.value);
     }
     engine.shutdown(Duration::from_secs(1)).await;

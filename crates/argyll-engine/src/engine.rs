@@ -66,6 +66,9 @@ pub struct EngineConfig {
     /// needs longer is dispatched as work and run on the blocking pool under
     /// [`EngineConfig::script_limits`]. `None` sends every script item through the runner.
     pub quick_script_budget: Option<ScriptLimits>,
+    /// The most work items one step may expand to (`MAX_WORK_ITEMS`): a start that would
+    /// exceed it is refused, a step that reaches it later fails.
+    pub max_work_items: usize,
 }
 
 /// The default [`EngineConfig::quick_script_budget`]: tens of microseconds of typical
@@ -96,6 +99,7 @@ impl Default for EngineConfig {
             command_attempts: 64,
             flow_cache_size: 4096,
             quick_script_budget: Some(QUICK_SCRIPT_BUDGET),
+            max_work_items: 100_000,
         }
     }
 }
@@ -121,6 +125,9 @@ pub enum EngineError {
     /// The flow id exists with other goals or init values.
     #[error("flow exists: {0}")]
     FlowExists(String),
+    /// A flow start would make a step with more work items than `MAX_WORK_ITEMS`.
+    #[error("{0}")]
+    TooManyWorkItems(String),
     /// No such flow.
     #[error("flow not found: {0}")]
     FlowNotFound(String),
@@ -351,6 +358,7 @@ struct Services<'a> {
     memo: &'a moka::sync::Cache<String, Args>,
     retry: &'a RetryPolicy,
     quick_script_budget: Option<&'a ScriptLimits>,
+    max_work_items: usize,
 }
 
 impl FlowServices for Services<'_> {
@@ -388,6 +396,10 @@ impl FlowServices for Services<'_> {
 
     fn new_token(&self) -> String {
         uuid::Uuid::new_v4().to_string()
+    }
+
+    fn max_work_items(&self) -> usize {
+        self.max_work_items
     }
 
     fn run_script_quickly(&self, step: &Step, inputs: &Args) -> Option<Result<Args, String>> {
@@ -529,6 +541,7 @@ impl<S: Store> Engine<S> {
             memo: &self.inner.memo,
             retry: &self.inner.config.retry,
             quick_script_budget: self.inner.config.quick_script_budget.as_ref(),
+            max_work_items: self.inner.config.max_work_items,
         }
     }
 
@@ -726,6 +739,7 @@ impl<S: Store> Engine<S> {
     ) -> Result<(FlowStart, Arc<Current<Option<FlowState>>>), EngineError> {
         let services = self.services();
         let aggregate = AggregateId::Flow(request.flow_id.clone());
+        let large_init = request.init.values().any(is_large_value);
         let executed = execute_applied(
             &self.inner.store,
             self.inner.flows.as_ref(),
@@ -741,19 +755,26 @@ impl<S: Store> Engine<S> {
                 }
                 argyll_plan::validate_init(&plan, &request.init)
                     .map_err(|e| StartError::Engine(e.into()))?;
-                let mut tx = FlowTx::start(
-                    &services,
-                    at,
-                    &request.flow_id,
-                    plan.clone(),
-                    request.init.clone(),
-                    request.metadata.clone(),
-                )
-                .map_err(StartError::Tx)?;
-                let failures = tx
-                    .run_quick_work(QUICK_WORK_PER_COMMAND)
+                // A start over a large array fans out right here (work items, events): let the
+                // worker's other tasks move to another thread meanwhile.
+                offload_if(large_init, || {
+                    let mut tx = FlowTx::start(
+                        &services,
+                        at,
+                        &request.flow_id,
+                        plan.clone(),
+                        request.init.clone(),
+                        request.metadata.clone(),
+                    )
                     .map_err(StartError::Tx)?;
-                Ok((tx.events, Some(tx.state), Some((tx.effects, failures))))
+                    if let Some(error) = tx.too_many_work_items.take() {
+                        return Err(StartError::Engine(EngineError::TooManyWorkItems(error)));
+                    }
+                    let failures = tx
+                        .run_quick_work(QUICK_WORK_PER_COMMAND)
+                        .map_err(StartError::Tx)?;
+                    Ok((tx.events, Some(tx.state), Some((tx.effects, failures))))
+                })
             },
         )
         .await?;
@@ -1953,6 +1974,30 @@ fn tx_error(flow_id: &str, error: TxError) -> EngineError {
             aggregate: AggregateId::Flow(flow_id.to_owned()),
             reason: apply.to_string(),
         }),
+    }
+}
+
+/// Elements above which an init value counts as large (see [`offload_if`]).
+const LARGE_VALUE: usize = 512;
+
+fn is_large_value(value: &Value) -> bool {
+    match value {
+        Value::Array(items) => items.len() > LARGE_VALUE,
+        Value::Object(fields) => fields.len() > LARGE_VALUE,
+        _ => false,
+    }
+}
+
+/// Runs CPU-heavy `work` under `block_in_place` when `heavy` (and the runtime has other
+/// workers to take this one's tasks), so that a fan-out of 100,000 items does not hold up the
+/// requests queued behind it; otherwise inline.
+fn offload_if<T>(heavy: bool, work: impl FnOnce() -> T) -> T {
+    let multi_threaded = tokio::runtime::Handle::try_current()
+        .is_ok_and(|handle| handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if heavy && multi_threaded {
+        tokio::task::block_in_place(work)
+    } else {
+        work()
     }
 }
 

@@ -66,6 +66,8 @@ pub(crate) trait FlowServices {
     fn retry_policy(&self, step: &Step) -> RetryPolicy;
     /// A fresh work-item token.
     fn new_token(&self) -> String;
+    /// The most work items one step may expand to (`MAX_WORK_ITEMS`).
+    fn max_work_items(&self) -> usize;
     /// Runs a work item of a script step right here when it finishes within a small budget:
     /// its outputs or its error message. `None` when the step is not a script or needs longer;
     /// then it is dispatched as work like any other.
@@ -105,6 +107,9 @@ pub(crate) struct FlowTx<'s> {
     pub(crate) at: Timestamp,
     pub(crate) events: Vec<FlowEvent>,
     pub(crate) effects: Vec<Effect>,
+    /// Set when a step of this transaction would have had more work items than allowed (the
+    /// step fails; a flow start that hits it is refused instead).
+    pub(crate) too_many_work_items: Option<String>,
     services: &'s dyn FlowServices,
 }
 
@@ -117,6 +122,7 @@ impl<'s> FlowTx<'s> {
             at,
             events: Vec::new(),
             effects: Vec::new(),
+            too_many_work_items: None,
             services,
         }
     }
@@ -402,7 +408,7 @@ impl<'s> FlowTx<'s> {
         if !matches!(item.status, WorkStatus::Active | WorkStatus::NotCompleted) {
             return Ok(false);
         }
-        let inputs = item.inputs.clone();
+        let inputs = Args::clone(&item.inputs);
         self.raise(WorkStarted {
             flow_id: self.flow_id(),
             step_id: step_id.to_owned(),
@@ -582,10 +588,24 @@ impl<'s> FlowTx<'s> {
                 Ok(true) => {}
             }
         }
+        let count = work_item_count(&step, &inputs);
+        let limit = self.services.max_work_items();
+        if count > limit {
+            let error = format!(
+                "too many work items: step {step_id} expands to {count}, the limit is {limit} (MAX_WORK_ITEMS)"
+            );
+            self.too_many_work_items
+                .get_or_insert_with(|| error.clone());
+            return Ok(self.raise(StepFailed {
+                flow_id: self.flow_id(),
+                step_id: step_id.to_owned(),
+                error,
+            })?);
+        }
         let items = expand_work_items(&step, &inputs);
         let work_items = items
             .into_iter()
-            .map(|item| (self.services.new_token(), item))
+            .map(|item| (self.services.new_token(), Arc::new(item)))
             .collect::<indexmap::IndexMap<_, _>>();
         let empty = work_items.is_empty();
         self.raise(StepStarted {
@@ -627,19 +647,15 @@ impl<'s> FlowTx<'s> {
         if execution.status != StepStatus::Active {
             return Ok(());
         }
-        let mut active = execution
-            .work_items
-            .values()
-            .filter(|item| item.status == WorkStatus::Active)
-            .count();
-        let due: Vec<(String, Args)> = execution
-            .work_items
-            .iter()
-            .filter(|(_, item)| {
-                item.status == WorkStatus::Pending
-                    && (item.next_retry_at.is_zero() || item.next_retry_at <= self.at)
-            })
-            .map(|(token, item)| (token.clone(), item.inputs.clone()))
+        let work_items = &execution.work_items;
+        let mut active = work_items.count(WorkStatus::Active);
+        // Pending items that may start now, in item order: the indexes of `WorkItems` find
+        // them without looking at the items that are running or done.
+        let due: Vec<(String, Args)> = work_items
+            .due(self.at, limit.saturating_sub(active))
+            .into_iter()
+            .filter_map(|position| work_items.at(position))
+            .map(|(token, item)| (token.clone(), Args::clone(&item.inputs)))
             .collect();
         for (token, inputs) in due {
             if active >= limit {
@@ -678,24 +694,23 @@ impl<'s> FlowTx<'s> {
         let Some(execution) = self.state.executions.get(step_id) else {
             return Ok(());
         };
-        if execution.status != StepStatus::Active
-            || execution.work_items.is_empty()
-            || execution
-                .work_items
-                .values()
-                .any(|item| !item.status.is_terminal())
-        {
+        if execution.status != StepStatus::Active || !execution.work_items.all_finished() {
             return Ok(());
         }
-        if let Some(failed) = execution
-            .work_items
-            .values()
-            .find(|item| item.status == WorkStatus::Failed)
-        {
-            let error = if failed.error.is_empty() {
+        let first_failure = (execution.work_items.count(WorkStatus::Failed) > 0)
+            .then(|| {
+                execution
+                    .work_items
+                    .values()
+                    .find(|item| item.status == WorkStatus::Failed)
+                    .map(|failed| failed.error.clone())
+            })
+            .flatten();
+        if let Some(error) = first_failure {
+            let error = if error.is_empty() {
                 "work item failed".to_owned()
             } else {
-                failed.error.clone()
+                error
             };
             return self.raise(StepFailed {
                 flow_id: self.flow_id(),
@@ -706,10 +721,14 @@ impl<'s> FlowTx<'s> {
         let Some(step) = self.plan_step(step_id).cloned() else {
             return Ok(());
         };
-        let step_inputs = execution.inputs.clone().unwrap_or_default();
         let expanded: Vec<String> = step
             .for_each_attributes()
-            .filter(|name| matches!(step_inputs.get(*name), Some(Value::Array(_))))
+            .filter(|name| {
+                execution
+                    .inputs
+                    .as_ref()
+                    .is_some_and(|inputs| matches!(inputs.get(*name), Some(Value::Array(_))))
+            })
             .cloned()
             .collect();
         let outputs = if expanded.is_empty() {
@@ -787,7 +806,12 @@ impl<'s> FlowTx<'s> {
             let mut result = Args::new();
             for goal in &goals {
                 if let Some(execution) = self.state.executions.get(goal) {
-                    result.extend(execution.outputs.clone());
+                    result.extend(
+                        execution
+                            .outputs
+                            .iter()
+                            .map(|(name, value)| (name.clone(), value.clone())),
+                    );
                 }
             }
             self.raise(FlowCompleted {
@@ -848,17 +872,18 @@ pub(crate) fn is_settled(state: &FlowState) -> bool {
 /// Work items of a step: one per element of the Cartesian product of its `for_each` inputs
 /// that hold arrays (first attribute by name varying slowest), or one with the step inputs.
 pub(crate) fn expand_work_items(step: &Step, inputs: &Args) -> Vec<Args> {
-    let dimensions: Vec<(&String, &Vec<Value>)> = step
-        .for_each_attributes()
-        .filter_map(|name| match inputs.get(name) {
-            Some(Value::Array(values)) => Some((name, values)),
-            _ => None,
-        })
-        .collect();
+    let dimensions = expansion_dimensions(step, inputs);
     if dimensions.is_empty() {
         return vec![inputs.clone()];
     }
-    let mut items = vec![inputs.clone()];
+    // Each item is the step inputs without the expanded arrays, plus one element of each: the
+    // arrays are left out of the copies (copying them into every item made a fan-out of N
+    // elements cost N² element copies).
+    let mut base = inputs.clone();
+    for (name, _) in &dimensions {
+        base.remove(*name);
+    }
+    let mut items = vec![base];
     for (name, values) in dimensions {
         let mut next = Vec::with_capacity(items.len().saturating_mul(values.len()));
         for item in &items {
@@ -871,6 +896,25 @@ pub(crate) fn expand_work_items(step: &Step, inputs: &Args) -> Vec<Args> {
         items = next;
     }
     items
+}
+
+/// The `for_each` attributes whose input is an array, with their elements.
+fn expansion_dimensions<'a>(step: &'a Step, inputs: &'a Args) -> Vec<(&'a String, &'a Vec<Value>)> {
+    step.for_each_attributes()
+        .filter_map(|name| match inputs.get(name) {
+            Some(Value::Array(values)) => Some((name, values)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// How many work items [`expand_work_items`] would make (saturating), without making them.
+pub(crate) fn work_item_count(step: &Step, inputs: &Args) -> usize {
+    expansion_dimensions(step, inputs)
+        .iter()
+        .fold(1usize, |count, (_, values)| {
+            count.saturating_mul(values.len())
+        })
 }
 
 /// Decision 5: per output name (first appearance order), the list of

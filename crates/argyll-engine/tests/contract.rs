@@ -725,6 +725,120 @@ async fn parallelism_limits_active_items_and_terminal_flows_cancel_queued_work()
     assert!(!flow.has_unfinished_work());
 }
 
+/// Issue 14, item 8: a step expands to at most `MAX_WORK_ITEMS` items. A start whose init
+/// would exceed it is refused (nothing is written); a step that reaches it later fails with
+/// a message naming the limit.
+#[tokio::test]
+async fn fan_outs_beyond_the_work_item_limit_are_refused_or_fail() {
+    let mock = MockRunner::new();
+    let engine = argyll_engine::Engine::builder(EmbeddedStore::new())
+        .config(argyll_engine::EngineConfig {
+            max_work_items: 5,
+            ..test_config()
+        })
+        .runner(std::sync::Arc::new(mock.clone()))
+        .build()
+        .unwrap();
+    engine.start().await.unwrap();
+    let fan = step("fan", &[], &["r"]).with_attribute(
+        "xs",
+        AttributeSpec::required(AttributeType::Array).for_each(),
+    );
+    let make = ale_script("make", "{:xs [0 1 2 3 4 5]}")
+        .with_attribute("xs", AttributeSpec::output(AttributeType::Array));
+    register(&engine, vec![fan, make]).await;
+
+    let error = engine
+        .start_flow(start_request(
+            "big",
+            &["fan"],
+            json!({"xs": [1, 2, 3, 4, 5, 6]}),
+        ))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, EngineError::TooManyWorkItems(_)), "{error}");
+    assert_eq!(
+        error.to_string(),
+        "too many work items: step fan expands to 6, the limit is 5 (MAX_WORK_ITEMS)"
+    );
+    assert_eq!(engine.flow("big").await.unwrap(), None, "nothing written");
+
+    let flow = run(
+        &engine,
+        "fits",
+        &["fan"],
+        init(json!({"xs": [1, 2, 3, 4, 5]})),
+    )
+    .await;
+    assert_eq!(flow.status.to_string(), "completed");
+
+    let flow = run(&engine, "later", &["fan"], init(json!({}))).await;
+    assert_eq!(flow.status.to_string(), "failed");
+    assert_eq!(
+        flow.error,
+        "step fan failed: too many work items: step fan expands to 6, the limit is 5 (MAX_WORK_ITEMS)"
+    );
+    assert!(
+        mock.calls_of("fan").len() == 5,
+        "only the flow that fits ran"
+    );
+}
+
+/// Issue 14, item 8: fan-out work is linear in the number of items. A large fan-out over a
+/// long array runs every item once, with the parallelism respected, and copies of the flow's
+/// state (commands, reads) share its items instead of copying them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_fan_out_runs_every_item_once() {
+    let mock = MockRunner::new();
+    let engine = engine(&mock).await;
+    let mut fan = with_work_config(
+        ale_script("fan", "{:r (* 2 x)}"),
+        WorkConfig {
+            parallelism: 50,
+            ..WorkConfig::default()
+        },
+    )
+    .with_attribute(
+        "x",
+        AttributeSpec::required(AttributeType::Array).for_each(),
+    )
+    .with_attribute("r", AttributeSpec::output(AttributeType::Any));
+    fan.memoizable = false;
+    register(&engine, vec![fan]).await;
+    let n = 20_000;
+    let flow = run(
+        &engine,
+        "f",
+        &["fan"],
+        init(json!({"x": (0..n).collect::<Vec<_>>()})),
+    )
+    .await;
+    assert_eq!(flow.status.to_string(), "completed", "{}", flow.error);
+    let execution = &flow.executions["fan"];
+    assert_eq!(execution.work_items.len(), n);
+    assert_eq!(
+        execution
+            .work_items
+            .count(argyll_model::WorkStatus::Succeeded),
+        n
+    );
+    let results = attr(&flow, "r").unwrap();
+    let results = results.as_array().unwrap();
+    assert_eq!(results.len(), n);
+    assert_eq!(results[n - 1], json!({"x": n - 1, "r": 2 * (n - 1)}));
+    // One start per item: the events say so, whatever ran them.
+    let events = engine
+        .store()
+        .read(&AggregateId::Flow("f".into()), 0)
+        .await
+        .unwrap();
+    let started = events
+        .iter()
+        .filter(|e| matches!(&e.event, Event::Flow(FlowEvent::WorkStarted(_))))
+        .count();
+    assert_eq!(started, n);
+}
+
 /// Decision 22: an instance that dies mid-work stops renewing its lease; another instance
 /// takes the work over once the lease lapses, without any restart.
 #[test]

@@ -7,7 +7,7 @@
 
 use argyll_model::{
     ActiveFlow, AttributeValue, DeactivatedFlow, EngineState, ExecutionState, FlowDigest,
-    FlowState, FlowStatus, HealthState, StepStatus, Timestamp, WorkState, WorkStatus,
+    FlowState, FlowStatus, HealthState, StepStatus, Timestamp, WorkItems, WorkState, WorkStatus,
 };
 
 use crate::catalog::{
@@ -317,17 +317,19 @@ impl Projection for Option<FlowState> {
                 last_updated: at,
                 plan: payload.plan.clone(),
                 metadata: payload.metadata.clone(),
-                attributes: payload
-                    .init
-                    .iter()
-                    .map(|(name, value)| {
-                        let attribute = AttributeValue {
-                            value: value.clone(),
-                            step: None,
-                        };
-                        (name.clone(), attribute)
-                    })
-                    .collect(),
+                attributes: std::sync::Arc::new(
+                    payload
+                        .init
+                        .iter()
+                        .map(|(name, value)| {
+                            let attribute = AttributeValue {
+                                value: value.clone(),
+                                step: None,
+                            };
+                            (name.clone(), attribute)
+                        })
+                        .collect(),
+                ),
                 executions: payload
                     .plan
                     .steps
@@ -381,15 +383,11 @@ fn apply_to_flow(flow: &mut FlowState, event: &FlowEvent, at: Timestamp) -> Resu
         }
         FlowEvent::StepStarted(payload) => {
             let execution = step_in(flow, &payload.step_id, event_type, &[StepStatus::Pending])?;
-            let work_items = payload
-                .work_items
-                .iter()
-                .map(|(token, inputs)| (token.clone(), WorkState::pending(inputs.clone())))
-                .collect();
+            let work_items = WorkItems::pending_from(&payload.work_items);
             *execution = ExecutionState {
                 status: StepStatus::Active,
                 started_at: at,
-                inputs: Some(payload.inputs.clone()),
+                inputs: Some(std::sync::Arc::new(payload.inputs.clone())),
                 work_items,
                 ..ExecutionState::pending()
             };
@@ -399,7 +397,7 @@ fn apply_to_flow(flow: &mut FlowState, event: &FlowEvent, at: Timestamp) -> Resu
             execution.status = StepStatus::Completed;
             execution.completed_at = at;
             execution.duration = payload.duration;
-            execution.outputs = payload.outputs.clone();
+            execution.outputs = std::sync::Arc::new(payload.outputs.clone());
         }
         FlowEvent::StepFailed(payload) => {
             let allowed = [StepStatus::Pending, StepStatus::Active];
@@ -421,7 +419,7 @@ fn apply_to_flow(flow: &mut FlowState, event: &FlowEvent, at: Timestamp) -> Resu
                 });
             }
             let step = (!payload.step_id.is_empty()).then(|| payload.step_id.clone());
-            flow.attributes.insert(
+            std::sync::Arc::make_mut(&mut flow.attributes).insert(
                 payload.key.clone(),
                 AttributeValue {
                     value: payload.value.clone(),
@@ -431,39 +429,44 @@ fn apply_to_flow(flow: &mut FlowState, event: &FlowEvent, at: Timestamp) -> Resu
         }
         FlowEvent::WorkStarted(payload) => {
             // Active → active is a re-dispatch after a lost lease.
-            let item = item_in(flow, payload, event_type, UNFINISHED_WORK)?;
-            item.status = WorkStatus::Active;
-            if item.started_at.is_zero() {
-                item.started_at = at;
-            }
+            update_item(flow, payload, event_type, UNFINISHED_WORK, |item| {
+                item.status = WorkStatus::Active;
+                if item.started_at.is_zero() {
+                    item.started_at = at;
+                }
+            })?;
         }
         FlowEvent::WorkSucceeded(payload) => {
             // Pending → succeeded is a memoization hit.
-            let item = item_in(flow, payload, event_type, UNFINISHED_WORK)?;
-            item.status = WorkStatus::Succeeded;
-            item.completed_at = at;
-            item.outputs = payload.outputs.clone();
+            update_item(flow, payload, event_type, UNFINISHED_WORK, |item| {
+                item.status = WorkStatus::Succeeded;
+                item.completed_at = at;
+                item.outputs = payload.outputs.clone();
+            })?;
         }
         FlowEvent::WorkFailed(payload) => {
             // Pending → failed is the cancellation of queued work on a terminal flow.
-            let item = item_in(flow, payload, event_type, UNFINISHED_WORK)?;
-            item.status = WorkStatus::Failed;
-            item.completed_at = at;
-            item.error = payload.error.clone();
+            update_item(flow, payload, event_type, UNFINISHED_WORK, |item| {
+                item.status = WorkStatus::Failed;
+                item.completed_at = at;
+                item.error = payload.error.clone();
+            })?;
         }
         FlowEvent::WorkNotCompleted(payload) => {
-            let item = item_in(flow, payload, event_type, &[WorkStatus::Active])?;
-            item.status = WorkStatus::NotCompleted;
-            item.completed_at = at;
-            item.error = payload.error.clone();
+            update_item(flow, payload, event_type, &[WorkStatus::Active], |item| {
+                item.status = WorkStatus::NotCompleted;
+                item.completed_at = at;
+                item.error = payload.error.clone();
+            })?;
         }
         FlowEvent::RetryScheduled(payload) => {
             let retryable = [WorkStatus::Active, WorkStatus::NotCompleted];
-            let item = item_in(flow, payload, event_type, &retryable)?;
-            item.status = WorkStatus::Pending;
-            item.retry_count = payload.retry_count;
-            item.next_retry_at = payload.next_retry_at;
-            item.error = payload.error.clone();
+            update_item(flow, payload, event_type, &retryable, |item| {
+                item.status = WorkStatus::Pending;
+                item.retry_count = payload.retry_count;
+                item.next_retry_at = payload.next_retry_at;
+                item.error = payload.error.clone();
+            })?;
         }
     }
     Ok(())
@@ -532,28 +535,32 @@ work_item_event!(
     RetryScheduled
 );
 
-fn item_in<'f>(
-    flow: &'f mut FlowState,
+/// Changes the work item an event is about, if its status allows the event.
+fn update_item(
+    flow: &mut FlowState,
     event: &impl WorkItemEvent,
     event_type: &'static str,
     allowed: &[WorkStatus],
-) -> Result<&'f mut WorkState, ApplyError> {
+    change: impl FnOnce(&mut WorkState),
+) -> Result<(), ApplyError> {
     let (step_id, token) = (event.step_id(), event.token());
-    let item = execution_mut(flow, step_id)?
-        .work_items
-        .get_mut(token)
-        .ok_or_else(|| ApplyError::UnknownWorkItem {
+    let work_items = &mut execution_mut(flow, step_id)?.work_items;
+    let unknown = || ApplyError::UnknownWorkItem {
+        step_id: step_id.to_owned(),
+        token: token.to_owned(),
+    };
+    let status = work_items.get(token).ok_or_else(unknown)?.status;
+    if !allowed.contains(&status) {
+        return Err(ApplyError::WorkTransition {
             step_id: step_id.to_owned(),
             token: token.to_owned(),
-        })?;
-    if allowed.contains(&item.status) {
-        Ok(item)
-    } else {
-        Err(ApplyError::WorkTransition {
-            step_id: step_id.to_owned(),
-            token: token.to_owned(),
-            from: item.status,
+            from: status,
             event_type,
-        })
+        });
+    }
+    if work_items.update(token, change) {
+        Ok(())
+    } else {
+        Err(unknown())
     }
 }

@@ -296,9 +296,10 @@ pub struct StepStarted {
     pub flow_id: FlowId,
     /// The step.
     pub step_id: StepId,
-    /// The work items (token → inputs) in expansion order.
+    /// The work items (token → inputs) in expansion order. The inputs are shared with the
+    /// flow state the event builds (a fan-out's items are stored once, not twice).
     #[serde(default)]
-    pub work_items: IndexMap<Token, Args>,
+    pub work_items: IndexMap<Token, std::sync::Arc<Args>>,
 }
 
 /// Payload of `step_completed`.

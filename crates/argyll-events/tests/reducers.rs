@@ -51,9 +51,14 @@ fn started_flow() -> Option<FlowState> {
 }
 
 fn step_started(step: &str, tokens: &[&str]) -> FlowEvent {
-    let work_items: IndexMap<String, Args> = tokens
+    let work_items: IndexMap<String, std::sync::Arc<Args>> = tokens
         .iter()
-        .map(|t| ((*t).to_owned(), args(json!({"item": t}))))
+        .map(|t| {
+            (
+                (*t).to_owned(),
+                std::sync::Arc::new(args(json!({"item": t}))),
+            )
+        })
         .collect();
     StepStarted {
         inputs: Args::new(),
@@ -218,7 +223,10 @@ fn step_lifecycle_and_its_illegal_moves() {
         ["t1", "t2"],
         "work items keep expansion order"
     );
-    assert_eq!(a.work_items["t2"].inputs, args(json!({"item": "t2"})));
+    assert_eq!(
+        *a.work_items.get("t2").unwrap().inputs,
+        args(json!({"item": "t2"}))
+    );
     assert!(matches!(
         rejects(&mut flow, step_started("a", &["t3"])),
         ApplyError::StepTransition { .. }
@@ -238,7 +246,7 @@ fn step_lifecycle_and_its_illegal_moves() {
         (a.status, a.completed_at, a.duration),
         (StepStatus::Completed, at(6), 5)
     );
-    assert_eq!(a.outputs, args(json!({"x": 1})));
+    assert_eq!(*a.outputs, args(json!({"x": 1})));
     assert!(matches!(
         rejects(&mut flow, complete_a()),
         ApplyError::StepTransition { .. }
@@ -282,7 +290,10 @@ fn work_items_retry_and_keep_their_first_start_time() {
         error: "work not completed".into(),
     };
     flow.apply(&retry.into(), at(3)).expect("retry scheduled");
-    let item = &flow.as_ref().expect("flow").executions["a"].work_items["t"];
+    let item = &flow.as_ref().expect("flow").executions["a"]
+        .work_items
+        .get("t")
+        .unwrap();
     assert_eq!(item.status, WorkStatus::Pending);
     assert_eq!(
         (item.retry_count, item.next_retry_at, item.completed_at),
@@ -292,7 +303,10 @@ fn work_items_retry_and_keep_their_first_start_time() {
 
     flow.apply(&work_started("a", "t"), at(1004))
         .expect("restarted");
-    let item = &flow.as_ref().expect("flow").executions["a"].work_items["t"];
+    let item = &flow.as_ref().expect("flow").executions["a"]
+        .work_items
+        .get("t")
+        .unwrap();
     assert_eq!(
         (item.status, item.started_at),
         (WorkStatus::Active, at(2)),
@@ -323,7 +337,10 @@ fn work_items_retry_and_keep_their_first_start_time() {
         rejects(&mut flow, failure.into()),
         ApplyError::WorkTransition { .. }
     ));
-    let item = &flow.as_ref().expect("flow").executions["a"].work_items["t"];
+    let item = &flow.as_ref().expect("flow").executions["a"]
+        .work_items
+        .get("t")
+        .unwrap();
     assert_eq!(
         (item.status, item.outputs.clone()),
         (WorkStatus::Succeeded, args(json!({"x": 2})))

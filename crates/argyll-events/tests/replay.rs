@@ -56,11 +56,11 @@ fn candidates(state: &Option<FlowState>, step_count: usize, choice: u32) -> Vec<
         match execution.status {
             StepStatus::Pending => {
                 let items = (choice % 3 + 1) as usize;
-                let work_items: IndexMap<String, Args> = (0..items)
+                let work_items: IndexMap<String, std::sync::Arc<Args>> = (0..items)
                     .map(|j| {
                         (
                             format!("{step_id}-t{j}"),
-                            [("i".to_owned(), json!(j))].into_iter().collect(),
+                            std::sync::Arc::new([("i".to_owned(), json!(j))].into_iter().collect()),
                         )
                     })
                     .collect();
@@ -100,7 +100,7 @@ fn candidates(state: &Option<FlowState>, step_count: usize, choice: u32) -> Vec<
                         flow_id: flow_id.clone(),
                         step_id: step_id.clone(),
                         token: token.clone(),
-                        inputs: item.inputs.clone(),
+                        inputs: Args::clone(&item.inputs),
                     };
                     let succeeded = WorkSucceeded {
                         flow_id: flow_id.clone(),

@@ -4,14 +4,14 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::plan::ExecutionPlan;
 use crate::time::Timestamp;
 use crate::wire::{is_zero, nullable};
-use crate::{Args, AttributeName, StepId, Token};
+use crate::work_items::WorkItems;
+use crate::{Args, AttributeName, StepId};
 
 /// Status of a flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -168,9 +168,10 @@ pub struct WorkState {
     /// Last result time; zero until one arrives.
     #[serde(default)]
     pub completed_at: Timestamp,
-    /// The item's inputs (one element per `for_each` attribute).
+    /// The item's inputs (one element per `for_each` attribute, and the other step inputs).
+    /// Shared with the `step_started` event that created the item.
     #[serde(default, deserialize_with = "nullable")]
-    pub inputs: Args,
+    pub inputs: Arc<Args>,
     /// Outputs of a successful run.
     #[serde(
         default,
@@ -199,7 +200,7 @@ pub struct WorkState {
 
 impl WorkState {
     /// A new pending item with the given inputs.
-    pub fn pending(inputs: Args) -> Self {
+    pub fn pending(inputs: Arc<Args>) -> Self {
         WorkState {
             status: WorkStatus::Pending,
             started_at: Timestamp::ZERO,
@@ -224,16 +225,17 @@ pub struct ExecutionState {
     /// When the step reached a terminal status; zero before.
     #[serde(default)]
     pub completed_at: Timestamp,
-    /// Step-level inputs; `null` until started.
+    /// Step-level inputs; `null` until started. Shared: copies of the state do not copy them
+    /// (a `for_each` array can be large).
     #[serde(default)]
-    pub inputs: Option<Args>,
-    /// Aggregated outputs of a completed step.
+    pub inputs: Option<Arc<Args>>,
+    /// Aggregated outputs of a completed step (shared like the inputs).
     #[serde(
         default,
         deserialize_with = "nullable",
-        skip_serializing_if = "Map::is_empty"
+        skip_serializing_if = "is_empty_args"
     )]
-    pub outputs: Args,
+    pub outputs: Arc<Args>,
     /// Failure message, or the skip reason.
     #[serde(
         default,
@@ -249,12 +251,12 @@ pub struct ExecutionState {
     )]
     pub duration: i64,
     /// Work items by token, in creation order (the order of the `for_each` expansion).
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "IndexMap::is_empty"
-    )]
-    pub work_items: IndexMap<Token, WorkState>,
+    #[serde(default, skip_serializing_if = "WorkItems::is_empty")]
+    pub work_items: WorkItems,
+}
+
+fn is_empty_args(args: &Arc<Args>) -> bool {
+    args.is_empty()
 }
 
 impl ExecutionState {
@@ -265,10 +267,10 @@ impl ExecutionState {
             started_at: Timestamp::ZERO,
             completed_at: Timestamp::ZERO,
             inputs: None,
-            outputs: Args::new(),
+            outputs: Arc::default(),
             error: String::new(),
             duration: 0,
-            work_items: IndexMap::new(),
+            work_items: WorkItems::new(),
         }
     }
 }
@@ -306,9 +308,10 @@ pub struct FlowState {
         skip_serializing_if = "Map::is_empty"
     )]
     pub metadata: Map<String, Value>,
-    /// Attributes by name.
+    /// Attributes by name. Shared: copies of the state do not copy the values; setting one
+    /// copies the map once per transaction (`Arc::make_mut`).
     #[serde(default, deserialize_with = "nullable")]
-    pub attributes: BTreeMap<AttributeName, AttributeValue>,
+    pub attributes: Arc<BTreeMap<AttributeName, AttributeValue>>,
     /// One execution per plan step.
     #[serde(default, deserialize_with = "nullable")]
     pub executions: BTreeMap<StepId, ExecutionState>,
@@ -327,11 +330,8 @@ impl FlowState {
 
     /// Whether any work item of any step is pending or active.
     pub fn has_unfinished_work(&self) -> bool {
-        self.executions.values().any(|execution| {
-            execution
-                .work_items
-                .values()
-                .any(|item| matches!(item.status, WorkStatus::Pending | WorkStatus::Active))
-        })
+        self.executions
+            .values()
+            .any(|execution| execution.work_items.has_unfinished())
     }
 }

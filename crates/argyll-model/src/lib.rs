@@ -33,6 +33,7 @@ mod step;
 mod time;
 mod validate;
 mod wire;
+mod work_items;
 
 pub use engine::{ActiveFlow, DeactivatedFlow, EngineState, FlowDigest, HealthState, HealthStatus};
 pub use flow::{
@@ -49,6 +50,7 @@ pub use step::{
 };
 pub use time::{Timestamp, TimestampError, ZERO_TIMESTAMP_TEXT};
 pub use validate::{AttributeValidationError, DefaultValueProblem, StepValidationError};
+pub use work_items::WorkItems;
 
 /// A step id (unique key of the step registry).
 pub type StepId = String;

@@ -70,6 +70,7 @@ impl From<EngineError> for ApiError {
             | EngineError::Script(_)
             | EngineError::Init(_)
             | EngineError::Work(_)
+            | EngineError::TooManyWorkItems(_)
             | EngineError::Catalog(CatalogError::TypeConflict(_) | CatalogError::Cycle(_)) => {
                 StatusCode::BAD_REQUEST
             }

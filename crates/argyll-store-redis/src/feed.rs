@@ -99,7 +99,8 @@ impl Feed {
     /// Adds one batch of committed envelopes to the stream. The append is already durable, so
     /// a failure here is retried and then logged: subscribers would miss the batch.
     pub(crate) async fn publish(&self, client: &Client, envelopes: &[Arc<EventEnvelope>]) {
-        let json = match batch_json(envelopes) {
+        let large = crate::bulky::large_events(envelopes.iter().map(|envelope| &envelope.event));
+        let json = match crate::bulky::run(large, || batch_json(envelopes)) {
             Ok(json) => json,
             Err(error) => {
                 tracing::error!(%error, "event feed: cannot encode a batch");
@@ -165,7 +166,10 @@ async fn read_loop(
         };
         for (id, batch) in stream_entries(reply) {
             last_id = id;
-            match serde_json::from_str::<Vec<EventEnvelope>>(&batch) {
+            let decoded = crate::bulky::run(crate::bulky::large_text(1, batch.len()), || {
+                serde_json::from_str::<Vec<EventEnvelope>>(&batch)
+            });
+            match decoded {
                 Ok(envelopes) => {
                     for envelope in envelopes {
                         // No subscribers is fine: nobody is listening right now.

@@ -25,6 +25,7 @@
 //!
 //! **Must not depend on**: the engine, runners, HTTP or configuration loading.
 
+mod bulky;
 mod feed;
 mod scripts;
 
@@ -623,20 +624,26 @@ impl RedisStore {
         from: u64,
         records: Vec<Value>,
     ) -> Result<Vec<Arc<EventEnvelope>>, StoreError> {
-        records
-            .into_iter()
-            .zip(from..)
-            .map(|(record, sequence)| {
-                let record = text(record)?;
-                let (timestamp, event) = decode(aggregate, &record)?;
-                Ok(Arc::new(EventEnvelope {
-                    aggregate_id: aggregate.clone(),
-                    sequence,
-                    timestamp,
-                    event,
-                }))
-            })
-            .collect()
+        let bytes = records
+            .iter()
+            .map(|record| record.as_bytes().map_or(0, <[u8]>::len))
+            .sum();
+        bulky::run(bulky::large_text(records.len(), bytes), || {
+            records
+                .into_iter()
+                .zip(from..)
+                .map(|(record, sequence)| {
+                    let record = text(record)?;
+                    let (timestamp, event) = decode(aggregate, &record)?;
+                    Ok(Arc::new(EventEnvelope {
+                        aggregate_id: aggregate.clone(),
+                        sequence,
+                        timestamp,
+                        event,
+                    }))
+                })
+                .collect()
+        })
     }
 }
 
@@ -661,21 +668,29 @@ impl EventLog for RedisStore {
                 })
             })
             .collect();
-        let mut records: Vec<Value> = Vec::with_capacity(appended.len());
-        for envelope in &appended {
-            records.push(Value::from(encode(envelope.timestamp, &envelope.event)?));
-        }
-        let keys = aggregate_keys(&backend.prefix, aggregate);
-        let expected_arg = Value::from(i64::try_from(expected).unwrap_or(i64::MAX));
         // Flow events on a single server: append and publish in one atomic round trip.
         let publish_in_script = !self.inner.flow_cluster
             && matches!(aggregate, AggregateId::Flow(_))
             && !appended.is_empty();
-        let reply = if publish_in_script {
+        let large = bulky::large_events(appended.iter().map(|envelope| &envelope.event));
+        let (records, batch) = bulky::run(large, || -> Result<_, StoreError> {
+            let mut records: Vec<Value> = Vec::with_capacity(appended.len());
+            for envelope in &appended {
+                records.push(Value::from(encode(envelope.timestamp, &envelope.event)?));
+            }
+            let batch = match publish_in_script {
+                true => Some(feed::batch_json(&appended)?),
+                false => None,
+            };
+            Ok((records, batch))
+        })?;
+        let keys = aggregate_keys(&backend.prefix, aggregate);
+        let expected_arg = Value::from(i64::try_from(expected).unwrap_or(i64::MAX));
+        let reply = if let Some(batch) = batch {
             let mut args = Vec::with_capacity(records.len() + 3);
             args.push(expected_arg);
             args.push(Value::from(self.inner.feed.length()));
-            args.push(Value::from(feed::batch_json(&appended)?));
+            args.push(Value::from(batch));
             args.extend(records);
             let feed_keys = [keys[0].clone(), self.inner.feed.key().to_owned()];
             backend
