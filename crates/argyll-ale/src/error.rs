@@ -11,8 +11,24 @@ pub enum Phase {
     Compile,
     /// Running: type errors, `raise`, division by zero, missing keys.
     Runtime,
-    /// A resource budget ran out (evaluation steps, recursion depth, wall clock).
+    /// A resource budget ran out (evaluation steps, recursion depth, wall clock, output size,
+    /// memory); [`AleError::limit_kind`] says which.
     Limit,
+}
+
+/// Which budget of [`crate::Limits`] a run exhausted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LimitKind {
+    /// `max_steps`.
+    Steps,
+    /// `max_depth`.
+    Depth,
+    /// `timeout`.
+    Time,
+    /// `max_output_bytes`.
+    Output,
+    /// `max_memory_bytes`.
+    Memory,
 }
 
 impl fmt::Display for Phase {
@@ -34,6 +50,9 @@ pub struct AleError {
     pub phase: Phase,
     /// What happened.
     pub message: String,
+    /// The budget, for errors of phase [`Phase::Limit`]: embedders classify limit errors by it
+    /// rather than by their wording.
+    limit: Option<LimitKind>,
 }
 
 impl AleError {
@@ -42,6 +61,7 @@ impl AleError {
         AleError {
             phase: Phase::Read,
             message: format!("{message} (line {line}, column {column})"),
+            limit: None,
         }
     }
 
@@ -50,6 +70,7 @@ impl AleError {
         AleError {
             phase: Phase::Compile,
             message: message.into(),
+            limit: None,
         }
     }
 
@@ -58,20 +79,42 @@ impl AleError {
         AleError {
             phase: Phase::Runtime,
             message: message.into(),
+            limit: None,
         }
     }
 
     /// A budget error.
-    pub fn limit(message: impl Into<String>) -> Self {
+    pub fn limit(kind: LimitKind, message: impl Into<String>) -> Self {
         AleError {
             phase: Phase::Limit,
             message: message.into(),
+            limit: Some(kind),
         }
+    }
+
+    /// The budget this error exhausted; `None` unless the phase is [`Phase::Limit`].
+    pub fn limit_kind(&self) -> Option<LimitKind> {
+        self.limit
     }
 
     /// The limit error for output beyond `max_bytes` (printed forms, JSON results).
     pub fn output_too_large(max_bytes: usize) -> Self {
-        AleError::limit(format!("output size limit exceeded ({max_bytes} bytes)"))
+        AleError::limit(
+            LimitKind::Output,
+            format!("output size limit exceeded ({max_bytes} bytes)"),
+        )
+    }
+
+    /// The limit error for a run holding more than `max_bytes` of memory: `memory limit
+    /// exceeded (64 MiB)`, in bytes when the limit is not a whole number of MiB.
+    pub fn memory_limit(max_bytes: usize) -> Self {
+        const MIB: usize = 1024 * 1024;
+        let size = if max_bytes.is_multiple_of(MIB) {
+            format!("{} MiB", max_bytes / MIB)
+        } else {
+            format!("{max_bytes} bytes")
+        };
+        AleError::limit(LimitKind::Memory, format!("memory limit exceeded ({size})"))
     }
 }
 

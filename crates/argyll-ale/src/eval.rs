@@ -1,11 +1,12 @@
-//! The evaluator: runs compiled nodes with budgets on steps, depth and time.
+//! The evaluator: runs compiled nodes with budgets on steps, depth, time and memory.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::compile::{Compiler, Node};
-use crate::error::{AleError, AleResult};
+use crate::error::{AleError, AleResult, LimitKind};
+use crate::memory::{MemoryMeter, thread_live};
 use crate::ns::Namespace;
 use crate::proc::{CaptureFrom, Lambda, Procedure};
 use crate::value::{ObjectMap, Value};
@@ -23,26 +24,42 @@ pub struct Limits {
     /// result. Values share structure, so a value built in a few steps can be exponentially
     /// large when written out; this bounds that work and memory.
     pub max_output_bytes: usize,
+    /// Live heap bytes of the run: everything it allocated (inputs converted to Ale values,
+    /// strings, vectors, objects, lists, lazy sequences, numbers, its JSON result) and has not
+    /// freed yet. Enforced only when the program's global allocator is a
+    /// [`MeteredAlloc`](crate::MeteredAlloc) ([`metering_installed`](crate::metering_installed));
+    /// checked at every evaluation step, so a run overshoots by at most what one step allocates
+    /// (one builtin call, whose text is bounded by `max_output_bytes`).
+    pub max_memory_bytes: usize,
 }
 
+/// The default of [`Limits::max_memory_bytes`]: 64 MiB, Argyll's `SCRIPT_MEMORY_LIMIT_MB`.
+pub const DEFAULT_MEMORY_LIMIT: usize = 64 * 1024 * 1024;
+
 impl Default for Limits {
-    /// Generous defaults: 10⁸ steps, depth 10 000, 1 s, 16 MiB of printed output.
+    /// Generous defaults: 10⁸ steps, depth 10 000, 1 s, 16 MiB of printed output, 64 MiB of
+    /// memory.
     fn default() -> Self {
         Limits {
             max_steps: 100_000_000,
             max_depth: 10_000,
             timeout: Some(Duration::from_secs(1)),
             max_output_bytes: crate::print::DEFAULT_PRINT_BUDGET,
+            max_memory_bytes: DEFAULT_MEMORY_LIMIT,
         }
     }
 }
 
 /// The state of one evaluation: budgets, and the output buffer of `print`-like builtins.
+///
+/// A context meters the memory of its thread from its creation to its end: create it before
+/// converting a run's inputs and keep it until its result is converted back.
 pub struct Ctx {
     limits: Limits,
     steps: u64,
     depth: usize,
     deadline: Option<Instant>,
+    memory: MemoryBudget,
     /// Text written by `print`, `println`, `pr`, `prn` (Argyll leaves `*out*` unbound; the
     /// conformance runner reads this).
     pub out: String,
@@ -52,19 +69,47 @@ pub struct Ctx {
     /// Namespaces made by `define-namespace` during this evaluation (scripts cannot create
     /// namespaces that outlive their run or leak into other scripts).
     namespaces: HashMap<String, Arc<Namespace>>,
+    /// Declared last so that it is dropped last: the context's own buffers are freed while the
+    /// run is still metered.
+    _meter: MemoryMeter,
+}
+
+/// The memory budget of a run, as the thread count at which it is exceeded: checking it is one
+/// thread-local read and a comparison.
+#[derive(Clone, Copy, Debug)]
+pub struct MemoryBudget {
+    ceiling: isize,
+    max_bytes: usize,
+}
+
+impl MemoryBudget {
+    /// Fails when the thread holds more than the budget.
+    #[inline]
+    pub fn check(&self) -> AleResult<()> {
+        if thread_live() > self.ceiling {
+            return Err(AleError::memory_limit(self.max_bytes));
+        }
+        Ok(())
+    }
 }
 
 impl Ctx {
-    /// A context with the given limits; the clock starts now.
+    /// A context with the given limits; the clock and the memory meter start now.
     pub fn new(limits: Limits) -> Self {
+        let meter = MemoryMeter::start();
         Ctx {
             limits,
             steps: 0,
             depth: 0,
             deadline: limits.timeout.map(|t| Instant::now() + t),
+            memory: MemoryBudget {
+                ceiling: meter.ceiling(limits.max_memory_bytes),
+                max_bytes: limits.max_memory_bytes,
+            },
             out: String::new(),
             out_bound: false,
             namespaces: HashMap::new(),
+            _meter: meter,
         }
     }
 
@@ -73,21 +118,36 @@ impl Ctx {
     pub fn tick(&mut self) -> AleResult<()> {
         self.steps += 1;
         if self.steps > self.limits.max_steps {
-            return Err(AleError::limit(format!(
-                "evaluation step limit exceeded ({} steps)",
-                self.limits.max_steps
-            )));
+            return Err(AleError::limit(
+                LimitKind::Steps,
+                format!(
+                    "evaluation step limit exceeded ({} steps)",
+                    self.limits.max_steps
+                ),
+            ));
+        }
+        if let Err(error) = self.memory.check() {
+            // Memory freed while the error unwinds must not let cleanup code (`%defer`) run
+            // on: like the step budget, an exhausted memory budget stays exhausted.
+            self.memory.ceiling = isize::MIN;
+            return Err(error);
         }
         if self.steps & 0x3ff == 0
             && let Some(deadline) = self.deadline
             && Instant::now() > deadline
         {
             let millis = self.limits.timeout.map_or(0, |t| t.as_millis());
-            return Err(AleError::limit(format!(
-                "evaluation time limit exceeded ({millis} ms)"
-            )));
+            return Err(AleError::limit(
+                LimitKind::Time,
+                format!("evaluation time limit exceeded ({millis} ms)"),
+            ));
         }
         Ok(())
+    }
+
+    /// The memory budget of this run, for work outside the evaluator (JSON conversion).
+    pub fn memory_budget(&self) -> MemoryBudget {
+        self.memory
     }
 
     /// The namespace `name`, created (chained to the root) when it does not exist yet.
@@ -135,10 +195,13 @@ impl Ctx {
         self.depth += 1;
         if self.depth > self.limits.max_depth {
             self.depth -= 1;
-            return Err(AleError::limit(format!(
-                "recursion depth limit exceeded ({} calls)",
-                self.limits.max_depth
-            )));
+            return Err(AleError::limit(
+                LimitKind::Depth,
+                format!(
+                    "recursion depth limit exceeded ({} calls)",
+                    self.limits.max_depth
+                ),
+            ));
         }
         let outcome = with_stack(|| self.apply_loop(callee.clone(), args));
         self.depth -= 1;

@@ -15,6 +15,14 @@
 //! evaluation runs under [`Limits`] (steps, recursion depth, wall clock); exceeding one is an
 //! error with phase [`Phase::Limit`], never a hang, a stack overflow or a panic.
 //!
+//! Memory is the one budget the evaluator cannot count by itself: every builtin allocates. The
+//! crate owns a memory meter for it ([`MeteredAlloc`], [`MemoryMeter`]): a global allocator
+//! wrapper the embedder installs, which counts the live bytes each thread allocates during a
+//! run, and which every run checks against [`Limits::max_memory_bytes`] at every step. Without
+//! it installed ([`metering_installed`] is false), runs work the same but that limit is not
+//! enforced. This is the crate's only `unsafe` code (the `GlobalAlloc` implementation, which
+//! forwards to the wrapped allocator).
+//!
 //! ```
 //! use argyll_ale::{Limits, Program};
 //! use serde_json::json;
@@ -38,6 +46,7 @@ pub mod conformance;
 mod error;
 mod eval;
 mod lazy;
+mod memory;
 mod ns;
 mod number;
 mod print;
@@ -47,8 +56,9 @@ mod script;
 mod seq;
 mod value;
 
-pub use error::{AleError, AleResult, Phase};
-pub use eval::Limits;
+pub use error::{AleError, AleResult, LimitKind, Phase};
+pub use eval::{DEFAULT_MEMORY_LIMIT, Limits};
+pub use memory::{MemoryMeter, MeteredAlloc, metering_installed};
 pub use print::{
     DEFAULT_PRINT_BUDGET, display_form, display_form_within, format_float, reader_form,
     reader_form_within,

@@ -7,7 +7,7 @@ use serde_json::{Map, Number, Value as Json};
 
 use crate::builtins::root;
 use crate::error::{AleError, AleResult};
-use crate::eval::{Ctx, Limits, eval_form};
+use crate::eval::{Ctx, Limits, MemoryBudget, eval_form};
 use crate::ns::Namespace;
 use crate::print::{display_form, display_form_within};
 use crate::read::read_all;
@@ -109,14 +109,20 @@ impl Program {
     /// Calls the program with `inputs` (absent names are `null`) and returns the raw Ale value,
     /// lazy sequences realised.
     pub fn call(&self, inputs: &Map<String, Json>, limits: Limits) -> AleResult<Value> {
+        let mut ctx = Ctx::new(limits);
+        self.call_in(&mut ctx, inputs)
+    }
+
+    /// [`Program::call`] in `ctx`, which meters the run's memory from the conversion of its
+    /// inputs on.
+    fn call_in(&self, ctx: &mut Ctx, inputs: &Map<String, Json>) -> AleResult<Value> {
         let args = self
             .arg_names
             .iter()
             .map(|name| inputs.get(name).map_or(Value::Null, json_to_ale))
             .collect();
-        let mut ctx = Ctx::new(limits);
         let value = ctx.apply(&self.procedure, args)?;
-        realize_deep(&mut ctx, &value)
+        realize_deep(ctx, &value)
     }
 
     /// Runs a script step: an object result is the output map, anything else is
@@ -126,8 +132,14 @@ impl Program {
         inputs: &Map<String, Json>,
         limits: Limits,
     ) -> AleResult<Map<String, Json>> {
-        let value = self.call(inputs, limits)?;
-        match ale_to_json_within(&value, limits.max_output_bytes)? {
+        let mut ctx = Ctx::new(limits);
+        let value = self.call_in(&mut ctx, inputs)?;
+        // The JSON of a value can be far larger than the value (shared parts are written out
+        // each time), so the conversion is metered too.
+        let memory = ctx.memory_budget();
+        let json = JsonWriter::new(limits.max_output_bytes, Some(memory)).value(&value, 0)?;
+        memory.check()?;
+        match json {
             Json::Object(map) if matches!(value, Value::Object(_)) => Ok(map),
             other => {
                 let mut outputs = Map::new();
@@ -184,11 +196,7 @@ pub fn ale_to_json(value: &Value) -> AleResult<Json> {
 /// value counts at least one byte, strings their length): structure sharing makes small values
 /// with huge expansions cheap to build.
 pub fn ale_to_json_within(value: &Value, max_bytes: usize) -> AleResult<Json> {
-    JsonWriter {
-        left: max_bytes,
-        max_bytes,
-    }
-    .value(value, 0)
+    JsonWriter::new(max_bytes, None).value(value, 0)
 }
 
 /// serde_json reads at most 128 levels of nesting; deeper outputs could be written but never
@@ -198,14 +206,26 @@ const MAX_JSON_DEPTH: usize = 128;
 struct JsonWriter {
     left: usize,
     max_bytes: usize,
+    memory: Option<MemoryBudget>,
 }
 
 impl JsonWriter {
+    fn new(max_bytes: usize, memory: Option<MemoryBudget>) -> Self {
+        JsonWriter {
+            left: max_bytes,
+            max_bytes,
+            memory,
+        }
+    }
+
     fn spend(&mut self, bytes: usize) -> AleResult<()> {
         self.left = self
             .left
             .checked_sub(bytes.max(1))
             .ok_or_else(|| AleError::output_too_large(self.max_bytes))?;
+        if let Some(memory) = &self.memory {
+            memory.check()?;
+        }
         Ok(())
     }
 

@@ -31,6 +31,7 @@ fn limits() -> Limits {
         max_depth: 200,
         timeout: Some(Duration::from_millis(200)),
         max_output_bytes: 64 * 1024,
+        max_memory_bytes: 16 * 1024 * 1024,
     }
 }
 

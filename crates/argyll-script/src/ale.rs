@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use argyll_ale::{AleError, Limits, Phase as AlePhase, Program};
+use argyll_ale::{AleError, LimitKind as AleLimit, Limits, Phase as AlePhase, Program};
 
 use crate::error::{LimitKind, ScriptError};
 use crate::limits::ScriptLimits;
@@ -21,11 +21,14 @@ impl AleEngine {
 
 struct AleScript(Program);
 
+/// The memory limit bounds both the live memory of a run (enforced when the process installs
+/// `argyll_ale::MeteredAlloc` as its global allocator) and any one value written out.
 fn ale_limits(limits: &ScriptLimits) -> Limits {
     Limits {
         max_steps: limits.steps,
         timeout: Some(limits.timeout),
         max_output_bytes: limits.memory_bytes,
+        max_memory_bytes: limits.memory_bytes,
         ..Limits::default()
     }
 }
@@ -35,12 +38,10 @@ fn script_error(error: AleError) -> ScriptError {
         AlePhase::Read | AlePhase::Compile => ScriptError::compile(error.message),
         AlePhase::Runtime => ScriptError::runtime(error.message),
         AlePhase::Limit => {
-            let kind = if error.message.contains("time limit") {
-                LimitKind::Time
-            } else if error.message.contains("output size") {
-                LimitKind::Memory
-            } else {
-                LimitKind::Steps
+            let kind = match error.limit_kind() {
+                Some(AleLimit::Time) => LimitKind::Time,
+                Some(AleLimit::Memory | AleLimit::Output) => LimitKind::Memory,
+                Some(AleLimit::Steps | AleLimit::Depth) | None => LimitKind::Steps,
             };
             ScriptError::limit(kind, error.message)
         }

@@ -17,7 +17,7 @@ pub enum Phase {
 /// Which budget a script exhausted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LimitKind {
-    /// Memory (Lua) or output size (Ale values written out).
+    /// Memory (Lua's state, an Ale run's live memory) or output size (Ale values written out).
     Memory,
     /// Lua instructions or Ale evaluation steps, or Ale recursion depth.
     Steps,

@@ -20,9 +20,17 @@
 //! Lua's budget and deadline are checked between VM instructions; C library calls that could
 //! run long without executing instructions are covered too: allocation-heavy ones (`string.rep`,
 //! `table.concat`) by the memory limit, and pattern matching (`find`, `match`, `gmatch`, `gsub`)
-//! by our own port of Lua 5.2's matcher, which charges every step to the run's budget. Ale has
-//! no heap limit of its own: its memory is bounded by the step budget (each allocation is work)
-//! and by `memory_bytes` for values written out.
+//! by our own port of Lua 5.2's matcher, which charges every step to the run's budget. Ale's
+//! memory limit counts the live bytes a run allocates through `argyll_ale::MeteredAlloc`, which
+//! the process must install as its global allocator (without it, Ale runs are bounded only by
+//! their steps and by `memory_bytes` for any one value written out):
+//!
+//! ```
+//! #[global_allocator]
+//! static ALLOCATOR: argyll_ale::MeteredAlloc<std::alloc::System> =
+//!     argyll_ale::MeteredAlloc(std::alloc::System);
+//! # fn main() { assert!(argyll_ale::metering_installed()); }
+//! ```
 //!
 //! ```
 //! use argyll_script::{ScriptLimits, ScriptRunner};

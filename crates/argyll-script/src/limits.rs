@@ -6,7 +6,8 @@ use std::time::Duration;
 /// phase [`crate::Phase::Limit`] naming the limit; the process keeps running.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ScriptLimits {
-    /// Lua: memory of the interpreter state. Ale: bytes of values written out (`str`, outputs).
+    /// Lua: memory of the interpreter state. Ale: live memory of the run (when the process
+    /// installs `argyll_ale::MeteredAlloc`) and bytes of any value written out (`str`, outputs).
     pub memory_bytes: usize,
     /// Lua VM instructions or Ale evaluation steps.
     pub steps: u64,

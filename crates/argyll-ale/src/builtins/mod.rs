@@ -38,36 +38,39 @@ const SPECIAL_FORMS: &[&str] = &[
 /// The shared root namespace, built once.
 pub fn root() -> Arc<Namespace> {
     static ROOT: OnceLock<Arc<Namespace>> = OnceLock::new();
-    ROOT.get_or_init(|| {
-        let ns = Namespace::new("ale", None);
-        for name in SPECIAL_FORMS {
-            let _ = ns.bind(name, Value::Special(Arc::from(*name)));
-        }
-        let mut registry = Registry { ns: &ns };
-        core::register(&mut registry);
-        numeric::register(&mut registry);
-        sequences::register(&mut registry);
-        macros::register(&mut registry);
-        for (name, value) in [
-            ("true", Value::Bool(true)),
-            ("false", Value::Bool(false)),
-            ("null", Value::Null),
-            ("+inf", Value::Float(f64::INFINITY)),
-            ("-inf", Value::Float(f64::NEG_INFINITY)),
-            ("nan", Value::Float(f64::NAN)),
-            ("*pos-inf*", Value::Float(f64::INFINITY)),
-            ("*neg-inf*", Value::Float(f64::NEG_INFINITY)),
-            ("*space*", Value::string(" ")),
-            ("*newline*", Value::string("\n")),
-        ] {
-            let _ = ns.bind(name, value);
-        }
-        for unbound in ["*in*", "*out*", "*err*", "*env*", "*args*"] {
-            ns.declare(unbound, false);
-        }
-        ns
-    })
-    .clone()
+    // Built once for the process, usually inside the first run: not that run's memory.
+    ROOT.get_or_init(|| crate::memory::unmetered(build_root))
+        .clone()
+}
+
+fn build_root() -> Arc<Namespace> {
+    let ns = Namespace::new("ale", None);
+    for name in SPECIAL_FORMS {
+        let _ = ns.bind(name, Value::Special(Arc::from(*name)));
+    }
+    let mut registry = Registry { ns: &ns };
+    core::register(&mut registry);
+    numeric::register(&mut registry);
+    sequences::register(&mut registry);
+    macros::register(&mut registry);
+    for (name, value) in [
+        ("true", Value::Bool(true)),
+        ("false", Value::Bool(false)),
+        ("null", Value::Null),
+        ("+inf", Value::Float(f64::INFINITY)),
+        ("-inf", Value::Float(f64::NEG_INFINITY)),
+        ("nan", Value::Float(f64::NAN)),
+        ("*pos-inf*", Value::Float(f64::INFINITY)),
+        ("*neg-inf*", Value::Float(f64::NEG_INFINITY)),
+        ("*space*", Value::string(" ")),
+        ("*newline*", Value::string("\n")),
+    ] {
+        let _ = ns.bind(name, value);
+    }
+    for unbound in ["*in*", "*out*", "*err*", "*env*", "*args*"] {
+        ns.declare(unbound, false);
+    }
+    ns
 }
 
 /// Adds builtins to the root namespace.
