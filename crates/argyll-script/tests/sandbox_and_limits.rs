@@ -1,5 +1,8 @@
 //! What a script can and cannot do: limits end runaway scripts with an error naming the limit,
 //! runs never see each other's globals, pooled states serve concurrent runs correctly.
+//!
+//! This binary installs Ale's metering allocator, as the server does, so that Ale's memory
+//! limit is enforced here.
 
 // Test helpers outside #[test] functions may panic on broken fixtures: that is a test failure.
 #![allow(
@@ -17,6 +20,12 @@ use argyll_script::{
     ScriptRunner,
 };
 use serde_json::json;
+
+#[global_allocator]
+static ALLOCATOR: argyll_ale::MeteredAlloc<std::alloc::System> =
+    argyll_ale::MeteredAlloc(std::alloc::System);
+
+const MIB: usize = 1024 * 1024;
 
 fn inputs(value: serde_json::Value) -> Attributes {
     value.as_object().cloned().unwrap()
@@ -135,6 +144,79 @@ fn a_lua_script_allocating_a_gibibyte_fails_with_a_memory_error() {
         )
         .unwrap();
     assert_eq!(ok["n"], 1000);
+}
+
+/// `(text n)`: a string of 2ⁿ bytes, built by doubling.
+const ALE_TEXT: &str = "(let-rec ([text (lambda (n) (if (= n 0) \"x\" (let [half (text (- n 1))] (str half half))))]) ";
+
+#[test]
+fn an_ale_script_holding_too_much_memory_fails_with_a_memory_error() {
+    assert!(argyll_ale::metering_installed());
+    // Only memory may stop these scripts: the deadline is far (unoptimised builds are slow).
+    let runner = ScriptRunner::new(ScriptLimits {
+        timeout: Duration::from_secs(60),
+        ..ScriptLimits::default()
+    });
+    // The script: 48 strings of 32 MiB kept alive would be 1.5 GiB.
+    let hoard = format!(
+        "{ALE_TEXT}(let [big (text 25)] {{:n (length (seq->vector (map (lambda (i) (str big i)) (range 48))))}}))"
+    );
+    let error = runner
+        .execute_blocking("ale", &hoard, &[], &Attributes::new())
+        .expect_err("over 64 MiB");
+    assert_eq!(error.phase, Phase::Limit(LimitKind::Memory), "{error}");
+    assert_eq!(error.message, "memory limit exceeded (64 MiB)");
+    let error = runner
+        .evaluate_predicate_blocking("ale", &hoard, &[], &Attributes::new())
+        .expect_err("predicates too");
+    assert_eq!(error.phase, Phase::Limit(LimitKind::Memory), "{error}");
+
+    // The runner is fine afterwards, and a script holding less than the limit runs.
+    let outputs = runner
+        .execute_blocking(
+            "ale",
+            &format!("{ALE_TEXT}{{:n (length (text 23))}})"),
+            &[],
+            &Attributes::new(),
+        )
+        .unwrap();
+    assert_eq!(outputs["n"], 8 * MIB);
+
+    // SCRIPT_MEMORY_LIMIT_MB sets the limit.
+    let small = ScriptRunner::new(
+        ScriptLimits::from_vars(|name| (name == "SCRIPT_MEMORY_LIMIT_MB").then(|| "4".to_owned()))
+            .unwrap(),
+    );
+    let error = small
+        .execute_blocking(
+            "ale",
+            &format!("{ALE_TEXT}{{:n (length (text 23))}})"),
+            &[],
+            &Attributes::new(),
+        )
+        .expect_err("8 MiB is over 4");
+    assert_eq!(
+        (error.phase, error.message.as_str()),
+        (
+            Phase::Limit(LimitKind::Memory),
+            "memory limit exceeded (4 MiB)"
+        )
+    );
+
+    // A memory error under a budget smaller than the real limit is handed back.
+    let budget = ScriptLimits {
+        memory_bytes: MIB,
+        ..ScriptLimits::default()
+    };
+    let script = format!("{ALE_TEXT}{{:n (length (text 21))}})");
+    assert_eq!(
+        runner.execute_within(&budget, "ale", &script, &[], &Attributes::new()),
+        None
+    );
+    assert_eq!(
+        runner.execute_blocking("ale", &script, &[], &Attributes::new()),
+        Ok(inputs(json!({"n": 2 * MIB})))
+    );
 }
 
 #[test]
