@@ -166,6 +166,21 @@ fn the_json_result_counts() {
 }
 
 #[test]
+fn a_product_too_large_to_reserve_is_a_limit_error_not_an_abort() {
+    // 10⁸ and 10¹⁰ combinations: the reservation either fails (a limit error rather than aborting the
+    // process) or succeeds in virtual memory and is counted.
+    for n in [10_000, 100_000] {
+        let error = eval_source(
+            &[],
+            &format!("(length (cartesian-product (range {n}) (range {n})))"),
+            limits(64 * MIB),
+        )
+        .expect_err("too many combinations");
+        assert_eq!(error.message, "memory limit exceeded (64 MiB)", "{n}");
+    }
+}
+
+#[test]
 fn inputs_count() {
     let program = Program::compile("(length n)", &["n"]).expect("compiles");
     let big = inputs(json!({ "n": "x".repeat(8 * MIB) }));

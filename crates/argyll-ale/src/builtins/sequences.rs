@@ -616,7 +616,11 @@ pub(super) fn register(r: &mut Registry<'_>) {
         let mut combos: Vec<Vec<Value>> = vec![Vec::new()];
         for coll in args {
             let items = to_vec(ctx, coll)?;
-            let mut next = Vec::with_capacity(combos.len() * items.len());
+            // The product of a few long sequences can be more than the machine can reserve:
+            // an allocation failure would abort the process, so it is a limit error instead.
+            let mut next = Vec::new();
+            next.try_reserve(combos.len().saturating_mul(items.len()))
+                .map_err(|_| AleError::memory_limit(ctx.limits().max_memory_bytes))?;
             for combo in &combos {
                 for item in &items {
                     ctx.tick()?;
