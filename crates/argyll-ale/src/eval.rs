@@ -114,9 +114,25 @@ impl Ctx {
     }
 
     /// Counts one step; fails when a budget is exhausted.
+    ///
+    /// Every node evaluated ticks, so this is the evaluator's hottest path: it only counts and
+    /// compares (a thread-local read for memory), and leaves building errors and reading the
+    /// clock to [`Ctx::tick_slow`], kept out of line so that this stays inlined.
     #[inline]
     pub fn tick(&mut self) -> AleResult<()> {
         self.steps += 1;
+        if self.steps > self.limits.max_steps
+            || thread_live() > self.memory.ceiling
+            || self.steps & 0x3ff == 0
+        {
+            return self.tick_slow();
+        }
+        Ok(())
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn tick_slow(&mut self) -> AleResult<()> {
         if self.steps > self.limits.max_steps {
             return Err(AleError::limit(
                 LimitKind::Steps,

@@ -20,7 +20,7 @@
 use std::alloc::{GlobalAlloc, Layout};
 use std::cell::Cell;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 /// A global allocator that delegates to `A` and counts, per thread, the bytes allocated while
 /// a [`MemoryMeter`] is active on that thread. Ale runs enforce
@@ -36,13 +36,28 @@ use std::sync::atomic::{AtomicBool, Ordering};
 #[derive(Debug, Default, Clone, Copy)]
 pub struct MeteredAlloc<A>(pub A);
 
-/// Set by the first allocation that goes through a [`MeteredAlloc`].
-static INSTALLED: AtomicBool = AtomicBool::new(false);
-
-/// Whether the global allocator is a [`MeteredAlloc`] (it has served an allocation). When it is
-/// not, runs still work but their memory limit is not enforced.
+/// Whether the global allocator is a [`MeteredAlloc`]: runs still work when it is not, but their
+/// memory limit is not enforced.
 pub fn metering_installed() -> bool {
-    INSTALLED.load(Ordering::Relaxed)
+    // The global allocator is fixed when the program is linked: the answer never changes.
+    static ANSWER: AtomicU8 = AtomicU8::new(UNKNOWN);
+    const UNKNOWN: u8 = 0;
+    const NO: u8 = 1;
+    const YES: u8 = 2;
+    match ANSWER.load(Ordering::Relaxed) {
+        NO => false,
+        YES => true,
+        _ => {
+            // Asking the allocator itself keeps a flag out of its hot path: an allocation made
+            // under a meter is counted only by a `MeteredAlloc`.
+            let meter = MemoryMeter::start();
+            let probe = std::hint::black_box(Box::new(0u64));
+            let counted = meter.live_bytes() >= std::mem::size_of::<u64>();
+            drop(probe);
+            ANSWER.store(if counted { YES } else { NO }, Ordering::Relaxed);
+            counted
+        }
+    }
 }
 
 /// One thread's meter. `depth` counts the active [`MemoryMeter`]s (a count rather than a flag,
@@ -64,22 +79,29 @@ thread_local! {
     };
 }
 
-/// Adds `delta` bytes to the current thread's count when a meter is active there. Called from
-/// the allocator: no allocation, no panic (`try_with` on a destructor-less thread-local cannot
-/// fail, and would only skip the count if it did).
+/// Adds `bytes` allocated to the current thread's count when a meter is active there. Called
+/// from the allocator: no allocation, no panic (`try_with` on a destructor-less thread-local
+/// cannot fail, and would only skip the count if it did).
 #[inline]
-fn charge(delta: isize) {
-    if !INSTALLED.load(Ordering::Relaxed) {
-        // Stored once: a store on every allocation would bounce the cache line between cores.
-        INSTALLED.store(true, Ordering::Relaxed);
-    }
+fn charge_allocated(bytes: isize) {
     let _ = METER.try_with(|meter| {
         if meter.depth.get() > 0 {
-            let live = meter.live.get().wrapping_add(delta);
+            let live = meter.live.get().wrapping_add(bytes);
             meter.live.set(live);
             if live > meter.peak.get() {
                 meter.peak.set(live);
             }
+        }
+    });
+}
+
+/// Takes `bytes` freed off the current thread's count when a meter is active there (a free
+/// never raises the peak).
+#[inline]
+fn charge_freed(bytes: isize) {
+    let _ = METER.try_with(|meter| {
+        if meter.depth.get() > 0 {
+            meter.live.set(meter.live.get().wrapping_sub(bytes));
         }
     });
 }
@@ -92,7 +114,7 @@ fn signed(bytes: usize) -> isize {
 
 // SAFETY: every method forwards its arguments unchanged to `A`, which upholds the
 // `GlobalAlloc` contract, and returns `A`'s result unchanged; the counting on the side only
-// touches thread-local `Cell`s and an atomic flag, never allocates and never unwinds.
+// touches thread-local `Cell`s, never allocates and never unwinds.
 #[allow(unsafe_code)]
 unsafe impl<A: GlobalAlloc> GlobalAlloc for MeteredAlloc<A> {
     #[inline]
@@ -100,7 +122,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for MeteredAlloc<A> {
         // SAFETY: the caller's contract for `alloc` is passed on unchanged.
         let ptr = unsafe { self.0.alloc(layout) };
         if !ptr.is_null() {
-            charge(signed(layout.size()));
+            charge_allocated(signed(layout.size()));
         }
         ptr
     }
@@ -110,7 +132,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for MeteredAlloc<A> {
         // SAFETY: the caller's contract for `alloc_zeroed` is passed on unchanged.
         let ptr = unsafe { self.0.alloc_zeroed(layout) };
         if !ptr.is_null() {
-            charge(signed(layout.size()));
+            charge_allocated(signed(layout.size()));
         }
         ptr
     }
@@ -119,7 +141,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for MeteredAlloc<A> {
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: the caller's contract for `dealloc` is passed on unchanged.
         unsafe { self.0.dealloc(ptr, layout) };
-        charge(signed(layout.size()).wrapping_neg());
+        charge_freed(signed(layout.size()));
     }
 
     #[inline]
@@ -128,7 +150,12 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for MeteredAlloc<A> {
         let new_ptr = unsafe { self.0.realloc(ptr, layout, new_size) };
         // On failure the old block is untouched and still owned by the caller: nothing changed.
         if !new_ptr.is_null() {
-            charge(signed(new_size).wrapping_sub(signed(layout.size())));
+            let old_size = layout.size();
+            if new_size >= old_size {
+                charge_allocated(signed(new_size - old_size));
+            } else {
+                charge_freed(signed(old_size - new_size));
+            }
         }
         new_ptr
     }
