@@ -21,15 +21,16 @@
 //! run long without executing instructions are covered too: allocation-heavy ones (`string.rep`,
 //! `table.concat`) by the memory limit, and pattern matching (`find`, `match`, `gmatch`, `gsub`)
 //! by our own port of Lua 5.2's matcher, which charges every step to the run's budget. Ale's
-//! memory limit counts the live bytes a run allocates through `argyll_ale::MeteredAlloc`, which
-//! the process must install as its global allocator (without it, Ale runs are bounded only by
-//! their steps and by `memory_bytes` for any one value written out):
+//! memory limit counts the live bytes a run allocates through [`MeteredAlloc`] (re-exported from
+//! `argyll-ale`), which the program must install as its global allocator, wrapping the allocator
+//! it would use anyway. Without it ([`metering_installed`] is false), Ale runs are bounded only by
+//! their steps and by `memory_bytes` for any one value written out.
 //!
 //! ```
 //! #[global_allocator]
-//! static ALLOCATOR: argyll_ale::MeteredAlloc<std::alloc::System> =
-//!     argyll_ale::MeteredAlloc(std::alloc::System);
-//! # fn main() { assert!(argyll_ale::metering_installed()); }
+//! static ALLOCATOR: argyll_script::MeteredAlloc<std::alloc::System> =
+//!     argyll_script::MeteredAlloc(std::alloc::System);
+//! # fn main() { assert!(argyll_script::metering_installed()); }
 //! ```
 //!
 //! ```
@@ -54,6 +55,7 @@ mod lua_pattern;
 mod runner;
 
 pub use ale::AleEngine;
+pub use argyll_ale::{MeteredAlloc, metering_installed};
 pub use error::{LimitKind, Phase, ScriptError};
 pub use limits::{LimitConfigError, ScriptLimits};
 pub use lua::LuaEngine;

@@ -22,8 +22,8 @@ use argyll_script::{
 use serde_json::json;
 
 #[global_allocator]
-static ALLOCATOR: argyll_ale::MeteredAlloc<std::alloc::System> =
-    argyll_ale::MeteredAlloc(std::alloc::System);
+static ALLOCATOR: argyll_script::MeteredAlloc<std::alloc::System> =
+    argyll_script::MeteredAlloc(std::alloc::System);
 
 const MIB: usize = 1024 * 1024;
 
@@ -151,7 +151,7 @@ const ALE_TEXT: &str = "(let-rec ([text (lambda (n) (if (= n 0) \"x\" (let [half
 
 #[test]
 fn an_ale_script_holding_too_much_memory_fails_with_a_memory_error() {
-    assert!(argyll_ale::metering_installed());
+    assert!(argyll_script::metering_installed());
     // Only memory may stop these scripts: the deadline is far (unoptimised builds are slow).
     let runner = ScriptRunner::new(ScriptLimits {
         timeout: Duration::from_secs(60),
