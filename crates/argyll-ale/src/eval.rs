@@ -29,7 +29,8 @@ pub struct Limits {
     /// freed yet. Enforced only when the program's global allocator is a
     /// [`MeteredAlloc`](crate::MeteredAlloc) ([`metering_installed`](crate::metering_installed));
     /// checked at every evaluation step, so a run overshoots by at most what one step allocates
-    /// (one builtin call, whose text is bounded by `max_output_bytes`).
+    /// (a builtin call: a string it prints is bounded by `max_output_bytes`, plus the buffer it
+    /// was printed into).
     pub max_memory_bytes: usize,
 }
 
