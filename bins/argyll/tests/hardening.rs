@@ -348,6 +348,63 @@ async fn item_08_large_fan_outs_run_and_oversized_ones_are_refused() {
     assert_eq!(results[9_999], json!({"x": 9_999, "r": 19_998}));
 }
 
+// ------------------------------------------------------------------ item 9
+
+/// An Ale script that keeps many 32 MiB strings fails its item with `memory limit exceeded`
+/// (the issue's run reached 1.5 GB and aborted the process); the server, under a 3 GB
+/// address-space limit, keeps answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item_09_an_ale_script_over_its_memory_limit_fails_and_the_server_lives() {
+    let client = client();
+    let mut engine = EngineProcess::launch(
+        "item-09",
+        &[
+            ("SCRIPT_TIMEOUT", "60s".into()),
+            ("SCRIPT_MEMORY_LIMIT_MB", "64".into()),
+        ],
+        None,
+        &["--as=3000000000"],
+    );
+    engine.wait_healthy(&client).await;
+    let script = "(let-rec ([text (lambda (n) (if (= n 0) \"x\" \
+        (let [half (text (- n 1))] (str half half))))]) \
+        (let [big (text 25)] \
+        {:r (length (seq->vector (map (lambda (i) (str big i)) (range 48))))}))";
+    register(
+        &client,
+        &engine,
+        json!({
+            "id": "hog", "name": "hog", "type": "script",
+            "attributes": {"r": {"role": "output"}},
+            "script": {"language": "ale", "script": script},
+            "work_config": {"max_retries": 0}
+        }),
+    )
+    .await;
+    let (status, body) = post_json(
+        &client,
+        &format!("{}/engine/flow", engine.base),
+        &json!({"id": "f", "goals": ["hog"], "init": {}}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let flow = flow_after(&client, &engine, "f", "60s").await;
+    assert_eq!(flow["status"], "failed", "{flow}");
+    assert_eq!(
+        flow["error"], "step hog failed: memory limit exceeded (64 MiB)",
+        "{flow}"
+    );
+    assert!(engine.is_running(), "{}", engine.log());
+    let rss = engine.rss_bytes().unwrap();
+    assert!(rss < 1_000_000_000, "RSS {rss}");
+    let health = client
+        .get(format!("{}/health", engine.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+}
+
 // ------------------------------------------------------------------ item 13
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

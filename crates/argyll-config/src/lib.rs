@@ -84,7 +84,7 @@ settings_table! {
     "RETRY_BACKOFF_MS" = "1000" : "Base backoff in milliseconds for steps without a `work_config`.";
     "RETRY_MAX_BACKOFF_MS" = "60000" : "Backoff cap in milliseconds (0: no cap).";
     "RETRY_BACKOFF_TYPE" = "exponential" : "`fixed`, `linear` or `exponential`.";
-    "SCRIPT_MEMORY_LIMIT_MB" = "64" : "Memory of one Lua run; bytes of values an Ale run writes out.";
+    "SCRIPT_MEMORY_LIMIT_MB" = "64" : "Memory one Lua or Ale run may hold (Ale: what the run allocates and has not freed, counted by the server's metering allocator); exceeding it fails the work item with `memory limit exceeded`.";
     "SCRIPT_STEP_LIMIT" = "100000000" : "Lua instructions or Ale evaluation steps of one run.";
     "SCRIPT_TIMEOUT" = "1s" : "Wall-clock limit of one script or predicate run.";
     "MAX_WORK_ITEMS" = "100000" : "Most work items one step may expand to with `for_each` (> 0); a start that would exceed it gets 400, a step that exceeds it later fails with `too many work items`.";

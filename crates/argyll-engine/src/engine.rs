@@ -218,6 +218,11 @@ impl<S: Store> EngineBuilder<S> {
 
     /// Builds the engine. Call [`Engine::start`] to recover flows and start the loops.
     pub fn build(self) -> Result<Engine<S>, EngineError> {
+        if !argyll_script::metering_installed() {
+            tracing::warn!(
+                "Ale scripts have no memory limit: the process does not use argyll_script::MeteredAlloc as its global allocator"
+            );
+        }
         let scripts = self
             .scripts
             .unwrap_or_else(|| Arc::new(ScriptRunner::new(self.config.script_limits)));
