@@ -52,7 +52,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(run(settings, mode)) {
+    let outcome = runtime.block_on(run(settings, mode));
+    // Whatever still runs on the blocking pool (a script the graceful shutdown did not wait
+    // for) must not keep the process alive once it has stopped serving: dropping the runtime
+    // would wait for it without end.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "argyll stopped");

@@ -289,6 +289,91 @@ async fn item_04_webhook_for_a_sync_step_is_refused() {
     assert_eq!(flow["attributes"]["r"]["value"], "from handler", "{flow}");
 }
 
+// ------------------------------------------------------------------ item 6
+
+/// A Lua script giving an object a `__gc` finalizer that never returns: refused with a clear
+/// error. The server keeps answering, the next Lua script (on a pooled state) runs, and a
+/// script still running at shutdown does not keep the process from exiting on SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item_06_lua_finalizers_cannot_escape_the_limits_or_block_shutdown() {
+    let client = client();
+    let mut engine = EngineProcess::launch(
+        "item-06",
+        &[
+            ("SCRIPT_TIMEOUT", "120s".into()),
+            ("ENGINE_SHUTDOWN_TIMEOUT", "2s".into()),
+        ],
+        None,
+        &["--as=3000000000"],
+    );
+    engine.wait_healthy(&client).await;
+    let lua_step = |id: &str, script: &str| {
+        json!({
+            "id": id, "name": id, "type": "script",
+            "attributes": {"r": {"role": "output"}},
+            "script": {"language": "lua", "script": script},
+            "work_config": {"max_retries": 0}
+        })
+    };
+    register(
+        &client,
+        &engine,
+        lua_step(
+            "finalizer",
+            "setmetatable({}, {__gc = function() while true do end end}) \
+             collectgarbage() return {r = 1}",
+        ),
+    )
+    .await;
+    register(
+        &client,
+        &engine,
+        lua_step("plain", "collectgarbage() return {r = 2}"),
+    )
+    .await;
+    register(
+        &client,
+        &engine,
+        lua_step("spin", "while true do end return {r = 3}"),
+    )
+    .await;
+    let start = |id: &str, goal: &str| json!({"id": id, "goals": [goal], "init": {}});
+    let url = format!("{}/engine/flow", engine.base);
+    assert_eq!(
+        post_json(&client, &url, &start("f1", "finalizer")).await.0,
+        201
+    );
+    let flow = flow_after(&client, &engine, "f1", "30s").await;
+    assert_eq!(flow["status"], "failed", "{flow}");
+    assert!(
+        flow["error"]
+            .as_str()
+            .unwrap()
+            .contains("setmetatable: __gc metamethods are not allowed in scripts"),
+        "{flow}"
+    );
+    for n in 0..4 {
+        let id = format!("plain-{n}");
+        assert_eq!(post_json(&client, &url, &start(&id, "plain")).await.0, 201);
+        let flow = flow_after(&client, &engine, &id, "30s").await;
+        assert_eq!(flow["status"], "completed", "{flow}");
+    }
+    // A script that will run for its whole 120 s limit is running when SIGTERM comes.
+    assert_eq!(post_json(&client, &url, &start("f3", "spin")).await.0, 201);
+    let health = client
+        .get(format!("{}/health", engine.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    assert!(engine.is_running());
+    assert!(
+        engine.terminate(Duration::from_secs(20)),
+        "SIGTERM did not stop the server: {}",
+        engine.log()
+    );
+}
+
 // ------------------------------------------------------------------ item 8
 
 /// A `for_each` over 10,000 elements runs every item (the speed is measured by

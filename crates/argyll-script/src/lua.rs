@@ -76,6 +76,17 @@ base.rawset = function(t, k, v)
   end
   return real_rawset(t, k, v)
 end
+-- Finalizers run outside every limit: Lua 5.2 turns the instruction hook off while a __gc
+-- metamethod runs, and they run whenever the collector likes (in a later, unrelated run on a
+-- pooled state, or when the state is closed). So objects never get one: Lua marks an object
+-- for finalization only if its metatable has __gc when setmetatable is called.
+local real_rawget = rawget
+base.setmetatable = function(t, mt)
+  if type(mt) == "table" and real_rawget(mt, "__gc") ~= nil then
+    error("setmetatable: __gc metamethods are not allowed in scripts", 2)
+  end
+  return setmetatable(t, mt)
+end
 local gc = collectgarbage
 base.collectgarbage = function(opt, ...)
   if opt == nil or opt == "collect" or opt == "count" or opt == "step" then return gc(opt, ...) end

@@ -549,3 +549,60 @@ fn execute_within_a_small_budget_answers_quick_scripts_and_hands_back_long_ones(
         "{real:?}"
     );
 }
+
+/// Runs `work` on a thread of its own and waits at most `limit` for it: a script that escapes
+/// its limits fails the test instead of hanging it.
+fn within<T: Send + 'static>(limit: Duration, work: impl FnOnce() -> T + Send + 'static) -> T {
+    let (done, result) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(work());
+    });
+    result
+        .recv_timeout(limit)
+        .expect("the script escaped its limits and never returned")
+}
+
+/// Issue 14, item 6: Lua finalizers (`__gc`) run outside every limit (the instruction hook is
+/// off while they run) and whenever the collector likes — in a later run on a pooled state, or
+/// when the state is closed. Scripts cannot give an object one: `setmetatable` refuses a
+/// metatable with `__gc`, and one added afterwards is ignored by Lua itself.
+#[test]
+fn lua_finalizers_are_refused_and_never_run() {
+    let (runner, _) = single_state_runner(ScriptLimits {
+        timeout: Duration::from_millis(300),
+        ..ScriptLimits::default()
+    });
+    // Never dropped: closing a state that holds a finalizer would run it (forever) on this
+    // thread, and a regression must fail the test, not hang it.
+    let runner: &'static ScriptRunner = Box::leak(Box::new(runner));
+    let run = |script: &'static str| {
+        within(Duration::from_secs(20), move || {
+            runner.execute_blocking("lua", script, &[], &Attributes::new())
+        })
+    };
+    let error = run("setmetatable({}, {__gc = function() while true do end end}) return {}")
+        .expect_err("refused");
+    assert_eq!(error.phase, Phase::Runtime, "{error}");
+    assert!(
+        error
+            .message
+            .contains("setmetatable: __gc metamethods are not allowed in scripts"),
+        "{error}"
+    );
+    // Caught by pcall, the refusal still marks nothing for finalization.
+    let swallowed = run(
+        "local ok = pcall(setmetatable, {}, {__gc = function() while true do end end}) \
+         collectgarbage() return {ok = ok}",
+    )
+    .unwrap();
+    assert_eq!(swallowed["ok"], json!(false));
+    // A __gc added to the metatable later is not a finalizer (Lua 5.2 marks objects only in
+    // setmetatable).
+    let late = run("local mt = {} local t = setmetatable({}, mt) \
+         mt.__gc = function() while true do end end t = nil collectgarbage() return {ok = true}")
+    .unwrap();
+    assert_eq!(late["ok"], json!(true));
+    // The pooled state serves an unrelated script afterwards, collections included.
+    let next = run("collectgarbage() return {n = 1 + 1}").unwrap();
+    assert_eq!(next["n"], json!(2));
+}
