@@ -213,6 +213,96 @@ async fn item_01_a_killed_engine_means_at_most_two_calls() {
     assert!(calls.len() >= 3 && calls.len() <= 6, "{calls:?}");
 }
 
+// ------------------------------------------------------------------ item 3
+
+/// The original web UI's engine subscription sees flows start and finish — a child flow with
+/// its parent's id — from the real binary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item_03_engine_subscribers_see_flow_activated_and_deactivated() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let client = client();
+    let engine = EngineProcess::launch("item-03", &[], None, &[]);
+    engine.wait_healthy(&client).await;
+    register(
+        &client,
+        &engine,
+        json!({
+            "id": "inner", "name": "inner", "type": "script",
+            "attributes": {"r": {"role": "output"}},
+            "script": {"language": "ale", "script": "{:r 1}"}
+        }),
+    )
+    .await;
+    register(
+        &client,
+        &engine,
+        json!({
+            "id": "outer", "name": "outer", "type": "flow",
+            "attributes": {"r": {"role": "output"}},
+            "flow": {"goals": ["inner"]}
+        }),
+    )
+    .await;
+    let ws_url = format!("{}/engine/ws", engine.base.replace("http://", "ws://"));
+    let (mut socket, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
+    let subscribe = json!({"type": "subscribe", "data": {
+        "aggregate_id": ["engine"],
+        "event_types": ["step_registered", "step_unregistered", "step_updated",
+                        "step_health_changed", "flow_activated", "flow_deactivated"]
+    }});
+    socket
+        .send(Message::Text(subscribe.to_string().into()))
+        .await
+        .unwrap();
+    let mut next = async || -> Value {
+        let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        serde_json::from_str(message.to_text().unwrap()).unwrap()
+    };
+    assert_eq!(next().await["type"], "subscribed");
+    let (status, body) = post_json(
+        &client,
+        &format!("{}/engine/flow", engine.base),
+        &json!({"id": "parent", "goals": ["outer"], "init": {}}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let mut notices = Vec::new();
+    while notices.len() < 4 {
+        let event = next().await;
+        assert_eq!(event["id"], json!(["engine"]), "{event}");
+        notices.push((
+            event["type"].as_str().unwrap().to_owned(),
+            event["data"].clone(),
+        ));
+    }
+    let child = notices
+        .iter()
+        .find(|(kind, data)| kind == "flow_activated" && data["flow_id"] != "parent")
+        .map(|(_, data)| data.clone())
+        .unwrap();
+    assert_eq!(child["parent_flow_id"], "parent", "{notices:?}");
+    let child_id = child["flow_id"].as_str().unwrap();
+    let position = |kind: &str, flow: &str| {
+        notices
+            .iter()
+            .position(|(k, data)| k == kind && data["flow_id"] == flow)
+            .unwrap_or_else(|| panic!("no {kind} for {flow}: {notices:?}"))
+    };
+    assert!(position("flow_activated", "parent") < position("flow_activated", child_id));
+    assert!(position("flow_activated", child_id) < position("flow_deactivated", child_id));
+    assert!(position("flow_deactivated", child_id) < position("flow_deactivated", "parent"));
+    assert_eq!(
+        notices[position("flow_activated", "parent")].1,
+        json!({"flow_id": "parent"})
+    );
+}
+
 // ------------------------------------------------------------------ item 4
 
 /// A sync step's handler that reports the token of each call and answers when released.

@@ -1,9 +1,14 @@
 //! `GET /engine/ws`: the event stream of `api.md` §4. Events come from the store's feed, so a
 //! client on any instance sees the events of every instance (decision 21).
+//!
+//! The engine aggregate no longer records `flow_activated` / `flow_deactivated` (flows are
+//! indexed beside their logs), but the original's web UI reloads its flow list on them: they
+//! are derived here from each flow's `flow_started` and terminal event and sent to
+//! engine-aggregate subscribers (decision 26), from every instance's feed like the rest.
 
 use std::collections::BTreeSet;
 
-use argyll_events::{AggregateId, EventEnvelope};
+use argyll_events::{AggregateId, Event, EventEnvelope, FlowEvent};
 use argyll_store::Store;
 use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -52,6 +57,20 @@ struct Filter {
 }
 
 impl Filter {
+    /// Whether a notice of the engine aggregate (not a stored event, so never stale) passes.
+    fn matches_engine_notice(&self, event_type: &str) -> bool {
+        if self.aggregate.is_none() && self.types.is_none() {
+            return false;
+        }
+        self.aggregate
+            .as_ref()
+            .is_none_or(|aggregate| *aggregate == AggregateId::Engine)
+            && self
+                .types
+                .as_ref()
+                .is_none_or(|types| types.contains(event_type))
+    }
+
     fn matches(&self, envelope: &EventEnvelope) -> bool {
         if self.aggregate.is_none() && self.types.is_none() {
             return false;
@@ -65,6 +84,46 @@ impl Filter {
             .as_ref()
             .is_none_or(|types| types.contains(envelope.event.event_type()))
     }
+}
+
+/// The original's engine-aggregate notice for a flow event: `flow_activated` `{flow_id,
+/// parent_flow_id?}` when a flow starts, `flow_deactivated` `{flow_id}` when it ends.
+fn engine_notice(envelope: &EventEnvelope) -> Option<(&'static str, Value)> {
+    let Event::Flow(event) = &envelope.event else {
+        return None;
+    };
+    match event {
+        FlowEvent::FlowStarted(started) => {
+            let mut data = serde_json::Map::new();
+            data.insert("flow_id".into(), Value::from(started.flow_id.as_str()));
+            if let Some(parent) = started
+                .metadata
+                .get("parent_flow_id")
+                .and_then(Value::as_str)
+                .filter(|parent| !parent.is_empty())
+            {
+                data.insert("parent_flow_id".into(), Value::from(parent));
+            }
+            Some(("flow_activated", Value::Object(data)))
+        }
+        FlowEvent::FlowCompleted(_) | FlowEvent::FlowFailed(_) => {
+            Some(("flow_deactivated", json!({"flow_id": event.flow_id()})))
+        }
+        _ => None,
+    }
+}
+
+/// A notice in the shape of a stored event of the engine aggregate. Its `sequence` is the one
+/// the connection's snapshot gave (no engine event was stored for it).
+fn wire_notice(envelope: &EventEnvelope, kind: &str, data: Value, sequence: u64) -> Option<String> {
+    let message = json!({
+        "type": kind,
+        "data": data,
+        "id": AggregateId::Engine,
+        "timestamp": envelope.timestamp.unix_millis().unwrap_or(0),
+        "sequence": sequence,
+    });
+    serde_json::to_string(&message).ok()
 }
 
 fn wire_event(envelope: &EventEnvelope) -> Option<String> {
@@ -104,6 +163,13 @@ async fn stream<S: Store>(app: AppState<S>, mut socket: WebSocket) {
                 Ok(envelope) => {
                     if filter.matches(&envelope)
                         && let Some(text) = wire_event(&envelope)
+                        && socket.send(Message::Text(text.into())).await.is_err()
+                    {
+                        return;
+                    }
+                    if let Some((kind, data)) = engine_notice(&envelope)
+                        && filter.matches_engine_notice(kind)
+                        && let Some(text) = wire_notice(&envelope, kind, data, filter.from_sequence)
                         && socket.send(Message::Text(text.into())).await.is_err()
                     {
                         return;

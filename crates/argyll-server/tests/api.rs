@@ -201,6 +201,76 @@ async fn websocket_sends_a_snapshot_then_live_events_in_order() {
     server.stop().await;
 }
 
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The next message of `socket` as JSON (within 5 s).
+async fn next(socket: &mut Socket) -> Value {
+    let message = tokio::time::timeout(Duration::from_secs(5), socket.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    serde_json::from_str(message.to_text().unwrap()).unwrap()
+}
+
+/// Issue 14, item 3: engine-aggregate subscribers (the original web UI) learn of new and
+/// finished flows live: `flow_activated` `{flow_id, parent_flow_id?}` when a flow starts,
+/// `flow_deactivated` `{flow_id}` when it reaches a terminal state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_subscribers_see_flows_activated_and_deactivated() {
+    let server = server().await;
+    server.register("s", "local://echo").await;
+    let ws_url = format!("{}/engine/ws", server.base.replace("http://", "ws://"));
+    let (mut socket, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
+    // The original UI's engine subscription.
+    let subscribe = json!({"type": "subscribe", "data": {
+        "aggregate_id": ["engine"],
+        "event_types": ["step_registered", "step_unregistered", "step_updated",
+                        "step_health_changed", "flow_activated", "flow_deactivated"]
+    }});
+    socket
+        .send(Message::Text(subscribe.to_string().into()))
+        .await
+        .unwrap();
+    let snapshot = next(&mut socket).await;
+    assert_eq!(snapshot["type"], "subscribed");
+    let sequence = snapshot["sequence"].clone();
+    assert_eq!(server.start("live", "s").await, 201);
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let event = next(&mut socket).await;
+        assert_eq!(event["id"], json!(["engine"]), "{event}");
+        assert_eq!(event["sequence"], sequence, "{event}");
+        assert!(event["timestamp"].as_i64().unwrap() > 0, "{event}");
+        seen.push((event["type"].clone(), event["data"].clone()));
+    }
+    assert_eq!(
+        seen,
+        vec![
+            (json!("flow_activated"), json!({"flow_id": "live"})),
+            (json!("flow_deactivated"), json!({"flow_id": "live"})),
+        ]
+    );
+    // Subscribed to flow events only, the notices do not come.
+    let flows_only = json!({"type": "subscribe", "data": {"event_types": ["flow_completed"]}});
+    socket
+        .send(Message::Text(flows_only.to_string().into()))
+        .await
+        .unwrap();
+    let engine_again = json!({"type": "subscribe", "data": {"aggregate_id": ["engine"]}});
+    socket
+        .send(Message::Text(engine_again.to_string().into()))
+        .await
+        .unwrap();
+    assert_eq!(next(&mut socket).await["type"], "subscribed");
+    assert_eq!(server.start("second", "s").await, 201);
+    let event = next(&mut socket).await;
+    assert_eq!(event["type"], "flow_activated");
+    assert_eq!(event["data"], json!({"flow_id": "second"}));
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_poll_returns_the_finished_flow_or_the_current_state() {
     let server = server().await;
