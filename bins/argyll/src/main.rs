@@ -104,6 +104,9 @@ fn engine_config(settings: &Settings) -> EngineConfig {
         instance_id: settings.instance_id.clone().unwrap_or(defaults.instance_id),
         lease_ttl: settings.work_lease_timeout,
         max_work_items: settings.max_work_items,
+        max_id_length: settings.max_id_length,
+        flow_max_depth: settings.flow_max_depth,
+        min_retry_delay: std::time::Duration::from_millis(settings.retry_min_backoff_ms),
         ..defaults
     }
 }

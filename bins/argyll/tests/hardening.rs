@@ -464,6 +464,58 @@ async fn item_06_lua_finalizers_cannot_escape_the_limits_or_block_shutdown() {
     );
 }
 
+// ------------------------------------------------------------------ item 7
+
+/// Flow steps that would start themselves without end are refused at registration (the issue
+/// saw 1,436 child flows in 4 s and ids of 59 KB); ids are bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item_07_recursive_flow_steps_are_refused_and_ids_bounded() {
+    let client = client();
+    let engine = EngineProcess::launch("item-07", &[], None, &["--as=3000000000"]);
+    engine.wait_healthy(&client).await;
+    let url = format!("{}/engine/step", engine.base);
+    let flow_step = |id: &str, goal: &str| json!({"id": id, "name": id, "type": "flow", "flow": {"goals": [goal]}});
+    let (status, body) = post_json(&client, &url, &flow_step("loop", "loop")).await;
+    assert_eq!(
+        (status, body),
+        (
+            400,
+            json!({
+                "error": "circular dependency detected through a child flow: loop -> (child flow goal) loop",
+                "status": 400
+            })
+        )
+    );
+    let (status, _) = post_json(&client, &url, &flow_step("a", "b")).await;
+    assert_eq!(status, 201);
+    let (status, body) = post_json(&client, &url, &flow_step("b", "a")).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["error"],
+        "circular dependency detected through a child flow: b -> (child flow goal) a -> (child flow goal) b"
+    );
+    let (status, body) = post_json(
+        &client,
+        &format!("{}/engine/flow", engine.base),
+        &json!({"id": "x".repeat(1 << 20), "goals": ["a"], "init": {}}),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["error"],
+        "flow ID too long: 1048576 characters (the limit is 256, MAX_ID_LENGTH)"
+    );
+    let (status, body) = send(
+        &client,
+        reqwest::Method::GET,
+        &format!("{}/engine/flow", engine.base),
+        &Value::Null,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["count"], 0, "no flow was started: {body}");
+}
+
 // ------------------------------------------------------------------ item 8
 
 /// A `for_each` over 10,000 elements runs every item (the speed is measured by
@@ -578,6 +630,71 @@ async fn item_09_an_ale_script_over_its_memory_limit_fails_and_the_server_lives(
         .await
         .unwrap();
     assert_eq!(health.status(), 200);
+}
+
+// ------------------------------------------------------------------ item 14
+
+/// Registration refuses what the engine could not honour, naming the field: huge or
+/// unprintable ids, out-of-range numbers, endpoints that are not URLs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item_14_ids_and_settings_are_validated_at_registration() {
+    let client = client();
+    let engine = EngineProcess::launch("item-14", &[], None, &[]);
+    engine.wait_healthy(&client).await;
+    let url = format!("{}/engine/step", engine.base);
+    let step = |changes: &Value| {
+        let mut step = json!({
+            "id": "s", "name": "s", "type": "sync",
+            "http": {"endpoint": "http://127.0.0.1:9/step"},
+            "attributes": {"r": {"role": "output"}}
+        });
+        for (key, value) in changes.as_object().unwrap() {
+            step[key] = value.clone();
+        }
+        step
+    };
+    let cases = [
+        (
+            json!({"id": "x".repeat(1 << 20)}),
+            "step ID too long: 1048576 characters (the limit is 256, MAX_ID_LENGTH)",
+        ),
+        (
+            json!({"id": "bad\u{0}id"}),
+            "step ID contains a control character (U+0000) at position 3",
+        ),
+        (
+            json!({"work_config": {"parallelism": -100}}),
+            "work_config.parallelism out of range: -100 (expected 0 to 100000)",
+        ),
+        (
+            json!({"work_config": {"parallelism": 1_000_000_000_000_i64}}),
+            "work_config.parallelism out of range: 1000000000000 (expected 0 to 100000)",
+        ),
+        (
+            json!({"http": {"endpoint": "http://127.0.0.1:9/step", "timeout": -1}}),
+            "http.timeout out of range: -1 (expected 0 to 86400000)",
+        ),
+        (
+            json!({"work_config": {"max_retries": 1_000_000_000_000_000_000_i64, "backoff_type": "fixed"}}),
+            "work_config.max_retries out of range: 1000000000000000000 (expected 0 to 1000000)",
+        ),
+        (
+            json!({"http": {"endpoint": "not a url"}}),
+            "http.endpoint is not an absolute http(s) URL: \"not a url\"",
+        ),
+    ];
+    for (changes, message) in &cases {
+        let (status, body) = post_json(&client, &url, &step(changes)).await;
+        assert_eq!(
+            (status, body),
+            (400, json!({"error": message, "status": 400})),
+            "{changes}"
+        );
+    }
+    let (status, body) = post_json(&client, &url, &step(&json!({}))).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = send(&client, reqwest::Method::GET, &url, &Value::Null).await;
+    assert_eq!((status, body["count"].clone()), (200, json!(1)), "{body}");
 }
 
 // ------------------------------------------------------------------ item 13

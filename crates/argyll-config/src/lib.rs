@@ -84,9 +84,12 @@ settings_table! {
     "RETRY_BACKOFF_MS" = "1000" : "Base backoff in milliseconds for steps without a `work_config`.";
     "RETRY_MAX_BACKOFF_MS" = "60000" : "Backoff cap in milliseconds (0: no cap).";
     "RETRY_BACKOFF_TYPE" = "exponential" : "`fixed`, `linear` or `exponential`.";
+    "RETRY_MIN_BACKOFF_MS" = "20" : "Shortest delay before any retry in milliseconds, whatever a step's `work_config` says (0 turns the floor off): a zero backoff with many retries does not become a busy loop.";
     "SCRIPT_MEMORY_LIMIT_MB" = "64" : "Memory one Lua or Ale run may hold (Ale: what the run allocates and has not freed, counted by the server's metering allocator); exceeding it fails the work item with `memory limit exceeded`.";
     "SCRIPT_STEP_LIMIT" = "100000000" : "Lua instructions or Ale evaluation steps of one run.";
     "SCRIPT_TIMEOUT" = "1s" : "Wall-clock limit of one script or predicate run.";
+    "MAX_ID_LENGTH" = "256" : "Longest step id, step name, attribute name, flow id and goal in characters (> 0); longer ones get 400 naming the field. Child flow ids (`parent:step:token`) longer than this become `<hash>:<token>` (69 characters).";
+    "FLOW_MAX_DEPTH" = "16" : "Deepest nesting of child flows (> 0): a flow step whose child flow would be deeper fails with `child flow depth limit reached`. Registration already refuses flow steps that reach themselves.";
     "MAX_WORK_ITEMS" = "100000" : "Most work items one step may expand to with `for_each` (> 0); a start that would exceed it gets 400, a step that exceeds it later fails with `too many work items`.";
     "ARCHIVE_BUCKET_URL" = "(unset: no archiving)" : "Bucket of archived flows (`s3://bucket`); archiving runs when set.";
     "ARCHIVE_PREFIX" = "archived/" : "Key prefix of archived flows in the bucket.";
@@ -269,6 +272,12 @@ pub struct Settings {
     pub script_timeout: Duration,
     /// Most work items per step.
     pub max_work_items: usize,
+    /// Longest id or name.
+    pub max_id_length: usize,
+    /// Deepest child-flow nesting.
+    pub flow_max_depth: usize,
+    /// Shortest retry delay in milliseconds.
+    pub retry_min_backoff_ms: u64,
     /// Archiving, when a bucket is configured.
     pub archive: Option<ArchiveSettings>,
 }
@@ -563,6 +572,9 @@ impl Reader {
                 positive_duration,
             )?,
             max_work_items: self.parse("MAX_WORK_ITEMS", 100_000, positive_count)?,
+            max_id_length: self.parse("MAX_ID_LENGTH", 256, positive_count)?,
+            flow_max_depth: self.parse("FLOW_MAX_DEPTH", 16, positive_count)?,
+            retry_min_backoff_ms: self.parse("RETRY_MIN_BACKOFF_MS", 20, millis)?,
             archive,
         })
     }

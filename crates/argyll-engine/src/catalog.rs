@@ -24,6 +24,10 @@ pub enum CatalogError {
     /// The step would close a dependency cycle.
     #[error("circular dependency detected: step {0}")]
     Cycle(String),
+    /// The step would close a cycle through a flow step's child-flow goals: running it would
+    /// start child flows without end.
+    #[error("circular dependency detected through a child flow: {0}")]
+    FlowCycle(String),
 }
 
 /// Whether a registration changed the catalog.
@@ -109,40 +113,78 @@ fn check_consistency(state: &EngineState, step: &Step) -> Result<(), CatalogErro
     let mut steps = state.steps.clone();
     steps.insert(step.id.clone(), step.clone());
     let graph = AttributeGraph::from_steps(steps.values());
-    let mut on_path = BTreeSet::new();
+    let mut path = Vec::new();
     let mut done = BTreeSet::new();
-    if reaches_cycle(&steps, &graph, &step.id, &mut on_path, &mut done) {
-        return Err(CatalogError::Cycle(step.id.clone()));
+    if let Some(cycle) = find_cycle(&steps, &graph, &step.id, &mut path, &mut done) {
+        // A cycle through a flow step's goals would start child flows without end; name it.
+        return Err(if cycle.iter().any(|(_, via_goal)| *via_goal) {
+            CatalogError::FlowCycle(describe_cycle(&cycle))
+        } else {
+            CatalogError::Cycle(step.id.clone())
+        });
     }
     Ok(())
 }
 
-/// Depth-first from `step_id` through its inputs (required and optional) to their providers.
-fn reaches_cycle(
+/// `a -> b (child flow goal) -> a`: the steps of a cycle and how each depends on the next.
+fn describe_cycle(cycle: &[(String, bool)]) -> String {
+    let mut text = String::new();
+    for (step_id, via_goal) in cycle {
+        if !text.is_empty() {
+            text.push_str(if *via_goal {
+                " -> (child flow goal) "
+            } else {
+                " -> (input) "
+            });
+        }
+        text.push_str(step_id);
+    }
+    text
+}
+
+/// Depth-first from `step_id` along what a step depends on: the providers of its inputs
+/// (required and optional), and for a flow step the goals of its child flow (a child flow
+/// runs those goals and, through them, whatever they depend on). Returns the cycle found, as
+/// steps with whether each was reached through a child-flow goal.
+fn find_cycle(
     steps: &std::collections::BTreeMap<String, Step>,
     graph: &AttributeGraph,
     step_id: &str,
-    on_path: &mut BTreeSet<String>,
+    path: &mut Vec<(String, bool)>,
     done: &mut BTreeSet<String>,
-) -> bool {
-    if on_path.contains(step_id) {
-        return true;
+) -> Option<Vec<(String, bool)>> {
+    if let Some(start) = path.iter().position(|(id, _)| id == step_id) {
+        // `path` holds each step with the kind of edge leaving it; the cycle lists each step
+        // with the kind of edge that reached it, back to the start.
+        let on_cycle = path.get(start..).unwrap_or_default();
+        let mut cycle = vec![(step_id.to_owned(), false)];
+        for (index, (_, via_goal)) in on_cycle.iter().enumerate() {
+            let reached = on_cycle
+                .get(index + 1)
+                .map_or(step_id, |(id, _)| id.as_str());
+            cycle.push((reached.to_owned(), *via_goal));
+        }
+        return Some(cycle);
     }
     if done.contains(step_id) {
-        return false;
+        return None;
     }
-    let Some(step) = steps.get(step_id) else {
-        return false;
-    };
-    on_path.insert(step_id.to_owned());
+    let step = steps.get(step_id)?;
+    let mut next: Vec<(String, bool)> = Vec::new();
     for (name, _) in step.inputs() {
-        for provider in graph.providers(name) {
-            if reaches_cycle(steps, graph, provider, on_path, done) {
-                return true;
-            }
+        next.extend(graph.providers(name).iter().map(|p| (p.clone(), false)));
+    }
+    if let Some(flow) = &step.flow {
+        next.extend(flow.goals.iter().map(|goal| (goal.clone(), true)));
+    }
+    for (dependency, goal_edge) in next {
+        path.push((step_id.to_owned(), goal_edge));
+        let found = find_cycle(steps, graph, &dependency, path, done);
+        path.pop();
+        if found.is_some() {
+            return found;
         }
     }
-    on_path.remove(step_id);
     done.insert(step_id.to_owned());
-    false
+    None
 }

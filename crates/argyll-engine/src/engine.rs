@@ -69,6 +69,16 @@ pub struct EngineConfig {
     /// The most work items one step may expand to (`MAX_WORK_ITEMS`): a start that would
     /// exceed it is refused, a step that reaches it later fails.
     pub max_work_items: usize,
+    /// Deepest nesting of child flows (`FLOW_MAX_DEPTH`): a flow step whose child would be
+    /// deeper fails. Registration refuses flow steps that reach themselves; this bounds what a
+    /// catalog changed later (or a plan the static check cannot see) could still do.
+    pub flow_max_depth: usize,
+    /// Longest step id, step name, attribute name, flow id and goal (`MAX_ID_LENGTH`). Child
+    /// flow ids (`parent:step:token`) longer than this are shortened to a hash.
+    pub max_id_length: usize,
+    /// The shortest delay before a retry (`RETRY_MIN_BACKOFF_MS`), whatever a step's
+    /// `work_config` says: a zero backoff does not turn into a busy loop.
+    pub min_retry_delay: Duration,
 }
 
 /// The default [`EngineConfig::quick_script_budget`]: tens of microseconds of typical
@@ -100,6 +110,9 @@ impl Default for EngineConfig {
             flow_cache_size: 4096,
             quick_script_budget: Some(QUICK_SCRIPT_BUDGET),
             max_work_items: 100_000,
+            flow_max_depth: 16,
+            max_id_length: argyll_model::DEFAULT_MAX_ID_LENGTH,
+            min_retry_delay: Duration::from_millis(20),
         }
     }
 }
@@ -128,6 +141,9 @@ pub enum EngineError {
     /// A flow start would make a step with more work items than `MAX_WORK_ITEMS`.
     #[error("{0}")]
     TooManyWorkItems(String),
+    /// A flow id or goal breaks a bound (too long, control characters).
+    #[error("{0}")]
+    InvalidRequest(String),
     /// No such flow.
     #[error("flow not found: {0}")]
     FlowNotFound(String),
@@ -364,6 +380,7 @@ struct Services<'a> {
     retry: &'a RetryPolicy,
     quick_script_budget: Option<&'a ScriptLimits>,
     max_work_items: usize,
+    min_retry_delay_ms: u64,
 }
 
 impl FlowServices for Services<'_> {
@@ -407,6 +424,10 @@ impl FlowServices for Services<'_> {
         self.max_work_items
     }
 
+    fn min_retry_delay_ms(&self) -> u64 {
+        self.min_retry_delay_ms
+    }
+
     fn run_script_quickly(&self, step: &Step, inputs: &Args) -> Option<Result<Args, String>> {
         let budget = self.quick_script_budget?;
         let script = step
@@ -436,6 +457,9 @@ fn log_quick_failures(flow_id: &str, failures: &[QuickFailure]) {
 fn memo_key(step: &Step, inputs: &Args) -> String {
     format!("{}:{}", step.hash_key(), args_hash(inputs))
 }
+
+/// Metadata key of a child flow's nesting depth (1 for a child of a client's flow).
+const FLOW_DEPTH: &str = "flow_depth";
 
 /// Owner of the lease of a work item that was handed to an async step or a child flow and
 /// waits for its result.
@@ -547,6 +571,8 @@ impl<S: Store> Engine<S> {
             retry: &self.inner.config.retry,
             quick_script_budget: self.inner.config.quick_script_budget.as_ref(),
             max_work_items: self.inner.config.max_work_items,
+            min_retry_delay_ms: u64::try_from(self.inner.config.min_retry_delay.as_millis())
+                .unwrap_or(u64::MAX),
         }
     }
 
@@ -587,6 +613,16 @@ impl<S: Store> Engine<S> {
             .unwrap_or_else(|poisoned| poisoned.into_inner().clone())
     }
 
+    /// The bounds step definitions are checked against.
+    fn step_limits(&self) -> argyll_model::StepLimits {
+        let config = &self.inner.config;
+        argyll_model::StepLimits {
+            max_id_length: config.max_id_length,
+            max_parallelism: i64::try_from(config.max_work_items).unwrap_or(i64::MAX),
+            ..argyll_model::StepLimits::default()
+        }
+    }
+
     fn compile_scripts(&self, step: &Step) -> Result<(), EngineError> {
         let names = script_arg_names(step);
         for (what, config) in [("script", &step.script), ("predicate", &step.predicate)] {
@@ -614,7 +650,7 @@ impl<S: Store> Engine<S> {
     /// Registers a step: validated, scripts compiled, checked against the catalog. The same
     /// definition again changes nothing (decision 9).
     pub async fn register_step(&self, step: Step) -> Result<Registration, EngineError> {
-        step.validate()?;
+        step.validate_within(&self.step_limits())?;
         self.compile_scripts(&step)?;
         let mut outcome = Registration::Unchanged;
         self.catalog_command(|state| {
@@ -631,7 +667,7 @@ impl<S: Store> Engine<S> {
 
     /// Replaces a step's definition (flows already running keep their snapshot).
     pub async fn update_step(&self, step: Step) -> Result<(), EngineError> {
-        step.validate()?;
+        step.validate_within(&self.step_limits())?;
         self.compile_scripts(&step)?;
         self.catalog_command(|state| Ok((catalog::update(state, &step)?, ())))
             .await?;
@@ -727,9 +763,34 @@ impl<S: Store> Engine<S> {
     /// records it atomically. Starting the same id again with the same goals and init returns
     /// `created: false`; with other goals or init it is [`EngineError::FlowExists`].
     pub async fn start_flow(&self, request: StartFlow) -> Result<FlowStart, EngineError> {
+        self.check_start_bounds(&request)?;
         let plan = self.shared_plan(&request.goals, &request.init).await?;
         let (started, _) = self.create_flow(&request, plan, true).await?;
         Ok(started)
+    }
+
+    /// Flow ids and goals within `MAX_ID_LENGTH` and without control characters.
+    fn check_start_bounds(&self, request: &StartFlow) -> Result<(), EngineError> {
+        let limit = self.inner.config.max_id_length;
+        let check = |what: &str, text: &str| {
+            let length = text.chars().count();
+            if length > limit {
+                return Err(EngineError::InvalidRequest(format!(
+                    "{what} too long: {length} characters (the limit is {limit}, MAX_ID_LENGTH)"
+                )));
+            }
+            if text.chars().any(char::is_control) {
+                return Err(EngineError::InvalidRequest(format!(
+                    "{what} contains a control character"
+                )));
+            }
+            Ok(())
+        };
+        check("flow ID", &request.flow_id)?;
+        for goal in &request.goals {
+            check("goal step ID", goal)?;
+        }
+        Ok(())
     }
 
     /// Creates the flow in one command on its aggregate: an existing flow is answered from
@@ -1559,12 +1620,31 @@ impl<S: Store> Engine<S> {
             let child_name = config.input_map.get(name).unwrap_or(name);
             init.insert(child_name.clone(), value.clone());
         }
+        // Nesting depth: 0 for a flow started by a client, one more for each child level.
+        let depth = work
+            .metadata
+            .get(FLOW_DEPTH)
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+            .saturating_add(1);
+        let max_depth = self.inner.config.flow_max_depth;
+        if depth > u64::try_from(max_depth).unwrap_or(u64::MAX) {
+            return Err(format!(
+                "child flow depth limit reached: flows nest at most {max_depth} levels deep (FLOW_MAX_DEPTH)"
+            ));
+        }
         let mut metadata = work.metadata.clone();
         metadata.insert("parent_flow_id".into(), work.flow_id.clone().into());
         metadata.insert("parent_step_id".into(), work.step.id.clone().into());
         metadata.insert("parent_work_item_token".into(), work.token.clone().into());
+        metadata.insert(FLOW_DEPTH.into(), depth.into());
         let request = StartFlow {
-            flow_id: format!("{}:{}:{}", work.flow_id, work.step.id, work.token),
+            flow_id: argyll_model::child_flow_id(
+                &work.flow_id,
+                &work.step.id,
+                &work.token,
+                self.inner.config.max_id_length,
+            ),
             goals: config.goals.clone(),
             init,
             metadata,

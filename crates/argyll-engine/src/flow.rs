@@ -68,6 +68,8 @@ pub(crate) trait FlowServices {
     fn new_token(&self) -> String;
     /// The most work items one step may expand to (`MAX_WORK_ITEMS`).
     fn max_work_items(&self) -> usize;
+    /// The shortest delay before a retry, whatever the step's policy computes.
+    fn min_retry_delay_ms(&self) -> u64;
     /// Runs a work item of a script step right here when it finishes within a small budget:
     /// its outputs or its error message. `None` when the step is not a script or needs longer;
     /// then it is dispatched as work like any other.
@@ -356,6 +358,7 @@ impl<'s> FlowTx<'s> {
             .map_or(0, |item| u64::try_from(item.retry_count).unwrap_or(0));
         match policy.decide(retries_so_far) {
             RetryDecision::RetryAfterMillis(delay) => {
+                let delay = delay.max(self.services.min_retry_delay_ms());
                 let due = self.at.plus_millis(delay);
                 self.raise(RetryScheduled {
                     flow_id: self.flow_id(),

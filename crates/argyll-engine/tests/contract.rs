@@ -696,6 +696,185 @@ async fn registration_checks() {
     ));
 }
 
+/// Issue 14, item 14: a step asking for no backoff and many retries still waits
+/// `min_retry_delay` between attempts instead of retrying in a busy loop.
+#[tokio::test]
+async fn retries_wait_at_least_the_minimum_backoff() {
+    let mock = MockRunner::new();
+    mock.on("busy", vec![Reply::Retryable("try again".into())]);
+    let engine = engine(&mock).await;
+    let busy = with_work_config(
+        step("busy", &[], &["r"]),
+        WorkConfig {
+            max_retries: 3,
+            backoff_ms: 0,
+            backoff_type: BackoffType::Fixed,
+            ..WorkConfig::default()
+        },
+    );
+    register(&engine, vec![busy]).await;
+    let flow = run(&engine, "f", &["busy"], init(json!({}))).await;
+    assert_eq!(flow.status.to_string(), "failed");
+    assert_eq!(mock.calls_of("busy").len(), 4);
+    let events = engine
+        .store()
+        .read(&AggregateId::Flow("f".into()), 0)
+        .await
+        .unwrap();
+    let delays: Vec<i64> = events
+        .iter()
+        .filter_map(|envelope| match &envelope.event {
+            Event::Flow(FlowEvent::RetryScheduled(retry)) => {
+                Some(retry.next_retry_at.millis_since(envelope.timestamp))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(delays.len(), 3);
+    let floor = i64::try_from(test_config().min_retry_delay.as_millis()).unwrap();
+    assert!(floor >= 20);
+    assert!(delays.iter().all(|delay| *delay >= floor), "{delays:?}");
+}
+
+fn flow_step_to(id: &str, goals: &[&str]) -> argyll_model::Step {
+    let mut step = flow_step(id);
+    step.flow = Some(FlowConfig {
+        goals: goals.iter().map(|g| (*g).to_owned()).collect(),
+        ..FlowConfig::default()
+    });
+    step
+}
+
+/// Issue 14, item 7: a flow step whose child flow would reach the flow step again is refused
+/// at registration, naming the cycle — itself as goal, two flow steps calling each other, or
+/// a goal that needs an input the flow step provides.
+#[tokio::test]
+async fn flow_steps_that_reach_themselves_are_refused() {
+    let mock = MockRunner::new();
+    let engine = engine(&mock).await;
+    let error = engine
+        .register_step(flow_step_to("self", &["self"]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, EngineError::Catalog(CatalogError::FlowCycle(_))),
+        "{error}"
+    );
+    assert_eq!(
+        error.to_string(),
+        "circular dependency detected through a child flow: self -> (child flow goal) self"
+    );
+
+    register(&engine, vec![flow_step_to("ping", &["pong"])]).await;
+    let error = engine
+        .register_step(flow_step_to("pong", &["ping"]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "circular dependency detected through a child flow: pong -> (child flow goal) ping -> (child flow goal) pong"
+    );
+
+    // outer's child runs `needs`, which needs `x`, which outer provides.
+    let outer = flow_step_to("outer", &["needs"])
+        .with_attribute("x", AttributeSpec::output(AttributeType::Untyped));
+    register(&engine, vec![outer]).await;
+    let error = engine
+        .register_step(step("needs", &["x"], &["y"]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "circular dependency detected through a child flow: needs -> (input) outer -> (child flow goal) needs"
+    );
+    // The same through an update of an existing step.
+    register(&engine, vec![step("free", &[], &["y2"])]).await;
+    let error = engine
+        .update_step(flow_step_to("free", &["free"]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, EngineError::Catalog(CatalogError::FlowCycle(_))),
+        "{error}"
+    );
+    let catalog = engine.catalog().await.unwrap();
+    assert_eq!(
+        catalog.state.steps.keys().collect::<Vec<_>>(),
+        ["free", "outer", "ping"]
+    );
+}
+
+/// Issue 14, item 7: child flows nest at most `FLOW_MAX_DEPTH` levels, whatever the catalog;
+/// child ids that would grow past `MAX_ID_LENGTH` are shortened to a hash and still work.
+#[tokio::test]
+async fn child_flows_nest_within_the_depth_limit_with_bounded_ids() {
+    let mock = MockRunner::new();
+    let engine = argyll_engine::Engine::builder(EmbeddedStore::new())
+        .config(argyll_engine::EngineConfig {
+            flow_max_depth: 2,
+            max_id_length: 60,
+            ..test_config()
+        })
+        .runner(std::sync::Arc::new(mock.clone()))
+        .build()
+        .unwrap();
+    engine.start().await.unwrap();
+    let leaf = ale_script("leaf", "{:r 1}")
+        .with_attribute("r", AttributeSpec::output(AttributeType::Untyped));
+    let level = |id: &str, goal: &str| {
+        flow_step_to(id, &[goal]).with_attribute("r", AttributeSpec::output(AttributeType::Untyped))
+    };
+    register(
+        &engine,
+        vec![
+            leaf,
+            level("two", "leaf"),
+            level("one", "two"),
+            level("zero", "one"),
+        ],
+    )
+    .await;
+    // Two levels of children: within the limit.
+    let flow = run(&engine, "fits-the-limit", &["one"], init(json!({}))).await;
+    assert_eq!(flow.status.to_string(), "completed", "{}", flow.error);
+    assert_eq!(attr(&flow, "r"), Some(json!(1)));
+    let children = engine
+        .list_flows(&argyll_store::FlowQuery::default())
+        .await
+        .unwrap()
+        .entries;
+    assert_eq!(children.len(), 3);
+    // Ids within the limit keep their `parent:step:token` form; longer ones become
+    // `<32 hex digits>:<token>` (69 characters).
+    assert!(
+        children
+            .iter()
+            .all(|entry| entry.flow_id.chars().count() <= 69),
+        "{children:?}"
+    );
+    assert!(
+        children
+            .iter()
+            .any(|entry| entry.flow_id == "fits-the-limit")
+    );
+    assert!(
+        children
+            .iter()
+            .any(|entry| entry.flow_id.starts_with("fits-the-limit:one:")),
+        "{children:?}"
+    );
+    // Three levels: the third child is not started.
+    let flow = run(&engine, "too-deep", &["zero"], init(json!({}))).await;
+    assert_eq!(flow.status.to_string(), "failed");
+    assert!(
+        flow.error.contains(
+            "child flow depth limit reached: flows nest at most 2 levels deep (FLOW_MAX_DEPTH)"
+        ),
+        "{}",
+        flow.error
+    );
+}
+
 #[tokio::test]
 async fn parallelism_limits_active_items_and_terminal_flows_cancel_queued_work() {
     let mock = MockRunner::new();

@@ -24,9 +24,40 @@ pub fn sanitize_flow_id(raw: &str) -> Result<String, InvalidFlowId> {
     }
 }
 
+/// The id of the child flow a flow step's work item starts: `parent:step:token` (the
+/// original's form; `:` never survives [`sanitize_flow_id`], so a client cannot forge one).
+/// When that would be longer than `max_length` characters — deep nesting, long ids — it is
+/// `<hash>:<token>` instead, the hash (32 hex digits of SHA-256) standing for `parent:step`:
+/// still unique per work item, the same on every call, and bounded.
+pub fn child_flow_id(parent: &str, step: &str, token: &str, max_length: usize) -> String {
+    let full = format!("{parent}:{step}:{token}");
+    if full.chars().count() <= max_length {
+        return full;
+    }
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{parent}:{step}").as_bytes());
+    let hash: String = digest
+        .iter()
+        .take(16)
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    format!("{hash}:{token}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn child_ids_keep_the_original_form_until_they_grow_too_long() {
+        assert_eq!(child_flow_id("p", "s", "t", 256), "p:s:t");
+        let long = child_flow_id(&"p".repeat(300), "s", "tok", 256);
+        assert_eq!(long.len(), 32 + 1 + 3);
+        assert!(long.ends_with(":tok"));
+        assert_eq!(long, child_flow_id(&"p".repeat(300), "s", "tok", 256));
+        assert_ne!(long, child_flow_id(&"p".repeat(300), "s2", "tok", 256));
+        assert_ne!(long, child_flow_id(&"q".repeat(300), "s", "tok", 256));
+    }
 
     #[test]
     fn sanitising_matches_the_original_cases() {

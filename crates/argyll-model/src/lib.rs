@@ -40,7 +40,7 @@ pub use flow::{
     AttributeValue, ExecutionState, FlowState, FlowStatus, InvalidWorkTransition, StepStatus,
     WorkState, WorkStatus,
 };
-pub use flow_id::{InvalidFlowId, sanitize_flow_id};
+pub use flow_id::{InvalidFlowId, child_flow_id, sanitize_flow_id};
 pub use graph::{AttributeEdges, AttributeGraph};
 pub use hash::{args_hash, canonical_json, memo_key};
 pub use plan::{ExcludedSteps, ExecutionPlan};
@@ -49,7 +49,10 @@ pub use step::{
     ScriptLanguage, Step, StepDocument, StepType, WorkConfig, json_type_name,
 };
 pub use time::{Timestamp, TimestampError, ZERO_TIMESTAMP_TEXT};
-pub use validate::{AttributeValidationError, DefaultValueProblem, StepValidationError};
+pub use validate::{
+    AttributeValidationError, DEFAULT_MAX_ID_LENGTH, DefaultValueProblem, MAX_BACKOFF_MS,
+    MAX_RETRIES, StepLimits, StepValidationError,
+};
 pub use work_items::WorkItems;
 
 /// A step id (unique key of the step registry).

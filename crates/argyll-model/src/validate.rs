@@ -83,6 +83,77 @@ pub enum StepValidationError {
     /// `backoff_type` is not fixed, linear or exponential.
     #[error("invalid backoff type")]
     InvalidBackoffType,
+    /// An id or name is longer than the limit (beyond the original's rules).
+    #[error("{field} too long: {length} characters (the limit is {limit}, MAX_ID_LENGTH)")]
+    TooLong {
+        /// What it is (`step ID`, `step name`, `attribute name`, `flow goal`).
+        field: &'static str,
+        /// Its length in characters.
+        length: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// An id or name contains a control character (NUL, newline, escape...).
+    #[error("{field} contains a control character (U+{code:04X}) at position {position}")]
+    ControlCharacter {
+        /// What it is.
+        field: &'static str,
+        /// The character's code point.
+        code: u32,
+        /// Its position (0-based, in characters).
+        position: usize,
+    },
+    /// A number outside the range the engine can honour.
+    #[error("{field} out of range: {value} (expected {min} to {max})")]
+    OutOfRange {
+        /// The field (`work_config.parallelism`, `http.timeout`...).
+        field: &'static str,
+        /// The value given.
+        value: i64,
+        /// The smallest accepted value.
+        min: i64,
+        /// The largest accepted value.
+        max: i64,
+    },
+    /// An endpoint or health check that is not an absolute URL the engine can call.
+    #[error("{field} is not an absolute http(s) URL: {value:?}")]
+    InvalidUrl {
+        /// The field (`http.endpoint`, `http.health_check`).
+        field: &'static str,
+        /// The value given (cut to 200 characters).
+        value: String,
+    },
+}
+
+/// The bounds a step definition must stay within, beyond the original's rules (contract
+/// decision 25). The engine takes them from its settings; [`StepLimits::default`] holds the
+/// documented defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepLimits {
+    /// Longest step id, step name, attribute name and flow goal, in characters
+    /// (`MAX_ID_LENGTH`).
+    pub max_id_length: usize,
+    /// Largest `work_config.parallelism` (`MAX_WORK_ITEMS`: more could never run at once).
+    pub max_parallelism: i64,
+    /// Largest `http.timeout` in milliseconds.
+    pub max_timeout_ms: i64,
+}
+
+/// Default of [`StepLimits::max_id_length`].
+pub const DEFAULT_MAX_ID_LENGTH: usize = 256;
+/// Largest `work_config.max_retries` (negative stays "unlimited").
+pub const MAX_RETRIES: i64 = 1_000_000;
+/// Largest `backoff_ms` and `max_backoff_ms`: a day.
+pub const MAX_BACKOFF_MS: i64 = 86_400_000;
+
+impl Default for StepLimits {
+    fn default() -> Self {
+        StepLimits {
+            max_id_length: DEFAULT_MAX_ID_LENGTH,
+            max_parallelism: 100_000,
+            max_timeout_ms: 86_400_000,
+        }
+    }
 }
 
 /// Why one attribute definition was rejected. `Display` is the original's exact message.
@@ -175,6 +246,118 @@ impl Step {
     pub fn validate(&self) -> Result<(), StepValidationError> {
         validate_step(self, &Default::default())
     }
+
+    /// [`Step::validate`], then the bounds of `limits` (lengths, printable ids, numeric ranges,
+    /// callable URLs), which the original did not check: a step the original accepted but the
+    /// engine could not honour is refused at registration with a message naming the field.
+    pub fn validate_within(&self, limits: &StepLimits) -> Result<(), StepValidationError> {
+        self.validate()?;
+        check_bounds(self, limits)
+    }
+}
+
+fn check_text(field: &'static str, text: &str, limit: usize) -> Result<(), StepValidationError> {
+    let length = text.chars().count();
+    if length > limit {
+        return Err(StepValidationError::TooLong {
+            field,
+            length,
+            limit,
+        });
+    }
+    if let Some((position, c)) = text.chars().enumerate().find(|(_, c)| c.is_control()) {
+        return Err(StepValidationError::ControlCharacter {
+            field,
+            code: u32::from(c),
+            position,
+        });
+    }
+    Ok(())
+}
+
+fn check_range(
+    field: &'static str,
+    value: i64,
+    min: i64,
+    max: i64,
+) -> Result<(), StepValidationError> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(StepValidationError::OutOfRange {
+            field,
+            value,
+            min,
+            max,
+        })
+    }
+}
+
+/// An absolute `http://` or `https://` URL with a host, or an in-process `local://NAME`.
+fn check_url(field: &'static str, text: &str) -> Result<(), StepValidationError> {
+    let callable = url::Url::parse(text).is_ok_and(|url| {
+        matches!(url.scheme(), "http" | "https" | "local")
+            && url.host_str().is_some_and(|host| !host.is_empty())
+    });
+    if callable {
+        Ok(())
+    } else {
+        Err(StepValidationError::InvalidUrl {
+            field,
+            value: text.chars().take(200).collect(),
+        })
+    }
+}
+
+fn check_bounds(step: &Step, limits: &StepLimits) -> Result<(), StepValidationError> {
+    let max = limits.max_id_length;
+    check_text("step ID", &step.id, max)?;
+    check_text("step name", &step.name, max)?;
+    for name in step.attributes.keys() {
+        check_text("attribute name", name, max)?;
+    }
+    if let Some(http) = &step.http {
+        check_url("http.endpoint", &http.endpoint)?;
+        if !http.health_check.is_empty() {
+            check_url("http.health_check", &http.health_check)?;
+        }
+        check_range("http.timeout", http.timeout, 0, limits.max_timeout_ms)?;
+    }
+    if let Some(flow) = &step.flow {
+        for goal in &flow.goals {
+            check_text("flow goal", goal, max)?;
+        }
+    }
+    if let Some(config) = &step.work_config {
+        check_range(
+            "work_config.parallelism",
+            config.parallelism,
+            0,
+            limits.max_parallelism,
+        )?;
+        if config.max_retries >= 0 {
+            // Negative means unlimited, as in the original.
+            check_range(
+                "work_config.max_retries",
+                config.max_retries,
+                0,
+                MAX_RETRIES,
+            )?;
+        }
+        check_range(
+            "work_config.backoff_ms",
+            config.backoff_ms,
+            0,
+            MAX_BACKOFF_MS,
+        )?;
+        check_range(
+            "work_config.max_backoff_ms",
+            config.max_backoff_ms,
+            0,
+            MAX_BACKOFF_MS,
+        )?;
+    }
+    Ok(())
 }
 
 impl StepDocument {

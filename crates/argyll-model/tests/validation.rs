@@ -382,3 +382,130 @@ fn wrong_json_types_are_decode_errors() {
     );
     assert!(serde_json::from_value::<StepDocument>(json!([1, 2])).is_err());
 }
+
+/// Issue 14, item 14: beyond the original's rules, `validate_within` bounds what the engine
+/// could not honour — with a message naming the field and the limit.
+fn bounded(body: Value) -> String {
+    let document: StepDocument = serde_json::from_value(body).expect("decodes");
+    let step = match document.validate() {
+        Ok(step) => step,
+        Err(error) => return error.to_string(),
+    };
+    match step.validate_within(&argyll_model::StepLimits::default()) {
+        Ok(()) => "ok".to_owned(),
+        Err(error) => error.to_string(),
+    }
+}
+
+#[test]
+fn ids_names_and_attribute_names_are_bounded_and_printable() {
+    assert_eq!(bounded(sync_step()), "ok");
+    assert_eq!(
+        bounded(with(sync_step(), "id", json!("x".repeat(1 << 20)))),
+        "step ID too long: 1048576 characters (the limit is 256, MAX_ID_LENGTH)"
+    );
+    assert_eq!(
+        bounded(with(sync_step(), "id", json!("é".repeat(256)))),
+        "ok"
+    );
+    assert_eq!(
+        bounded(with(sync_step(), "id", json!("a\u{0}b"))),
+        "step ID contains a control character (U+0000) at position 1"
+    );
+    assert_eq!(
+        bounded(with(sync_step(), "name", json!("line\nbreak"))),
+        "step name contains a control character (U+000A) at position 4"
+    );
+    assert_eq!(
+        bounded(with_attrs(json!({"y".repeat(300): {"role": "output"}}))),
+        "attribute name too long: 300 characters (the limit is 256, MAX_ID_LENGTH)"
+    );
+    assert_eq!(
+        bounded(with_attrs(json!({"a\u{1b}": {"role": "output"}}))),
+        "attribute name contains a control character (U+001B) at position 1"
+    );
+}
+
+#[test]
+fn numbers_are_within_the_ranges_the_engine_honours() {
+    assert_eq!(
+        bounded(with_work(json!({"parallelism": -100}))),
+        "work_config.parallelism out of range: -100 (expected 0 to 100000)"
+    );
+    assert_eq!(
+        bounded(with_work(json!({"parallelism": 1_000_000_000_000_i64}))),
+        "work_config.parallelism out of range: 1000000000000 (expected 0 to 100000)"
+    );
+    assert_eq!(bounded(with_work(json!({"parallelism": 100}))), "ok");
+    assert_eq!(
+        bounded(with_work(
+            json!({"max_retries": 1_000_000_000_000_000_000_i64, "backoff_type": "fixed"})
+        )),
+        "work_config.max_retries out of range: 1000000000000000000 (expected 0 to 1000000)"
+    );
+    // Negative max_retries keeps the original's meaning: unlimited.
+    assert_eq!(
+        bounded(with_work(
+            json!({"max_retries": -1, "backoff_type": "fixed"})
+        )),
+        "ok"
+    );
+    assert_eq!(
+        bounded(with_work(
+            json!({"backoff_ms": 100_000_000_000_i64, "backoff_type": "fixed"})
+        )),
+        "work_config.backoff_ms out of range: 100000000000 (expected 0 to 86400000)"
+    );
+    let timeout = |ms: i64| {
+        bounded(with(
+            sync_step(),
+            "http",
+            json!({"endpoint": "http://h/x", "timeout": ms}),
+        ))
+    };
+    assert_eq!(
+        timeout(-1),
+        "http.timeout out of range: -1 (expected 0 to 86400000)"
+    );
+    assert_eq!(timeout(0), "ok");
+    assert_eq!(timeout(30_000), "ok");
+}
+
+#[test]
+fn endpoints_are_absolute_http_urls() {
+    let endpoint = |url: &str| bounded(with(sync_step(), "http", json!({"endpoint": url})));
+    for good in [
+        "http://h/x",
+        "https://example.com:8443/a?b=c",
+        "http://127.0.0.1:9/",
+        "local://handler",
+    ] {
+        assert_eq!(endpoint(good), "ok", "{good}");
+    }
+    for bad in [
+        "not a url",
+        "/relative/path",
+        "ftp://h/x",
+        "http://",
+        "mailto:a@b",
+    ] {
+        assert_eq!(
+            endpoint(bad),
+            format!("http.endpoint is not an absolute http(s) URL: {bad:?}"),
+            "{bad}"
+        );
+    }
+    assert_eq!(
+        bounded(with(
+            sync_step(),
+            "http",
+            json!({"endpoint": "http://h/x", "health_check": "health"})
+        )),
+        "http.health_check is not an absolute http(s) URL: \"health\""
+    );
+    // The original's own rule still comes first.
+    assert_eq!(
+        bounded(with(sync_step(), "http", json!({"endpoint": ""}))),
+        "step endpoint empty"
+    );
+}

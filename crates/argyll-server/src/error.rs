@@ -71,9 +71,10 @@ impl From<EngineError> for ApiError {
             | EngineError::Init(_)
             | EngineError::Work(_)
             | EngineError::TooManyWorkItems(_)
-            | EngineError::Catalog(CatalogError::TypeConflict(_) | CatalogError::Cycle(_)) => {
-                StatusCode::BAD_REQUEST
-            }
+            | EngineError::InvalidRequest(_)
+            | EngineError::Catalog(
+                CatalogError::TypeConflict(_) | CatalogError::Cycle(_) | CatalogError::FlowCycle(_),
+            ) => StatusCode::BAD_REQUEST,
             EngineError::Plan(PlanError::NoGoals) => {
                 return ApiError::bad_request("At least one goal step ID is required");
             }
