@@ -213,6 +213,74 @@ async fn item_01_a_killed_engine_means_at_most_two_calls() {
     assert!(calls.len() >= 3 && calls.len() <= 6, "{calls:?}");
 }
 
+// ------------------------------------------------------------------ item 2
+
+/// As services built with the original SDKs do: register the step first, listen afterwards.
+/// The check at registration fails; the flow started right after the service comes up runs
+/// within seconds (the issue saw 27–32 s), even with no retries left for the gated attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item_02_a_step_registered_before_its_service_listens_runs_soon() {
+    let client = client();
+    let engine = EngineProcess::launch("item-02", &[], None, &[]);
+    engine.wait_healthy(&client).await;
+    let port = argyll_testkit::free_port().unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let step = |id: &str, base: &str| {
+        json!({
+            "id": id, "name": id, "type": "sync",
+            "http": {"endpoint": format!("{base}/step"), "health_check": format!("{base}/health")},
+            "attributes": {"r": {"role": "output"}},
+            "work_config": {"max_retries": 0}
+        })
+    };
+    register(&client, &engine, step("sdk", &base)).await;
+    // The registration's check has failed (nothing listens yet).
+    let health_url = format!("{}/engine/health/sdk", engine.base);
+    loop {
+        let (_, health) = send(&client, reqwest::Method::GET, &health_url, &Value::Null).await;
+        if health["status"] == "unhealthy" {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    let service = axum::Router::new()
+        .route("/health", axum::routing::get(|| async { "ok" }))
+        .route(
+            "/step",
+            post(|| async { Json(json!({"success": true, "outputs": {"r": "ran"}})) }),
+        );
+    tokio::spawn(async move { axum::serve(listener, service).await });
+    let (status, body) = post_json(
+        &client,
+        &format!("{}/engine/flow", engine.base),
+        &json!({"id": "soon", "goals": ["sdk"], "init": {}}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    // Long before the next periodic check (30 s) would have let it through.
+    let flow = flow_after(&client, &engine, "soon", "10s").await;
+    assert_eq!(flow["status"], "completed", "{flow}");
+    assert_eq!(flow["attributes"]["r"]["value"], "ran");
+
+    // A service that never comes up: the item waits for one re-check, then fails.
+    let nowhere = format!("http://127.0.0.1:{}", argyll_testkit::free_port().unwrap());
+    register(&client, &engine, step("down", &nowhere)).await;
+    let (status, _) = post_json(
+        &client,
+        &format!("{}/engine/flow", engine.base),
+        &json!({"id": "never", "goals": ["down"], "init": {}}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let flow = flow_after(&client, &engine, "never", "30s").await;
+    assert_eq!(flow["status"], "failed", "{flow}");
+    assert!(
+        flow["error"].as_str().unwrap().contains("step unhealthy"),
+        "{flow}"
+    );
+}
+
 // ------------------------------------------------------------------ item 3
 
 /// The original web UI's engine subscription sees flows start and finish — a child flow with

@@ -30,6 +30,7 @@ use crate::catalog::{self, CatalogError, Registration};
 use crate::flow::{
     Effect, FlowCommandError, FlowServices, FlowTx, QuickFailure, TxError, is_settled,
 };
+use crate::health::HealthProbes;
 use crate::runner::{
     HttpStepRunner, LOCAL_SCHEME, LocalHandlers, RunnerSet, ScriptStepRunner, StepRunner,
     WorkOutcome, WorkRequest, script_arg_names,
@@ -284,6 +285,7 @@ impl<S: Store> EngineBuilder<S> {
                 results: std::sync::Mutex::default(),
                 plans: moka::sync::Cache::new(PLAN_CACHE_SIZE),
                 running: RunningWork::default(),
+                probes: HealthProbes::default(),
             }),
         })
     }
@@ -324,6 +326,8 @@ struct Inner<S> {
     plans: moka::sync::Cache<PlanKey, Arc<ExecutionPlan>>,
     /// Work items this process is running (their leases are renewed; recovery leaves them be).
     running: RunningWork,
+    /// When each step's health is checked next, and who waits for it.
+    probes: HealthProbes,
 }
 
 /// What a plan depends on: the catalog (by its sequence), the goals and the init names.
@@ -466,6 +470,9 @@ const FLOW_DEPTH: &str = "flow_depth";
 const AWAITING_RESULT: &str = "awaiting-result";
 /// How long such a parked lease lasts (its result ends it).
 const PARKED_LEASE: Duration = Duration::from_secs(365 * 24 * 3600);
+/// How long work for an unhealthy step waits for the next health check: the gap between two
+/// checks, the check's own timeout, and a margin.
+const HEALTH_RECHECK_PATIENCE: Duration = Duration::from_secs(6);
 /// How long work results, index updates and timers are retried while the store is away.
 const STORE_OUTAGE_PATIENCE: Duration = Duration::from_secs(60);
 
@@ -678,7 +685,9 @@ impl<S: Store> Engine<S> {
     /// Removes a step from the catalog.
     pub async fn unregister_step(&self, step_id: &str) -> Result<(), EngineError> {
         self.catalog_command(|state| Ok((catalog::unregister(state, step_id)?, ())))
-            .await
+            .await?;
+        self.inner.probes.forget(step_id);
+        Ok(())
     }
 
     /// The plan for a flow start, shared by every flow started with the same goals and init
@@ -1591,6 +1600,16 @@ impl<S: Store> Engine<S> {
                     .http
                     .as_ref()
                     .is_some_and(|h| h.endpoint.starts_with(LOCAL_SCHEME));
+                if !local && self.unhealthy_reason(&work.step.id).is_some() {
+                    // The verdict may predate the service (SDK services register first and
+                    // listen afterwards): wait for one more check before giving up.
+                    let next_check = self
+                        .inner
+                        .probes
+                        .next_result(&work.step.id, HEALTH_RECHECK_PATIENCE);
+                    self.check_health_soon(&work.step);
+                    next_check.await;
+                }
                 if !local && let Some(reason) = self.unhealthy_reason(&work.step.id) {
                     // Decision 15: not sent; the retry policy decides.
                     return WorkOutcome::Retryable(format!("step unhealthy: {reason}"));
@@ -2002,7 +2021,8 @@ impl<S: Store> Engine<S> {
         }
     }
 
-    /// Polls a step's `health_check` URL and records a change (only a change).
+    /// Checks a step's health unless a check of it is running (then that one serves), keeping
+    /// checks [`crate::health::MIN_GAP`] apart; after a failure schedules a sooner re-check.
     async fn check_health(&self, step: &Step) {
         let Some(url) = step
             .http
@@ -2012,7 +2032,43 @@ impl<S: Store> Engine<S> {
         else {
             return;
         };
-        let (status, error) = match self.inner.http.check_health(&url).await {
+        let Some(wait) = self.inner.probes.begin(&step.id) else {
+            return;
+        };
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        let healthy = self.record_health(step, &url).await;
+        let interval = self.inner.config.health_check_interval;
+        if let Some(delay) = self.inner.probes.finish(&step.id, healthy, interval) {
+            self.schedule_recheck(step.id.clone(), delay);
+        }
+    }
+
+    /// Checks `step_id` again after `delay` (if it is still registered and the engine runs).
+    fn schedule_recheck(&self, step_id: String, delay: Duration) {
+        let engine = self.clone();
+        let mut shutdown = self.inner.shutdown.subscribe();
+        // Boxed: the re-check runs `check_health`, which schedules re-checks.
+        let recheck: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
+            Box::pin(async move {
+                tokio::select! {
+                    _ = shutdown.changed() => return,
+                    () = tokio::time::sleep(delay) => {}
+                }
+                engine.inner.probes.recheck_due(&step_id);
+                let step = engine.cached_catalog().state.steps.get(&step_id).cloned();
+                if let Some(step) = step {
+                    engine.check_health(&step).await;
+                }
+            });
+        tokio::spawn(recheck);
+    }
+
+    /// Polls a step's `health_check` URL and records a change (only a change); whether the
+    /// step is healthy.
+    async fn record_health(&self, step: &Step, url: &str) -> bool {
+        let (status, error) = match self.inner.http.check_health(url).await {
             CheckedHealth::Healthy => (HealthStatus::Healthy, String::new()),
             CheckedHealth::Unhealthy(reason) => (HealthStatus::Unhealthy, reason),
         };
@@ -2041,6 +2097,7 @@ impl<S: Store> Engine<S> {
         }
         // The dispatch gate reads the cached catalog: bring it up to date.
         let _ = self.catalog().await;
+        status == HealthStatus::Healthy
     }
 }
 

@@ -32,6 +32,7 @@ mod aggregate;
 mod catalog;
 mod engine;
 mod flow;
+mod health;
 mod runner;
 mod running;
 
