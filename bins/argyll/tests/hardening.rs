@@ -447,6 +447,107 @@ async fn item_04_webhook_for_a_sync_step_is_refused() {
     assert_eq!(flow["attributes"]["r"]["value"], "from handler", "{flow}");
 }
 
+// ------------------------------------------------------------------ item 5
+
+/// Redis restarted from an older snapshot: flows that were active in it are recovered by the
+/// running engine (no restart), the work the snapshot lost is done again, and the engine says
+/// what was lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item_05_flows_survive_a_store_that_lost_writes() {
+    let mut redis = argyll_testkit::RedisServer::start().unwrap();
+    let client = client();
+    let engine = EngineProcess::launch(
+        "item-05",
+        &[
+            ("ENGINE_REDIS_ADDR", redis.addr()),
+            ("ENGINE_LOGGING_LEVEL", "error".into()),
+        ],
+        None,
+        &[],
+    );
+    engine.wait_healthy(&client).await;
+    // The first call of the step is held until the test has taken the snapshot.
+    let (tokens, mut received) = mpsc::unbounded_channel();
+    let release = Arc::new(Notify::new());
+    let held = HeldHandler {
+        tokens,
+        release: release.clone(),
+    };
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = calls.clone();
+    let service = StepService::start(
+        axum::Router::new()
+            .route(
+                "/step",
+                post(move |state: State<HeldHandler>, body: Json<Value>| {
+                    let first = counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+                    async move {
+                        if first {
+                            held_handler(state, body).await
+                        } else {
+                            Json(json!({"success": true, "outputs": {"r": "again"}}))
+                        }
+                    }
+                }),
+            )
+            .with_state(held),
+    )
+    .await;
+    register(
+        &client,
+        &engine,
+        json!({
+            "id": "s", "name": "s", "type": "sync",
+            "http": {"endpoint": format!("{}/step", service.base)},
+            "attributes": {"r": {"role": "output"}},
+            "work_config": {"max_retries": 0}
+        }),
+    )
+    .await;
+    let url = format!("{}/engine/flow", engine.base);
+    let (status, body) = post_json(&client, &url, &json!({"id": "kept", "goals": ["s"]})).await;
+    assert_eq!(status, 201, "{body}");
+    received.recv().await.unwrap();
+    // The snapshot: `kept` active, its item running.
+    let saved = argyll_testkit::redis_command(redis.port(), &["SAVE"]).unwrap();
+    assert!(saved.starts_with("+OK"), "{saved}");
+    release.notify_waiters();
+    let flow = flow_after(&client, &engine, "kept", "10s").await;
+    assert_eq!(flow["status"], "completed", "{flow}");
+    let (status, _) = post_json(&client, &url, &json!({"id": "after", "goals": ["s"]})).await;
+    assert_eq!(status, 201);
+    assert_eq!(
+        flow_after(&client, &engine, "after", "10s").await["status"],
+        "completed"
+    );
+
+    // Redis comes back from the snapshot: everything after it is gone.
+    redis.kill().unwrap();
+    redis.restart().unwrap();
+    let mut flow = Value::Null;
+    for _ in 0..60 {
+        flow = flow_after(&client, &engine, "kept", "1s").await;
+        if flow["status"] == "completed" {
+            break;
+        }
+    }
+    assert_eq!(flow["status"], "completed", "{flow}");
+    assert_eq!(flow["attributes"]["r"]["value"], "again", "{flow}");
+    let (status, _) = send(
+        &client,
+        reqwest::Method::GET,
+        &format!("{url}/after"),
+        &Value::Null,
+    )
+    .await;
+    assert_eq!(status, 404, "a flow started after the snapshot is lost");
+    assert!(
+        engine.log().contains("store lost committed events"),
+        "{}",
+        engine.log()
+    );
+}
+
 // ------------------------------------------------------------------ item 6
 
 /// A Lua script giving an object a `__gc` finalizer that never returns: refused with a clear

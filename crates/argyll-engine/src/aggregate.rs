@@ -210,22 +210,36 @@ impl<T> ProjectionCache<T> {
 }
 
 /// The current state: the cached one brought up to date with the events appended after it,
-/// or a full load.
+/// or a full load. Like [`load_current`], it first checks that the store still holds the
+/// cached state's last event: a store that lost writes must not be answered from memory.
 pub async fn load_cached<S: EventLog, T: AggregateState>(
     store: &S,
     cache: Option<&ProjectionCache<T>>,
     aggregate: &AggregateId,
 ) -> Result<Current<T>, AggregateError> {
-    let Some(cached) = cache.and_then(|cache| cache.get(aggregate)) else {
-        return load(store, aggregate).await;
-    };
-    let newer = store.read(aggregate, cached.next_sequence).await?;
-    let mut current = (*cached).clone();
-    if !apply_newer(&mut current, &newer, aggregate)? {
-        // Not contiguous with the cache (the log was rewritten): start over.
-        return load(store, aggregate).await;
+    load_current(store, cache, aggregate).await
+}
+
+/// The store's log is shorter than the state this instance saw committed (Redis restarted
+/// from an older snapshot, a failover that lost writes): forget the cached state and say what
+/// was lost. The caller goes on with the store's state, which is the truth from now on. A log
+/// that is gone altogether (an archived flow, or one lost entirely) is only forgotten here;
+/// the sweep reports flows the index still lists.
+fn forget_lost_events<T>(
+    cache: &ProjectionCache<T>,
+    aggregate: &AggregateId,
+    cached_next: u64,
+    store_next: u64,
+) {
+    cache.invalidate(aggregate);
+    if store_next > 0 && store_next < cached_next {
+        tracing::error!(
+            %aggregate,
+            lost_events = cached_next - store_next,
+            store_events = store_next,
+            "store lost committed events; continuing from the store's state"
+        );
     }
-    Ok(current)
 }
 
 /// Applies `events` that follow `current` in its log; `false` (and `current` partly updated)
@@ -275,7 +289,9 @@ pub async fn load_current<S: EventLog, T: AggregateState>(
     };
     let events = store.read(aggregate, last).await?;
     if events.first().map(|first| first.sequence) != Some(last) {
-        return load(store, aggregate).await;
+        let loaded = load(store, aggregate).await?;
+        forget_lost_events(cache, aggregate, cached.next_sequence, loaded.next_sequence);
+        return Ok(loaded);
     }
     if events.len() == 1 {
         return Ok((*cached).clone());
@@ -434,7 +450,7 @@ where
                 if let Some(cache) = cache
                     && actual < current.next_sequence
                 {
-                    cache.invalidate(aggregate);
+                    forget_lost_events(cache, aggregate, current.next_sequence, actual);
                 }
                 conflicts += 1;
                 current = Arc::new(load_cached(store, cache, aggregate).await?);

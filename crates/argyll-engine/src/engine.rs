@@ -1791,8 +1791,12 @@ impl<S: Store> Engine<S> {
             let page = self.inner.store.list_flows(&query).await?;
             for entry in &page.entries {
                 count += 1;
-                if let Err(error) = self.recover_quiet_flow(&entry.flow_id, quiet).await {
-                    tracing::error!(flow_id = %entry.flow_id, %error, "flow recovery failed");
+                match self.recover_quiet_flow(&entry.flow_id, quiet).await {
+                    // Gone from the store (reported when it left the index).
+                    Ok(()) | Err(EngineError::FlowNotFound(_)) => {}
+                    Err(error) => {
+                        tracing::error!(flow_id = %entry.flow_id, %error, "flow recovery failed");
+                    }
                 }
             }
             match page.next_after {
@@ -1810,6 +1814,7 @@ impl<S: Store> Engine<S> {
 
     async fn recover_quiet_flow(&self, flow_id: &str, quiet: Duration) -> Result<(), EngineError> {
         let Some(state) = self.flow(flow_id).await? else {
+            self.forget_lost_flow(flow_id).await?;
             return Err(EngineError::FlowNotFound(flow_id.to_owned()));
         };
         if is_settled(&state) {
@@ -1834,6 +1839,7 @@ impl<S: Store> Engine<S> {
                     if store
                         .acquire(&lease, &config.instance_id, config.lease_ttl, now())
                         .await?
+                        || self.child_lost(&state, step_id, token, &lease).await?
                     {
                         orphaned.push((step_id.clone(), token.clone()));
                     }
@@ -1841,6 +1847,62 @@ impl<S: Store> Engine<S> {
             }
         }
         self.take_over(flow_id, &orphaned, true).await
+    }
+
+    /// Whether the item of a flow step waits (under a parked lease) for a child flow the store
+    /// no longer has — lost with writes the store dropped. Then the parked lease is taken, so
+    /// the item is dispatched again (starting a child is idempotent).
+    async fn child_lost(
+        &self,
+        parent: &FlowState,
+        step_id: &str,
+        token: &str,
+        lease: &str,
+    ) -> Result<bool, EngineError> {
+        let is_flow_step = parent
+            .plan
+            .steps
+            .get(step_id)
+            .is_some_and(|step| step.step_type == StepType::Flow);
+        if !is_flow_step {
+            return Ok(false);
+        }
+        let child_id = argyll_model::child_flow_id(
+            &parent.id,
+            step_id,
+            token,
+            self.inner.config.max_id_length,
+        );
+        if self.flow(&child_id).await?.is_some() {
+            return Ok(false);
+        }
+        let store = &self.inner.store;
+        let config = &self.inner.config;
+        if !store.release(lease, AWAITING_RESULT).await? {
+            return Ok(false);
+        }
+        tracing::error!(flow_id = %parent.id, %step_id, %token, child_flow_id = %child_id, "child flow lost from the store; starting it again");
+        Ok(store
+            .acquire(lease, &config.instance_id, config.lease_ttl, now())
+            .await?)
+    }
+
+    /// A flow the index lists as active but whose events are gone (lost with writes the store
+    /// dropped): nothing is left to run it from, so it leaves the index, loudly.
+    async fn forget_lost_flow(&self, flow_id: &str) -> Result<(), EngineError> {
+        let store = &self.inner.store;
+        if let Some(entry) = store.get_flow(flow_id).await?
+            && entry.phase == FlowPhase::Active
+            && store
+                .load(&AggregateId::Flow(flow_id.to_owned()))
+                .await?
+                .next_sequence
+                == 0
+        {
+            store.remove_flow(flow_id).await?;
+            tracing::error!(%flow_id, created_at = %entry.created_at, "flow lost from the store: the index listed it as active but its events are gone; removed from the index");
+        }
+        Ok(())
     }
 
     /// Re-dispatches items whose leases this instance just took; releases the leases of

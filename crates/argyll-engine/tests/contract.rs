@@ -1150,6 +1150,30 @@ async fn work_in_progress_keeps_its_lease_and_is_called_once() {
     assert_eq!(started, 4, "one work_started per item (and the script's)");
 }
 
+/// Issue 14, item 5: a flow the index lists as active whose events the store lost cannot be
+/// run again; recovery reports it and removes it from the index instead of failing on it at
+/// every sweep.
+#[tokio::test]
+async fn a_flow_whose_events_were_lost_leaves_the_index() {
+    let mock = MockRunner::new();
+    mock.on("a", vec![Reply::Accepted]);
+    let engine = engine(&mock).await;
+    register(&engine, vec![async_step("a", &[], &["r"])]).await;
+    start(&engine, "lost", &["a"], init(json!({}))).await;
+    mock.first_call().await;
+    let store = engine.store();
+    assert!(
+        store
+            .delete(&AggregateId::Flow("lost".into()))
+            .await
+            .unwrap()
+    );
+    let error = engine.recover_flow("lost").await.unwrap_err();
+    assert!(matches!(error, EngineError::FlowNotFound(_)), "{error}");
+    let listed = engine.list_flows(&FlowQuery::default()).await.unwrap();
+    assert!(listed.entries.is_empty(), "{listed:?}");
+}
+
 /// The engine's flow cache never outlives the flow's log: a result for a flow deleted from the
 /// store (archived) finds no flow instead of the cached one.
 #[tokio::test]
