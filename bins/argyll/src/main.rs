@@ -105,6 +105,7 @@ fn engine_config(settings: &Settings) -> EngineConfig {
         lease_ttl: settings.work_lease_timeout,
         max_work_items: settings.max_work_items,
         max_id_length: settings.max_id_length,
+        engine_state_max_flows: settings.engine_state_max_flows,
         flow_max_depth: settings.flow_max_depth,
         min_retry_delay: std::time::Duration::from_millis(settings.retry_min_backoff_ms),
         ..defaults

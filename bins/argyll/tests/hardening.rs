@@ -895,3 +895,62 @@ async fn item_13_oversized_request_gets_a_json_413() {
         )
     );
 }
+
+// ------------------------------------------------------------------ item 15
+
+/// `GET /engine` keeps the original's shape but no longer grows with every flow ever started:
+/// active flows plus the most recent `ENGINE_STATE_MAX_FLOWS` finished ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item_15_engine_state_stays_bounded() {
+    let client = client();
+    let engine = EngineProcess::launch(
+        "item-15",
+        &[("ENGINE_STATE_MAX_FLOWS", "5".into())],
+        None,
+        &[],
+    );
+    engine.wait_healthy(&client).await;
+    register(
+        &client,
+        &engine,
+        json!({
+            "id": "quick", "name": "quick", "type": "script",
+            "attributes": {"r": {"role": "output"}},
+            "script": {"language": "ale", "script": "{:r 1}"}
+        }),
+    )
+    .await;
+    let url = format!("{}/engine/flow", engine.base);
+    for n in 0..30 {
+        let id = format!("f{n:02}");
+        let (status, _) = post_json(&client, &url, &json!({"id": id, "goals": ["quick"]})).await;
+        assert_eq!(status, 201);
+        assert_eq!(
+            flow_after(&client, &engine, &id, "10s").await["status"],
+            "completed"
+        );
+    }
+    let (status, state) = send(
+        &client,
+        reqwest::Method::GET,
+        &format!("{}/engine", engine.base),
+        &Value::Null,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let finished: Vec<&str> = state["deactivated"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|flow| flow["flow_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(finished, ["f25", "f26", "f27", "f28", "f29"]);
+    assert_eq!(state["flow_digests"].as_object().unwrap().len(), 5);
+    assert!(state["steps"]["quick"].is_object(), "{state}");
+    let (status, listing) = send(&client, reqwest::Method::GET, &url, &Value::Null).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        listing["count"], 30,
+        "the flow listing still has every flow"
+    );
+}

@@ -90,6 +90,7 @@ settings_table! {
     "SCRIPT_TIMEOUT" = "1s" : "Wall-clock limit of one script or predicate run.";
     "MAX_ID_LENGTH" = "256" : "Longest step id, step name, attribute name, flow id and goal in characters (> 0); longer ones get 400 naming the field. Child flow ids (`parent:step:token`) longer than this become `<hash>:<token>` (69 characters).";
     "FLOW_MAX_DEPTH" = "16" : "Deepest nesting of child flows (> 0): a flow step whose child flow would be deeper fails with `child flow depth limit reached`. Registration already refuses flow steps that reach themselves.";
+    "ENGINE_STATE_MAX_FLOWS" = "1000" : "Finished flows `GET /engine` lists in `deactivated` and `flow_digests`, the most recently finished ones (besides every active flow); the full list is the paged `GET /engine/flow`.";
     "MAX_WORK_ITEMS" = "100000" : "Most work items one step may expand to with `for_each` (> 0); a start that would exceed it gets 400, a step that exceeds it later fails with `too many work items`.";
     "ARCHIVE_BUCKET_URL" = "(unset: no archiving)" : "Bucket of archived flows (`s3://bucket`); archiving runs when set.";
     "ARCHIVE_PREFIX" = "archived/" : "Key prefix of archived flows in the bucket.";
@@ -274,6 +275,8 @@ pub struct Settings {
     pub max_work_items: usize,
     /// Longest id or name.
     pub max_id_length: usize,
+    /// Finished flows shown by `GET /engine`.
+    pub engine_state_max_flows: usize,
     /// Deepest child-flow nesting.
     pub flow_max_depth: usize,
     /// Shortest retry delay in milliseconds.
@@ -573,6 +576,10 @@ impl Reader {
             )?,
             max_work_items: self.parse("MAX_WORK_ITEMS", 100_000, positive_count)?,
             max_id_length: self.parse("MAX_ID_LENGTH", 256, positive_count)?,
+            engine_state_max_flows: self.parse("ENGINE_STATE_MAX_FLOWS", 1000, |t| {
+                t.parse::<usize>()
+                    .map_err(|_| "expected a whole number (0 or more)".into())
+            })?,
             flow_max_depth: self.parse("FLOW_MAX_DEPTH", 16, positive_count)?,
             retry_min_backoff_ms: self.parse("RETRY_MIN_BACKOFF_MS", 20, millis)?,
             archive,

@@ -77,6 +77,9 @@ pub struct EngineConfig {
     /// Longest step id, step name, attribute name, flow id and goal (`MAX_ID_LENGTH`). Child
     /// flow ids (`parent:step:token`) longer than this are shortened to a hash.
     pub max_id_length: usize,
+    /// Finished flows `GET /engine` shows (`ENGINE_STATE_MAX_FLOWS`): the most recently
+    /// deactivated ones, besides every active flow. The full list is the paged flow listing.
+    pub engine_state_max_flows: usize,
     /// The shortest delay before a retry (`RETRY_MIN_BACKOFF_MS`), whatever a step's
     /// `work_config` says: a zero backoff does not turn into a busy loop.
     pub min_retry_delay: Duration,
@@ -114,6 +117,7 @@ impl Default for EngineConfig {
             flow_max_depth: 16,
             max_id_length: argyll_model::DEFAULT_MAX_ID_LENGTH,
             min_retry_delay: Duration::from_millis(20),
+            engine_state_max_flows: 1000,
         }
     }
 }
@@ -729,11 +733,32 @@ impl<S: Store> Engine<S> {
     }
 
     /// The engine state as the original's `GET /engine` shows it: the catalog plus the flow
-    /// index (active flows, deactivated flows, digests).
+    /// index — every active flow, flows being archived, and the most recently deactivated
+    /// flows (`engine_state_max_flows` of them, oldest first as the original listed them),
+    /// with their digests. The original listed every flow ever run, which grew without end.
     pub async fn engine_state(&self) -> Result<EngineState, EngineError> {
         let mut state = self.catalog().await?.state.clone();
-        let page = self.inner.store.list_flows(&FlowQuery::default()).await?;
-        for entry in page.entries {
+        let store = &self.inner.store;
+        let in_phase = |phase| FlowQuery {
+            phases: vec![phase],
+            ..FlowQuery::default()
+        };
+        let mut entries = store
+            .list_flows(&in_phase(FlowPhase::Active))
+            .await?
+            .entries;
+        entries.extend(
+            store
+                .list_flows(&in_phase(FlowPhase::Archiving))
+                .await?
+                .entries,
+        );
+        let mut finished = store
+            .recently_deactivated(self.inner.config.engine_state_max_flows)
+            .await?;
+        finished.reverse();
+        entries.extend(finished);
+        for entry in entries {
             let parent = entry.parent_flow_id.clone().unwrap_or_default();
             match entry.phase {
                 FlowPhase::Active => {

@@ -1174,6 +1174,46 @@ async fn a_flow_whose_events_were_lost_leaves_the_index() {
     assert!(listed.entries.is_empty(), "{listed:?}");
 }
 
+/// Issue 14, item 15: `GET /engine` keeps the original's shape but lists every active flow and
+/// only the most recently finished ones (`engine_state_max_flows`), not every flow ever run.
+#[tokio::test]
+async fn engine_state_lists_active_flows_and_the_latest_finished_ones() {
+    let mock = MockRunner::new();
+    mock.on("held", vec![Reply::Accepted]);
+    let engine = argyll_engine::Engine::builder(EmbeddedStore::new())
+        .config(argyll_engine::EngineConfig {
+            engine_state_max_flows: 3,
+            ..test_config()
+        })
+        .runner(std::sync::Arc::new(mock.clone()))
+        .build()
+        .unwrap();
+    engine.start().await.unwrap();
+    let quick = ale_script("quick", "{:r 1}")
+        .with_attribute("r", AttributeSpec::output(AttributeType::Untyped));
+    register(&engine, vec![quick, async_step("held", &[], &["h"])]).await;
+    for n in 0..10 {
+        let flow = run(&engine, &format!("done-{n}"), &["quick"], init(json!({}))).await;
+        assert_eq!(flow.status.to_string(), "completed");
+    }
+    start(&engine, "running", &["held"], init(json!({}))).await;
+    let state = engine.engine_state().await.unwrap();
+    assert_eq!(state.active.keys().collect::<Vec<_>>(), ["running"]);
+    let finished: Vec<&str> = state
+        .deactivated
+        .iter()
+        .map(|flow| flow.flow_id.as_str())
+        .collect();
+    assert_eq!(finished, ["done-7", "done-8", "done-9"], "oldest first");
+    assert_eq!(
+        state.flow_digests.keys().collect::<Vec<_>>(),
+        ["done-7", "done-8", "done-9", "running"]
+    );
+    // Every flow is still listed by the paged flow listing.
+    let all = engine.list_flows(&FlowQuery::default()).await.unwrap();
+    assert_eq!(all.entries.len(), 11);
+}
+
 /// The engine's flow cache never outlives the flow's log: a result for a flow deleted from the
 /// store (archived) finds no flow instead of the cached one.
 #[tokio::test]

@@ -136,6 +136,7 @@ struct Scripts {
     index_put: Script,
     index_remove: Script,
     index_range: Script,
+    index_recent: Script,
     lease_acquire: Script,
     lease_renew: Script,
     lease_release: Script,
@@ -158,6 +159,7 @@ impl Scripts {
             index_put: Script::from_lua(scripts::INDEX_PUT),
             index_remove: Script::from_lua(scripts::INDEX_REMOVE),
             index_range: Script::from_lua(scripts::INDEX_RANGE),
+            index_recent: Script::from_lua(scripts::INDEX_RECENT),
             lease_acquire: Script::from_lua(scripts::LEASE_ACQUIRE),
             lease_renew: Script::from_lua(scripts::LEASE_RENEW),
             lease_release: Script::from_lua(scripts::LEASE_RELEASE),
@@ -169,7 +171,7 @@ impl Scripts {
         }
     }
 
-    fn all(&self) -> [&Script; 17] {
+    fn all(&self) -> [&Script; 18] {
         [
             &self.delete,
             &self.append,
@@ -180,6 +182,7 @@ impl Scripts {
             &self.index_put,
             &self.index_remove,
             &self.index_range,
+            &self.index_recent,
             &self.lease_acquire,
             &self.lease_renew,
             &self.lease_release,
@@ -542,8 +545,19 @@ impl RedisStore {
                 .iter()
                 .map(|phase| format!("{ids}:{}", phase_name(*phase))),
         );
+        keys.push(format!("{ids}:deactivated-by-time"));
         keys.insert(1, ids);
         keys
+    }
+
+    /// The ARGV of the index scripts for `entry`: id, entry, phase number, completion time.
+    fn index_args(entry: &FlowIndexEntry) -> Result<Vec<Value>, StoreError> {
+        Ok(vec![
+            Value::from(entry.flow_id.clone()),
+            Value::from(encode_entry(entry)?),
+            Value::from(phase_number(entry.phase)),
+            Value::from(millis(entry.completed_at.unwrap_or(entry.created_at))),
+        ])
     }
 
     /// Releases `release`, then acquires `acquire`, in one script: whether the owner held each
@@ -837,11 +851,7 @@ impl StoreInfo for RedisStore {
 
 impl FlowIndex for RedisStore {
     async fn put_flow(&self, entry: FlowIndexEntry) -> Result<(), StoreError> {
-        let args = vec![
-            Value::from(entry.flow_id.clone()),
-            Value::from(encode_entry(&entry)?),
-            Value::from(phase_number(entry.phase)),
-        ];
+        let args = Self::index_args(&entry)?;
         self.inner
             .flow
             .eval(&self.inner.scripts.index_put, self.index_keys(), args)
@@ -850,11 +860,7 @@ impl FlowIndex for RedisStore {
     }
 
     async fn insert_flow(&self, entry: FlowIndexEntry) -> Result<bool, StoreError> {
-        let args = vec![
-            Value::from(entry.flow_id.clone()),
-            Value::from(encode_entry(&entry)?),
-            Value::from(phase_number(entry.phase)),
-        ];
+        let args = Self::index_args(&entry)?;
         self.inner
             .flow
             .eval_flag(&self.inner.scripts.index_insert, self.index_keys(), args)
@@ -943,6 +949,40 @@ impl FlowIndex for RedisStore {
                 vec![Value::from(flow_id)],
             )
             .await
+    }
+
+    async fn recently_deactivated(&self, limit: usize) -> Result<Vec<FlowIndexEntry>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let keys = self.index_keys();
+        let recent_keys = vec![
+            keys.first().cloned().unwrap_or_default(),
+            keys.last().cloned().unwrap_or_default(),
+        ];
+        let reply = array(
+            self.inner
+                .flow
+                .eval(
+                    &self.inner.scripts.index_recent,
+                    recent_keys,
+                    vec![Value::from(i64::try_from(limit).unwrap_or(i64::MAX))],
+                )
+                .await?,
+        );
+        let mut entries = Vec::new();
+        let mut items = reply.into_iter();
+        while let (Some(id), Some(json)) = (items.next(), items.next()) {
+            let (id, json) = (text(id)?, text(json)?);
+            if json.is_empty() {
+                continue;
+            }
+            let entry = decode_entry(id, &json)?;
+            if entry.phase == FlowPhase::Deactivated {
+                entries.push(entry);
+            }
+        }
+        Ok(entries)
     }
 }
 

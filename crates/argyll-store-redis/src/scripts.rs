@@ -50,29 +50,51 @@ redis.call('HSET', KEYS[2], 'seq', ARGV[1], 'state', ARGV[2])
 return {1, len}
 "#;
 
-/// Index insert-if-absent. KEYS: entries hash, ids zset, then one ids zset per phase (active,
-/// deactivated, archiving, archived). ARGV: id, entry, phase number (1-4).
+/// Index insert-if-absent. KEYS: entries hash, ids zset, one ids zset per phase (active,
+/// deactivated, archiving, archived), then the deactivated ids scored by completion time.
+/// ARGV: id, entry, phase number (1-4), completion time (ms).
 pub(crate) const INDEX_INSERT: &str = r#"
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
   redis.call('ZADD', KEYS[2], 0, ARGV[1])
   redis.call('ZADD', KEYS[2 + tonumber(ARGV[3])], 0, ARGV[1])
+  if tonumber(ARGV[3]) == 2 then redis.call('ZADD', KEYS[7], ARGV[4], ARGV[1]) end
   return 1
 end
 return 0
 "#;
 
-/// Index put: the entry, and its id in its phase's set only. KEYS and ARGV as [`INDEX_INSERT`].
+/// Index put: the entry, its id in its phase's set only, and in the recency set while
+/// deactivated. KEYS and ARGV as [`INDEX_INSERT`].
 pub(crate) const INDEX_PUT: &str = r#"
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
-for i = 3, #KEYS do
+for i = 3, 6 do
   if i == 2 + tonumber(ARGV[3]) then
     redis.call('ZADD', KEYS[i], 0, ARGV[1])
   else
     redis.call('ZREM', KEYS[i], ARGV[1])
   end
 end
+if tonumber(ARGV[3]) == 2 then
+  redis.call('ZADD', KEYS[7], ARGV[4], ARGV[1])
+else
+  redis.call('ZREM', KEYS[7], ARGV[1])
+end
 return 1
+"#;
+
+/// The most recently deactivated flows. KEYS: entries hash, the recency zset. ARGV: count.
+/// Returns `{id, entry, ...}` newest first (by completion time, then id).
+pub(crate) const INDEX_RECENT: &str = r#"
+local ids = redis.call('ZREVRANGE', KEYS[2], 0, tonumber(ARGV[1]) - 1)
+local out = {}
+if #ids == 0 then return out end
+local entries = redis.call('HMGET', KEYS[1], unpack(ids))
+for i, id in ipairs(ids) do
+  out[#out + 1] = id
+  out[#out + 1] = entries[i] or ''
+end
+return out
 "#;
 
 /// Index remove. KEYS as [`INDEX_INSERT`]. ARGV: id.

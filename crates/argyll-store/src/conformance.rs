@@ -493,6 +493,64 @@ pub async fn flow_index<S: Store>(store: &S) {
     );
 }
 
+/// The most recently deactivated flows, newest first, follow entries in and out of the
+/// deactivated phase (archiving, removal, a new completion time).
+pub async fn recently_deactivated<S: Store>(store: &S) {
+    let finished = |id: &str, millis: i64| FlowIndexEntry {
+        completed_at: Some(at(millis)),
+        ..entry(id, None, FlowOutcome::Completed, FlowPhase::Deactivated)
+    };
+    assert!(store.recently_deactivated(10).await.unwrap().is_empty());
+    store
+        .insert_flow(entry(
+            "running",
+            None,
+            FlowOutcome::Active,
+            FlowPhase::Active,
+        ))
+        .await
+        .unwrap();
+    for (id, millis) in [
+        ("old", 100),
+        ("newest", 400),
+        ("middle", 200),
+        ("gone", 300),
+    ] {
+        store.insert_flow(finished(id, millis)).await.unwrap();
+    }
+    let ids = |entries: Vec<FlowIndexEntry>| {
+        entries
+            .into_iter()
+            .map(|entry| entry.flow_id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(store.recently_deactivated(10).await.unwrap()),
+        vec!["newest", "gone", "middle", "old"]
+    );
+    assert_eq!(
+        ids(store.recently_deactivated(2).await.unwrap()),
+        vec!["newest", "gone"]
+    );
+    // Archiving takes a flow out; removal too; a later completion moves one to the front; a
+    // flow that becomes deactivated joins.
+    store
+        .put_flow(FlowIndexEntry {
+            phase: FlowPhase::Archiving,
+            ..finished("newest", 400)
+        })
+        .await
+        .unwrap();
+    assert!(store.remove_flow("gone").await.unwrap());
+    store.put_flow(finished("old", 500)).await.unwrap();
+    store.put_flow(finished("running", 450)).await.unwrap();
+    assert_eq!(
+        ids(store.recently_deactivated(10).await.unwrap()),
+        vec!["old", "running", "middle"]
+    );
+    assert_eq!(store.recently_deactivated(0).await.unwrap(), Vec::new());
+}
+
 /// Leases: one owner at a time, renewable by the owner, free after lapsing or release.
 pub async fn leases<S: Store>(store: &S) {
     let ttl = Duration::from_secs(10);
@@ -782,6 +840,7 @@ where
     snapshots(&make().await).await;
     feed_carries_every_append(&make().await).await;
     flow_index(&make().await).await;
+    recently_deactivated(&make().await).await;
     leases(&make().await).await;
     many_leases(&make().await).await;
     lease_races(&make().await).await;

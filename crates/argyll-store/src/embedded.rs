@@ -15,8 +15,8 @@ use tokio::sync::broadcast;
 
 use crate::error::{StoreError, check_events_belong};
 use crate::traits::{
-    EventFeed, EventLog, FlowIndex, FlowIndexEntry, FlowPage, FlowQuery, Lease, Leases, Loaded,
-    MemoryUsage, Snapshot, StoreInfo, Timer, Timers,
+    EventFeed, EventLog, FlowIndex, FlowIndexEntry, FlowPage, FlowPhase, FlowQuery, Lease, Leases,
+    Loaded, MemoryUsage, Snapshot, StoreInfo, Timer, Timers,
 };
 
 const SHARDS: usize = 64;
@@ -83,6 +83,8 @@ impl TimerQueue {
 struct Inner {
     logs: Sharded<HashMap<AggregateId, Log>>,
     index: Sharded<BTreeMap<String, FlowIndexEntry>>,
+    /// Deactivated flows by (completion time, id), kept with the index under its shard lock.
+    deactivated: Mutex<std::collections::BTreeSet<(Timestamp, String)>>,
     leases: Sharded<HashMap<String, Lease>>,
     timers: Mutex<TimerQueue>,
     feed: broadcast::Sender<Arc<EventEnvelope>>,
@@ -114,11 +116,41 @@ impl EmbeddedStore {
             inner: Arc::new(Inner {
                 logs: Sharded::new(),
                 index: Sharded::new(),
+                deactivated: Mutex::default(),
                 leases: Sharded::new(),
                 timers: Mutex::new(TimerQueue::default()),
                 feed,
             }),
         }
+    }
+
+    /// Keeps the recency set in step with one index entry changing from `before` to `after`
+    /// (called under the entry's shard lock).
+    fn track_deactivated(
+        &self,
+        before: Option<&FlowIndexEntry>,
+        after: Option<&FlowIndexEntry>,
+    ) -> Result<(), StoreError> {
+        let key = |entry: &FlowIndexEntry| {
+            (entry.phase == FlowPhase::Deactivated).then(|| {
+                (
+                    entry.completed_at.unwrap_or(entry.created_at),
+                    entry.flow_id.clone(),
+                )
+            })
+        };
+        let mut deactivated = self
+            .inner
+            .deactivated
+            .lock()
+            .map_err(|_| StoreError::Unavailable("a store lock was poisoned".into()))?;
+        if let Some(old) = before.and_then(key) {
+            deactivated.remove(&old);
+        }
+        if let Some(new) = after.and_then(key) {
+            deactivated.insert(new);
+        }
+        Ok(())
     }
 
     fn timers(&self) -> Result<MutexGuard<'_, TimerQueue>, StoreError> {
@@ -247,6 +279,7 @@ impl StoreInfo for EmbeddedStore {
 impl FlowIndex for EmbeddedStore {
     async fn put_flow(&self, entry: FlowIndexEntry) -> Result<(), StoreError> {
         let mut shard = self.inner.index.lock(entry.flow_id.as_str())?;
+        self.track_deactivated(shard.get(&entry.flow_id), Some(&entry))?;
         shard.insert(entry.flow_id.clone(), entry);
         Ok(())
     }
@@ -256,6 +289,7 @@ impl FlowIndex for EmbeddedStore {
         if shard.contains_key(&entry.flow_id) {
             return Ok(false);
         }
+        self.track_deactivated(None, Some(&entry))?;
         shard.insert(entry.flow_id.clone(), entry);
         Ok(true)
     }
@@ -300,7 +334,36 @@ impl FlowIndex for EmbeddedStore {
     }
 
     async fn remove_flow(&self, flow_id: &str) -> Result<bool, StoreError> {
-        Ok(self.inner.index.lock(flow_id)?.remove(flow_id).is_some())
+        let mut shard = self.inner.index.lock(flow_id)?;
+        let removed = shard.remove(flow_id);
+        self.track_deactivated(removed.as_ref(), None)?;
+        Ok(removed.is_some())
+    }
+
+    async fn recently_deactivated(&self, limit: usize) -> Result<Vec<FlowIndexEntry>, StoreError> {
+        let newest: Vec<String> = {
+            let deactivated = self
+                .inner
+                .deactivated
+                .lock()
+                .map_err(|_| StoreError::Unavailable("a store lock was poisoned".into()))?;
+            deactivated
+                .iter()
+                .rev()
+                .take(limit)
+                .map(|(_, flow_id)| flow_id.clone())
+                .collect()
+        };
+        let mut entries = Vec::with_capacity(newest.len());
+        for flow_id in newest {
+            // A flow archived meanwhile is simply left out.
+            if let Some(entry) = self.inner.index.lock(flow_id.as_str())?.get(&flow_id)
+                && entry.phase == FlowPhase::Deactivated
+            {
+                entries.push(entry.clone());
+            }
+        }
+        Ok(entries)
     }
 }
 

@@ -188,6 +188,14 @@ pub trait FlowIndex: Send + Sync + 'static {
 
     /// Removes a flow's entry; `false` when there was none.
     fn remove_flow(&self, flow_id: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The `limit` most recently deactivated flows, newest first (by `completed_at`, then id).
+    /// Costs about `limit` whatever the number of stored flows: `GET /engine` shows these
+    /// instead of every flow ever run.
+    fn recently_deactivated(
+        &self,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<FlowIndexEntry>, StoreError>> + Send;
 }
 
 /// The feed of committed events: every subscriber sees every appended event, from any writer.

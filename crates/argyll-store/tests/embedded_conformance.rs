@@ -19,6 +19,7 @@ check!(
     snapshots,
     feed_carries_every_append,
     flow_index,
+    recently_deactivated,
     leases,
     many_leases,
     lease_races,
