@@ -94,6 +94,9 @@ fn engine_config(settings: &Settings) -> EngineConfig {
         },
         memo_cache_size: u64::try_from(settings.memo_cache_size).unwrap_or(u64::MAX),
         flow_cache_size: u64::try_from(settings.flow_cache_size).unwrap_or(u64::MAX),
+        flow_cache_bytes: u64::try_from(settings.flow_cache_max_bytes).unwrap_or(u64::MAX),
+        max_state_bytes: u64::try_from(settings.flow_max_state_bytes).unwrap_or(u64::MAX),
+        step_max_response_bytes: settings.step_max_response_bytes,
         step_timeout: settings.step_timeout,
         webhook_base_url: settings.webhook_base_url.clone(),
         script_limits: ScriptLimits {

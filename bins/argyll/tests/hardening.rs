@@ -866,6 +866,180 @@ async fn item_14_ids_and_settings_are_validated_at_registration() {
     assert_eq!((status, body["count"].clone()), (200, json!(1)), "{body}");
 }
 
+// ------------------------------------------------------------------ item 10
+
+/// A step answering 100 MB: the item fails for good with `step response too large` instead
+/// of the engine reading it all (it aborted), and the engine lives on under a 3 GB limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item_10_a_huge_step_response_fails_the_item() {
+    let service = StepService::start(axum::Router::new().route(
+        "/huge",
+        post(|| async {
+            let chunks = (0..100).map(|_| Ok::<_, std::io::Error>(vec![b' '; 1 << 20]));
+            axum::body::Body::from_stream(futures_util::stream::iter(chunks))
+        }),
+    ))
+    .await;
+    let client = client();
+    let mut engine = EngineProcess::launch("item-10", &[], None, &["--as=3000000000"]);
+    engine.wait_healthy(&client).await;
+    register(
+        &client,
+        &engine,
+        json!({
+            "id": "huge", "name": "huge", "type": "sync",
+            "http": {"endpoint": format!("{}/huge", service.base)},
+            "attributes": {"r": {"role": "output"}},
+            "work_config": {"max_retries": 0}
+        }),
+    )
+    .await;
+    let (status, _) = post_json(
+        &client,
+        &format!("{}/engine/flow", engine.base),
+        &json!({"id": "f", "goals": ["huge"]}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let flow = flow_after(&client, &engine, "f", "30s").await;
+    assert_eq!(flow["status"], "failed", "{flow}");
+    assert_eq!(
+        flow["error"],
+        "step huge failed: step response too large: more than the limit, the limit is 4194304 bytes (STEP_MAX_RESPONSE_BYTES)"
+    );
+    assert!(engine.is_running());
+    let rss = engine.rss_bytes().unwrap();
+    assert!(rss < 200_000_000, "RSS {rss}");
+}
+
+/// Many flows with large results on Redis: the engine's memory follows its cache budget
+/// (`FLOW_CACHE_MAX_BYTES`), not the number of flows (the issue saw 3.25 GB for 500 flows
+/// with 2 MB outputs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item_10_large_results_do_not_pile_up_in_the_engine() {
+    let redis = argyll_testkit::RedisServer::start().unwrap();
+    let service = StepService::start(axum::Router::new().route(
+        "/one-mb",
+        post(|| async { Json(json!({"success": true, "outputs": {"r": "x".repeat(1 << 20)}})) }),
+    ))
+    .await;
+    let client = client();
+    let engine = EngineProcess::launch(
+        "item-10-cache",
+        &[
+            ("ENGINE_REDIS_ADDR", redis.addr()),
+            ("FLOW_CACHE_MAX_BYTES", (8u64 << 20).to_string()),
+        ],
+        None,
+        &[],
+    );
+    engine.wait_healthy(&client).await;
+    register(
+        &client,
+        &engine,
+        json!({
+            "id": "two", "name": "two", "type": "sync",
+            "http": {"endpoint": format!("{}/one-mb", service.base)},
+            "attributes": {"r": {"role": "output"}},
+            "work_config": {"max_retries": 0}
+        }),
+    )
+    .await;
+    let url = format!("{}/engine/flow", engine.base);
+    for n in 0..60 {
+        let id = format!("f{n}");
+        let (status, _) = post_json(&client, &url, &json!({"id": id, "goals": ["two"]})).await;
+        assert_eq!(status, 201);
+        let (status, flow) = send(
+            &client,
+            reqwest::Method::GET,
+            &format!("{url}/{id}?wait=30s"),
+            &Value::Null,
+        )
+        .await;
+        assert_eq!((status, flow["status"].clone()), (200, json!("completed")));
+    }
+    let rss = engine.rss_bytes().unwrap();
+    println!(
+        "engine RSS after 60 flows with 1 MB results: {} MB",
+        rss >> 20
+    );
+    // The 60 states hold 180 MB of results (each is stored three times): with the default
+    // budget (256 MB) they all stay and the engine measured 303 MB; with 8 MB, 172 MB.
+    assert!(rss < 240_000_000, "RSS {rss}");
+}
+
+/// A webhook result larger than `STEP_MAX_RESPONSE_BYTES` is answered 413 and fails the item
+/// for good (as a step reply that large would).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item_10_a_huge_webhook_result_fails_the_item() {
+    let (tokens, mut received) = mpsc::unbounded_channel::<String>();
+    let service = StepService::start(axum::Router::new().route(
+        "/accept",
+        post(move |Json(request): Json<Value>| {
+            let tokens = tokens.clone();
+            async move {
+                let token = request["metadata"]["receipt_token"]
+                    .as_str()
+                    .unwrap_or_default();
+                let _ = tokens.send(token.to_owned());
+                axum::http::StatusCode::ACCEPTED
+            }
+        }),
+    ))
+    .await;
+    let client = client();
+    let engine = EngineProcess::launch(
+        "item-10-webhook",
+        &[("STEP_MAX_RESPONSE_BYTES", "100000".into())],
+        None,
+        &[],
+    );
+    engine.wait_healthy(&client).await;
+    register(
+        &client,
+        &engine,
+        json!({
+            "id": "later", "name": "later", "type": "async",
+            "http": {"endpoint": format!("{}/accept", service.base)},
+            "attributes": {"r": {"role": "output"}},
+            "work_config": {"max_retries": 0}
+        }),
+    )
+    .await;
+    let (status, _) = post_json(
+        &client,
+        &format!("{}/engine/flow", engine.base),
+        &json!({"id": "f", "goals": ["later"]}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let token = received.recv().await.unwrap();
+    let (status, body) = post_json(
+        &client,
+        &format!("{}/webhook/f/later/{token}", engine.base),
+        &json!({"success": true, "outputs": {"r": "x".repeat(200_000)}}),
+    )
+    .await;
+    assert_eq!(status, 413, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("step response too large: 200"),
+        "{body}"
+    );
+    let flow = flow_after(&client, &engine, "f", "10s").await;
+    assert_eq!(flow["status"], "failed", "{flow}");
+    assert!(
+        flow["error"]
+            .as_str()
+            .unwrap()
+            .ends_with("the limit is 100000 bytes (STEP_MAX_RESPONSE_BYTES)"),
+        "{flow}"
+    );
+}
+
 // ------------------------------------------------------------------ item 13
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

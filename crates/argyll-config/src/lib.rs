@@ -75,11 +75,14 @@ settings_table! {
     "FLOW_REDIS_POOL_SIZE" = "1" : "Connections to the flow store (1-64).";
     "STEP_TIMEOUT" = "30s" : "HTTP step timeout when a step's `http.timeout` is 0 or absent (milliseconds or a duration such as `30s`).";
     "ENGINE_MAX_REQUEST_BYTES" = "10485760" : "Largest accepted HTTP request body in bytes (> 0); larger requests get 413.";
+    "STEP_MAX_RESPONSE_BYTES" = "4194304" : "Largest step response (and webhook result) read, in bytes (> 0); a larger one fails the work item for good with `step response too large`.";
+    "FLOW_MAX_STATE_BYTES" = "67108864" : "Largest flow state, in bytes of JSON (> 0): a start whose init is larger gets 400; a result, fan-out or aggregation that would grow a flow past it fails its work item or step with `flow state too large`.";
     "ENGINE_SHUTDOWN_TIMEOUT" = "10s" : "How long a graceful shutdown waits for in-flight requests and work.";
     "ENGINE_INSTANCE_ID" = "(random)" : "This instance's name in work leases; unique per running instance.";
     "WORK_LEASE_TIMEOUT" = "5s" : "Lease on in-flight work, renewed while it runs; when an instance dies, another takes its work over after this long.";
     "MEMO_CACHE_SIZE" = "4096" : "Entries of the memoization cache (> 0).";
     "FLOW_CACHE_SIZE" = "4096" : "Flow states kept in memory (> 0).";
+    "FLOW_CACHE_MAX_BYTES" = "268435456" : "Bytes of flow states kept in memory at most (> 0, by their JSON size); the oldest leave first.";
     "RETRY_MAX_RETRIES" = "10" : "Retries for steps without a `work_config` (negative: unlimited).";
     "RETRY_BACKOFF_MS" = "1000" : "Base backoff in milliseconds for steps without a `work_config`.";
     "RETRY_MAX_BACKOFF_MS" = "60000" : "Backoff cap in milliseconds (0: no cap).";
@@ -257,6 +260,12 @@ pub struct Settings {
     pub memo_cache_size: usize,
     /// Cached flow states.
     pub flow_cache_size: usize,
+    /// Bytes of cached flow states.
+    pub flow_cache_max_bytes: usize,
+    /// Largest step response.
+    pub step_max_response_bytes: usize,
+    /// Largest flow state.
+    pub flow_max_state_bytes: usize,
     /// Default retries (negative: unlimited).
     pub retry_max_retries: i64,
     /// Default base backoff.
@@ -542,6 +551,13 @@ impl Reader {
             )?,
             memo_cache_size: self.parse("MEMO_CACHE_SIZE", 4096, positive_count)?,
             flow_cache_size: self.parse("FLOW_CACHE_SIZE", 4096, positive_count)?,
+            flow_cache_max_bytes: self.parse("FLOW_CACHE_MAX_BYTES", 256 << 20, positive_count)?,
+            step_max_response_bytes: self.parse(
+                "STEP_MAX_RESPONSE_BYTES",
+                4 << 20,
+                positive_count,
+            )?,
+            flow_max_state_bytes: self.parse("FLOW_MAX_STATE_BYTES", 64 << 20, positive_count)?,
             retry_max_retries: self.parse("RETRY_MAX_RETRIES", 10, |t| {
                 t.parse::<i64>()
                     .map_err(|_| "expected a whole number".into())

@@ -20,6 +20,12 @@ pub trait AggregateState: Projection + Clone + Send + Sync + 'static {
     fn from_snapshot(json: &str) -> Result<Self, serde_json::Error>;
 }
 
+/// About how many bytes a flow state holds: what the engine's cache of flow states is
+/// budgeted in.
+pub fn flow_state_bytes(state: &Option<FlowState>) -> u64 {
+    state.as_ref().map_or(0, |state| state.size.bytes())
+}
+
 impl AggregateState for EngineState {
     fn event_of(event: &Event) -> Option<&EngineEvent> {
         match event {
@@ -50,7 +56,12 @@ impl AggregateState for Option<FlowState> {
     }
 
     fn from_snapshot(json: &str) -> Result<Self, serde_json::Error> {
-        serde_json::from_str(json)
+        let mut state: Option<FlowState> = serde_json::from_str(json)?;
+        // The size is counted as events apply; a state read from JSON is counted once here.
+        if let Some(state) = state.as_mut() {
+            state.recount_size();
+        }
+        Ok(state)
     }
 }
 
@@ -140,35 +151,51 @@ pub async fn load<S: EventLog, T: AggregateState>(
 /// Recently used aggregate states, so that a command reads only the events appended since
 /// (usually none) instead of replaying the whole log.
 ///
-/// Bounded, first in first out: a flow that is evicted while still busy is simply loaded again.
+/// Bounded by count and by bytes (as its weigher counts them), first in
+/// first out: a flow that is evicted while still busy is simply loaded again. The state just
+/// inserted is never the one evicted, so a single state larger than a shard's byte budget is
+/// still cached (a large fan-out would otherwise replay its whole log at every command).
 /// Sharded mutexes over plain maps, because every command reads and replaces an entry and a
 /// general-purpose cache's bookkeeping cost more than the lookups (about a tenth of the
 /// engine's CPU in the fan-out benchmark).
 pub struct ProjectionCache<T> {
     shards: [std::sync::Mutex<CacheShard<T>>; CACHE_SHARDS],
     per_shard: usize,
+    bytes_per_shard: u64,
+    weigh: fn(&T) -> u64,
 }
 
 struct CacheShard<T> {
-    entries: std::collections::HashMap<AggregateId, Arc<Current<T>>>,
+    entries: std::collections::HashMap<AggregateId, (Arc<Current<T>>, u64)>,
     /// Keys in insertion order; may hold keys removed since (they are skipped when popped).
     order: std::collections::VecDeque<AggregateId>,
+    /// The weights of the entries, summed.
+    bytes: u64,
 }
 
 const CACHE_SHARDS: usize = 16;
 
 impl<T> ProjectionCache<T> {
-    /// A cache of about `capacity` states (at least one per shard).
+    /// A cache of about `capacity` states (at least one per shard), without a byte budget.
     pub fn new(capacity: u64) -> Self {
+        Self::with_byte_budget(capacity, u64::MAX, |_| 0)
+    }
+
+    /// A cache of about `capacity` states holding about `max_bytes` of them as `weigh` counts
+    /// them (at least one state per shard).
+    pub fn with_byte_budget(capacity: u64, max_bytes: u64, weigh: fn(&T) -> u64) -> Self {
         let capacity = usize::try_from(capacity).unwrap_or(usize::MAX);
         ProjectionCache {
             shards: std::array::from_fn(|_| {
                 std::sync::Mutex::new(CacheShard {
                     entries: std::collections::HashMap::new(),
                     order: std::collections::VecDeque::new(),
+                    bytes: 0,
                 })
             }),
             per_shard: capacity.div_ceil(CACHE_SHARDS).max(1),
+            bytes_per_shard: (max_bytes / CACHE_SHARDS as u64).max(1),
+            weigh,
         }
     }
 
@@ -186,26 +213,58 @@ impl<T> ProjectionCache<T> {
 
     /// The cached state of `aggregate`.
     pub fn get(&self, aggregate: &AggregateId) -> Option<Arc<Current<T>>> {
-        self.shard(aggregate).entries.get(aggregate).cloned()
-    }
-
-    /// Caches `current` as the state of `aggregate`, evicting the oldest entry when full.
-    pub fn insert(&self, aggregate: AggregateId, current: Arc<Current<T>>) {
-        let per_shard = self.per_shard;
-        let mut shard = self.shard(&aggregate);
-        if shard.entries.insert(aggregate.clone(), current).is_none() {
-            shard.order.push_back(aggregate);
-            while shard.order.len() > per_shard {
-                if let Some(oldest) = shard.order.pop_front() {
-                    shard.entries.remove(&oldest);
-                }
-            }
-        }
+        self.shard(aggregate)
+            .entries
+            .get(aggregate)
+            .map(|(current, _)| current.clone())
     }
 
     /// Forgets `aggregate`.
     pub fn invalidate(&self, aggregate: &AggregateId) {
-        self.shard(aggregate).entries.remove(aggregate);
+        let mut shard = self.shard(aggregate);
+        if let Some((_, weight)) = shard.entries.remove(aggregate) {
+            shard.bytes = shard.bytes.saturating_sub(weight);
+        }
+    }
+
+    /// States cached, and their weight in bytes (all shards).
+    pub fn usage(&self) -> (usize, u64) {
+        self.shards.iter().fold((0, 0), |(count, bytes), shard| {
+            let shard = shard
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            (count + shard.entries.len(), bytes + shard.bytes)
+        })
+    }
+
+    /// Caches `current` as the state of `aggregate`, evicting the oldest entries while the
+    /// shard holds too many states or too many bytes.
+    pub fn insert(&self, aggregate: AggregateId, current: Arc<Current<T>>) {
+        let (per_shard, max_bytes) = (self.per_shard, self.bytes_per_shard);
+        let weight = (self.weigh)(&current.state);
+        let mut shard = self.shard(&aggregate);
+        match shard.entries.insert(aggregate.clone(), (current, weight)) {
+            Some((_, old)) => shard.bytes = shard.bytes.saturating_sub(old),
+            None => shard.order.push_back(aggregate.clone()),
+        }
+        shard.bytes = shard.bytes.saturating_add(weight);
+        while shard.order.len() > per_shard || (shard.bytes > max_bytes && shard.entries.len() > 1)
+        {
+            let Some(oldest) = shard.order.pop_front() else {
+                break;
+            };
+            if oldest == aggregate {
+                // The newest entry stays; look at it again last.
+                shard.order.push_back(oldest);
+                if shard.entries.len() == 1 {
+                    break;
+                }
+                continue;
+            }
+            if let Some((_, old)) = shard.entries.remove(&oldest) {
+                shard.bytes = shard.bytes.saturating_sub(old);
+            }
+        }
     }
 }
 

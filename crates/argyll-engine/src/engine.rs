@@ -46,6 +46,9 @@ pub struct EngineConfig {
     pub memo_cache_size: u64,
     /// HTTP step timeout when a step sets none (decision 6).
     pub step_timeout: Duration,
+    /// Largest step response read (`STEP_MAX_RESPONSE_BYTES`), also the largest webhook
+    /// result accepted; a larger one fails the work item with `step response too large`.
+    pub step_max_response_bytes: usize,
     /// Base of the webhook URLs handed to async steps.
     pub webhook_base_url: String,
     /// Script resource limits.
@@ -62,6 +65,13 @@ pub struct EngineConfig {
     /// off, which is faster on the embedded store (its logs are in process, and replaying a
     /// few shared events costs less than cloning a cached state).
     pub flow_cache_size: u64,
+    /// Bytes of flow states the cache holds at most (`FLOW_CACHE_MAX_BYTES`, by the states'
+    /// approximate JSON size); the oldest are dropped first.
+    pub flow_cache_bytes: u64,
+    /// Largest flow state (`FLOW_MAX_STATE_BYTES`, approximate JSON size): a start whose init
+    /// is larger is refused; a result, fan-out or aggregation that would make the state larger
+    /// fails its work item or step instead.
+    pub max_state_bytes: u64,
     /// The budget within which a script step's work item is run inside the flow transaction
     /// that starts it (no lease, no second commit; see `FlowTx::run_quick_work`). A script that
     /// needs longer is dispatched as work and run on the blocking pool under
@@ -105,6 +115,7 @@ impl Default for EngineConfig {
             retry: RetryPolicy::default(),
             memo_cache_size: 4096,
             step_timeout: Duration::from_secs(30),
+            step_max_response_bytes: argyll_http::DEFAULT_MAX_RESPONSE_BYTES,
             webhook_base_url: "http://localhost:8080".into(),
             script_limits: ScriptLimits::default(),
             instance_id: format!("argyll-{}", uuid::Uuid::new_v4()),
@@ -112,6 +123,8 @@ impl Default for EngineConfig {
             health_check_interval: Duration::from_secs(30),
             command_attempts: 64,
             flow_cache_size: 4096,
+            flow_cache_bytes: 256 << 20,
+            max_state_bytes: 64 << 20,
             quick_script_budget: Some(QUICK_SCRIPT_BUDGET),
             max_work_items: 100_000,
             flow_max_depth: 16,
@@ -146,6 +159,9 @@ pub enum EngineError {
     /// A flow start would make a step with more work items than `MAX_WORK_ITEMS`.
     #[error("{0}")]
     TooManyWorkItems(String),
+    /// A flow start whose init and metadata alone exceed `FLOW_MAX_STATE_BYTES`.
+    #[error("{0}")]
+    StateTooLarge(String),
     /// A flow id or goal breaks a bound (too long, control characters).
     #[error("{0}")]
     InvalidRequest(String),
@@ -248,7 +264,8 @@ impl<S: Store> EngineBuilder<S> {
             .scripts
             .unwrap_or_else(|| Arc::new(ScriptRunner::new(self.config.script_limits)));
         let http = HttpRunner::new(self.config.step_timeout)
-            .map_err(|e| EngineError::Setup(format!("HTTP client: {e}")))?;
+            .map_err(|e| EngineError::Setup(format!("HTTP client: {e}")))?
+            .with_max_response_bytes(self.config.step_max_response_bytes);
         let runner = self.runner.unwrap_or_else(|| {
             Arc::new(RunnerSet {
                 http: Arc::new(HttpStepRunner::new(
@@ -261,8 +278,13 @@ impl<S: Store> EngineBuilder<S> {
             })
         });
         let memo = moka::sync::Cache::new(self.config.memo_cache_size.max(1));
-        let flows = (self.config.flow_cache_size > 0)
-            .then(|| ProjectionCache::new(self.config.flow_cache_size));
+        let flows = (self.config.flow_cache_size > 0).then(|| {
+            ProjectionCache::with_byte_budget(
+                self.config.flow_cache_size,
+                self.config.flow_cache_bytes,
+                crate::aggregate::flow_state_bytes,
+            )
+        });
         let (shutdown, _) = watch::channel(false);
         Ok(Engine {
             inner: Arc::new(Inner {
@@ -389,6 +411,7 @@ struct Services<'a> {
     quick_script_budget: Option<&'a ScriptLimits>,
     max_work_items: usize,
     min_retry_delay_ms: u64,
+    max_state_bytes: u64,
 }
 
 impl FlowServices for Services<'_> {
@@ -434,6 +457,10 @@ impl FlowServices for Services<'_> {
 
     fn min_retry_delay_ms(&self) -> u64 {
         self.min_retry_delay_ms
+    }
+
+    fn max_state_bytes(&self) -> u64 {
+        self.max_state_bytes
     }
 
     fn run_script_quickly(&self, step: &Step, inputs: &Args) -> Option<Result<Args, String>> {
@@ -584,6 +611,7 @@ impl<S: Store> Engine<S> {
             max_work_items: self.inner.config.max_work_items,
             min_retry_delay_ms: u64::try_from(self.inner.config.min_retry_delay.as_millis())
                 .unwrap_or(u64::MAX),
+            max_state_bytes: self.inner.config.max_state_bytes,
         }
     }
 
@@ -798,6 +826,16 @@ impl<S: Store> Engine<S> {
     /// `created: false`; with other goals or init it is [`EngineError::FlowExists`].
     pub async fn start_flow(&self, request: StartFlow) -> Result<FlowStart, EngineError> {
         self.check_start_bounds(&request)?;
+        let adding = argyll_model::args_size(&request.init)
+            .saturating_add(argyll_model::args_size(&request.metadata));
+        let limit = self.inner.config.max_state_bytes;
+        if adding > limit {
+            return Err(EngineError::StateTooLarge(crate::flow::state_too_large(
+                "the init values and metadata",
+                adding,
+                limit,
+            )));
+        }
         let plan = self.shared_plan(&request.goals, &request.init).await?;
         let (started, _) = self.create_flow(&request, plan, true).await?;
         Ok(started)

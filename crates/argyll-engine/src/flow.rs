@@ -70,6 +70,8 @@ pub(crate) trait FlowServices {
     fn max_work_items(&self) -> usize;
     /// The shortest delay before a retry, whatever the step's policy computes.
     fn min_retry_delay_ms(&self) -> u64;
+    /// The largest a flow's state may grow, in bytes of JSON (`FLOW_MAX_STATE_BYTES`).
+    fn max_state_bytes(&self) -> u64;
     /// Runs a work item of a script step right here when it finishes within a small budget:
     /// its outputs or its error message. `None` when the step is not a script or needs longer;
     /// then it is dispatched as work like any other.
@@ -116,6 +118,13 @@ pub(crate) struct FlowTx<'s> {
 }
 
 const UNREACHABLE: &str = "required input no longer available";
+
+/// The failure of what would take a flow's state past `FLOW_MAX_STATE_BYTES`.
+pub(crate) fn state_too_large(what: &str, adding: u64, limit: u64) -> String {
+    format!(
+        "flow state too large: {what} ({adding} bytes) would take the flow's state past {limit} bytes (FLOW_MAX_STATE_BYTES)"
+    )
+}
 
 impl<'s> FlowTx<'s> {
     pub(crate) fn new(state: FlowState, at: Timestamp, services: &'s dyn FlowServices) -> Self {
@@ -293,7 +302,13 @@ impl<'s> FlowTx<'s> {
         Ok(item.status)
     }
 
-    /// A work item finished with `outputs`.
+    /// Whether adding `bytes` keeps the flow's state within its limit.
+    fn fits(&self, bytes: u64) -> bool {
+        self.state.size.bytes().saturating_add(bytes) <= self.services.max_state_bytes()
+    }
+
+    /// A work item finished with `outputs` (an item whose outputs would take the flow's state
+    /// past its limit fails instead).
     pub(crate) fn complete_work(
         &mut self,
         step_id: &str,
@@ -301,6 +316,12 @@ impl<'s> FlowTx<'s> {
         outputs: Args,
     ) -> Result<(), TxError> {
         self.check_item(step_id, token, WorkStatus::Succeeded)?;
+        let adding = argyll_model::args_size(&outputs);
+        if !self.fits(adding) {
+            let limit = self.services.max_state_bytes();
+            let error = state_too_large("the work item's outputs", adding, limit);
+            return self.fail_work(step_id, token, &error);
+        }
         if let Some(step) = self.plan_step(step_id).filter(|step| step.memoizable)
             && let Some(item) = self.item(step_id, token)
         {
@@ -606,6 +627,18 @@ impl<'s> FlowTx<'s> {
             })?);
         }
         let items = expand_work_items(&step, &inputs);
+        let adding = items
+            .iter()
+            .map(argyll_model::args_size)
+            .fold(argyll_model::args_size(&inputs), u64::saturating_add);
+        if !self.fits(adding) {
+            let limit = self.services.max_state_bytes();
+            return Ok(self.raise(StepFailed {
+                flow_id: self.flow_id(),
+                step_id: step_id.to_owned(),
+                error: state_too_large("the step's work items", adding, limit),
+            })?);
+        }
         let work_items = items
             .into_iter()
             .map(|item| (self.services.new_token(), Arc::new(item)))
@@ -749,6 +782,20 @@ impl<'s> FlowTx<'s> {
 
     fn complete_step(&mut self, step: &Step, outputs: Args) -> Result<(), ApplyError> {
         let declared: Vec<String> = step.outputs().cloned().collect();
+        // The outputs are stored on the step and as attributes: both count.
+        let adding = declared
+            .iter()
+            .filter_map(|name| outputs.get(name))
+            .map(argyll_model::json_size)
+            .fold(argyll_model::args_size(&outputs), u64::saturating_add);
+        if !self.fits(adding) {
+            let limit = self.services.max_state_bytes();
+            return self.raise(StepFailed {
+                flow_id: self.flow_id(),
+                step_id: step.id.clone(),
+                error: state_too_large("the step's aggregated outputs", adding, limit),
+            });
+        }
         for name in declared {
             if let Some(value) = outputs.get(&name)
                 && !self.has_attribute(&name)

@@ -209,3 +209,39 @@ fn the_projection_cache_stays_bounded_and_keeps_recent_states() {
     cache.invalidate(&id(9_999));
     assert!(cache.get(&id(9_999)).is_none());
 }
+
+/// Issue 14, item 10: the cache is bounded by bytes as well as by count — many large states
+/// do not all stay — but the state just cached stays even when it alone is over the budget
+/// (a large fan-out would otherwise replay its log at every command).
+#[test]
+fn the_projection_cache_stays_within_its_byte_budget() {
+    // Each state "weighs" its value: 16 shards of 1,000 bytes.
+    let cache: ProjectionCache<u64> = ProjectionCache::with_byte_budget(10_000, 16_000, |n| *n);
+    let id = |n: u64| AggregateId::Flow(format!("flow-{n}"));
+    let put = |n: u64, weight: u64| {
+        cache.insert(
+            id(n),
+            Arc::new(Current {
+                state: weight,
+                next_sequence: 1,
+            }),
+        );
+    };
+    for n in 0..1_000 {
+        put(n, 400);
+    }
+    let (count, bytes) = cache.usage();
+    assert!(
+        bytes <= 16 * 1_000 + 16 * 400,
+        "{bytes} bytes in {count} states"
+    );
+    assert!(count < 1_000);
+    // One state heavier than a shard's whole budget is still kept, alone in its shard.
+    put(5_000, 1_000_000);
+    assert_eq!(cache.get(&id(5_000)).map(|c| c.state), Some(1_000_000));
+    // Replacing a state re-weighs it.
+    put(5_000, 10);
+    let (_, bytes) = cache.usage();
+    assert!(bytes <= 16 * 1_000 + 16 * 400, "{bytes}");
+    assert!(cache.get(&id(5_000)).is_some());
+}

@@ -1214,6 +1214,81 @@ async fn engine_state_lists_active_flows_and_the_latest_finished_ones() {
     assert_eq!(all.entries.len(), 11);
 }
 
+/// Issue 14, item 10: a flow's state is bounded (`max_state_bytes`): a start whose init alone
+/// is too large is refused; a result that would grow the state past the limit fails its work
+/// item; a fan-out whose items would fails its step — each naming the limit.
+#[tokio::test]
+async fn a_flow_state_stays_within_its_byte_limit() {
+    let mock = MockRunner::new();
+    mock.outputs("big", json!({"r": "x".repeat(5_000)}));
+    mock.outputs("small", json!({"r": "ok"}));
+    let engine = argyll_engine::Engine::builder(EmbeddedStore::new())
+        .config(argyll_engine::EngineConfig {
+            max_state_bytes: 4_000,
+            ..test_config()
+        })
+        .runner(std::sync::Arc::new(mock.clone()))
+        .build()
+        .unwrap();
+    engine.start().await.unwrap();
+    // Every item of `fan` gets a copy of `pad`.
+    let fan = step("fan", &["pad"], &["r"]).with_attribute(
+        "xs",
+        AttributeSpec::required(AttributeType::Array).for_each(),
+    );
+    register(
+        &engine,
+        vec![
+            no_retry(step("big", &[], &["r"])),
+            no_retry(step("small", &[], &["r"])),
+            no_retry(fan),
+        ],
+    )
+    .await;
+    let error = engine
+        .start_flow(start_request(
+            "huge-init",
+            &["small"],
+            json!({"pad": "y".repeat(5_000)}),
+        ))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, EngineError::StateTooLarge(_)), "{error}");
+    assert!(
+        error.to_string().starts_with(
+            "flow state too large: the init values and metadata (5012 bytes) would take"
+        ),
+        "{error}"
+    );
+    let flow = run(&engine, "big-result", &["big"], init(json!({}))).await;
+    assert_eq!(flow.status.to_string(), "failed");
+    assert!(
+        flow.error.contains(
+            "flow state too large: the work item's outputs (5008 bytes) would take the flow's state past 4000 bytes (FLOW_MAX_STATE_BYTES)"
+        ),
+        "{}",
+        flow.error
+    );
+    assert!(attr(&flow, "r").is_none());
+    let wide = json!({"xs": [1, 2, 3, 4], "pad": "z".repeat(1_000)});
+    let flow = run(&engine, "wide", &["fan"], init(wide)).await;
+    assert_eq!(flow.status.to_string(), "failed");
+    assert!(
+        flow.error
+            .contains("flow state too large: the step's work items ("),
+        "{}",
+        flow.error
+    );
+    assert!(mock.calls_of("fan").is_empty());
+    let flow = run(&engine, "fits", &["small"], init(json!({}))).await;
+    assert_eq!(flow.status.to_string(), "completed");
+    assert!(
+        flow.size.bytes() > 0 && flow.size.bytes() < 4_000,
+        "{:?}",
+        flow.size
+    );
+}
+
 /// The engine's flow cache never outlives the flow's log: a result for a flow deleted from the
 /// store (archived) finds no flow instead of the cached one.
 #[tokio::test]

@@ -7,7 +7,8 @@
 
 use argyll_model::{
     ActiveFlow, AttributeValue, DeactivatedFlow, EngineState, ExecutionState, FlowDigest,
-    FlowState, FlowStatus, HealthState, StepStatus, Timestamp, WorkItems, WorkState, WorkStatus,
+    FlowState, FlowStatus, HealthState, StateSize, StepStatus, Timestamp, WorkItems, WorkState,
+    WorkStatus, args_size, json_size, len_of,
 };
 
 use crate::catalog::{
@@ -336,7 +337,12 @@ impl Projection for Option<FlowState> {
                     .keys()
                     .map(|step_id| (step_id.clone(), ExecutionState::pending()))
                     .collect(),
+                size: StateSize::default(),
             });
+            if let Some(flow) = self {
+                flow.size
+                    .add(args_size(&payload.init) + args_size(&payload.metadata));
+            }
             return Ok(());
         }
         let event_type = event.event_type();
@@ -384,6 +390,12 @@ fn apply_to_flow(flow: &mut FlowState, event: &FlowEvent, at: Timestamp) -> Resu
         FlowEvent::StepStarted(payload) => {
             let execution = step_in(flow, &payload.step_id, event_type, &[StepStatus::Pending])?;
             let work_items = WorkItems::pending_from(&payload.work_items);
+            let added = args_size(&payload.inputs)
+                + payload
+                    .work_items
+                    .values()
+                    .map(|inputs| args_size(inputs))
+                    .sum::<u64>();
             *execution = ExecutionState {
                 status: StepStatus::Active,
                 started_at: at,
@@ -391,6 +403,7 @@ fn apply_to_flow(flow: &mut FlowState, event: &FlowEvent, at: Timestamp) -> Resu
                 work_items,
                 ..ExecutionState::pending()
             };
+            flow.size.add(added);
         }
         FlowEvent::StepCompleted(payload) => {
             let execution = step_in(flow, &payload.step_id, event_type, &[StepStatus::Active])?;
@@ -398,6 +411,7 @@ fn apply_to_flow(flow: &mut FlowState, event: &FlowEvent, at: Timestamp) -> Resu
             execution.completed_at = at;
             execution.duration = payload.duration;
             execution.outputs = std::sync::Arc::new(payload.outputs.clone());
+            flow.size.add(args_size(&payload.outputs));
         }
         FlowEvent::StepFailed(payload) => {
             let allowed = [StepStatus::Pending, StepStatus::Active];
@@ -405,6 +419,7 @@ fn apply_to_flow(flow: &mut FlowState, event: &FlowEvent, at: Timestamp) -> Resu
             execution.status = StepStatus::Failed;
             execution.completed_at = at;
             execution.error = payload.error.clone();
+            flow.size.add(len_of(&payload.error));
         }
         FlowEvent::StepSkipped(payload) => {
             let execution = step_in(flow, &payload.step_id, event_type, &[StepStatus::Pending])?;
@@ -419,6 +434,7 @@ fn apply_to_flow(flow: &mut FlowState, event: &FlowEvent, at: Timestamp) -> Resu
                 });
             }
             let step = (!payload.step_id.is_empty()).then(|| payload.step_id.clone());
+            flow.size.add(json_size(&payload.value));
             std::sync::Arc::make_mut(&mut flow.attributes).insert(
                 payload.key.clone(),
                 AttributeValue {
@@ -443,6 +459,7 @@ fn apply_to_flow(flow: &mut FlowState, event: &FlowEvent, at: Timestamp) -> Resu
                 item.completed_at = at;
                 item.outputs = payload.outputs.clone();
             })?;
+            flow.size.add(args_size(&payload.outputs));
         }
         FlowEvent::WorkFailed(payload) => {
             // Pending → failed is the cancellation of queued work on a terminal flow.
@@ -451,6 +468,7 @@ fn apply_to_flow(flow: &mut FlowState, event: &FlowEvent, at: Timestamp) -> Resu
                 item.completed_at = at;
                 item.error = payload.error.clone();
             })?;
+            flow.size.add(len_of(&payload.error));
         }
         FlowEvent::WorkNotCompleted(payload) => {
             update_item(flow, payload, event_type, &[WorkStatus::Active], |item| {

@@ -27,6 +27,8 @@ pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(30);
 pub const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 /// `User-Agent` of step calls.
 pub const USER_AGENT: &str = "Argyll-Engine/1.0";
+/// The default [`HttpRunner::max_response_bytes`] (`STEP_MAX_RESPONSE_BYTES`): 4 MiB.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 4 << 20;
 
 /// The webhook an async step posts its result to: `<base>/webhook/<flow>/<step>/<token>`
 /// (not escaped, as in the original).
@@ -114,6 +116,7 @@ struct StepResult {
 pub struct HttpRunner {
     client: reqwest::Client,
     default_timeout: Duration,
+    max_response_bytes: usize,
 }
 
 impl HttpRunner {
@@ -128,7 +131,52 @@ impl HttpRunner {
         Ok(HttpRunner {
             client,
             default_timeout,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         })
+    }
+
+    /// Reads step responses up to `bytes`; a larger one fails the work item for good with
+    /// `step response too large` (a step answering 100 MB used to abort the engine).
+    pub fn with_max_response_bytes(mut self, bytes: usize) -> Self {
+        self.max_response_bytes = bytes;
+        self
+    }
+
+    /// The largest step response read.
+    pub fn max_response_bytes(&self) -> usize {
+        self.max_response_bytes
+    }
+
+    fn too_large(&self, size: Option<u64>) -> CallOutcome {
+        let size = size.map_or_else(
+            || "more than the limit".to_owned(),
+            |n| format!("{n} bytes"),
+        );
+        CallOutcome::Permanent(format!(
+            "step response too large: {size}, the limit is {} bytes (STEP_MAX_RESPONSE_BYTES)",
+            self.max_response_bytes
+        ))
+    }
+
+    /// The response body, read chunk by chunk up to the limit.
+    async fn read_capped(
+        &self,
+        mut response: reqwest::Response,
+    ) -> Result<Vec<u8>, Result<CallOutcome, reqwest::Error>> {
+        let limit = self.max_response_bytes;
+        if let Some(length) = response.content_length()
+            && length > u64::try_from(limit).unwrap_or(u64::MAX)
+        {
+            return Err(Ok(self.too_large(Some(length))));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(Err)? {
+            if body.len().saturating_add(chunk.len()) > limit {
+                return Err(Ok(self.too_large(None)));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
     }
 
     /// Calls the step and classifies the result.
@@ -174,15 +222,16 @@ impl HttpRunner {
                 CallOutcome::Permanent(text)
             };
         }
-        let bytes = match response.bytes().await {
+        let bytes = match self.read_capped(response).await {
             Ok(bytes) => bytes,
-            Err(error) if error.is_timeout() => {
+            Err(Ok(too_large)) => return too_large,
+            Err(Err(error)) if error.is_timeout() => {
                 return CallOutcome::Retryable(format!(
                     "work not completed: step timed out after {} ms",
                     timeout.as_millis()
                 ));
             }
-            Err(error) => return CallOutcome::Permanent(transport_text(&error)),
+            Err(Err(error)) => return CallOutcome::Permanent(transport_text(&error)),
         };
         let result: StepResult = match serde_json::from_slice(&bytes) {
             Ok(result) => result,

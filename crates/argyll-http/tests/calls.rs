@@ -61,6 +61,21 @@ async fn serve() -> (String, Seen) {
                 Json(json!({"success": true}))
             }),
         )
+        .route(
+            "/big",
+            post(|| async {
+                let text = "x".repeat(5 << 20);
+                Json(json!({"success": true, "outputs": {"text": text}}))
+            }),
+        )
+        .route(
+            "/big-stream",
+            post(|| async {
+                // No Content-Length: the size is only known by reading.
+                let chunks = (0..50).map(|_| Ok::<_, std::io::Error>(vec![b' '; 1 << 20]));
+                axum::body::Body::from_stream(futures_util::stream::iter(chunks))
+            }),
+        )
         .route("/health/ok", get(|| async { "ok" }))
         .route(
             "/health/bad",
@@ -226,4 +241,36 @@ async fn health_checks() {
         runner.check_health("http://127.0.0.1:1/health").await,
         HealthStatus::Unhealthy(_)
     ));
+}
+
+/// Issue 14, item 10: responses are read up to `max_response_bytes`; a larger one fails the
+/// work item for good, whether or not it announced its length.
+#[tokio::test]
+async fn responses_beyond_the_limit_fail_for_good() {
+    let (base, _) = serve().await;
+    let runner = HttpRunner::new(Duration::from_secs(5))
+        .unwrap()
+        .with_max_response_bytes(4 << 20);
+    assert_eq!(runner.max_response_bytes(), 4 << 20);
+    let announced = runner.call(&request(&base, "/big")).await;
+    let CallOutcome::Permanent(error) = announced else {
+        panic!("{announced:?}");
+    };
+    assert!(
+        error.starts_with("step response too large: 524")
+            && error.ends_with("bytes, the limit is 4194304 bytes (STEP_MAX_RESPONSE_BYTES)"),
+        "{error}"
+    );
+    let streamed = runner.call(&request(&base, "/big-stream")).await;
+    assert_eq!(
+        streamed,
+        CallOutcome::Permanent(
+            "step response too large: more than the limit, the limit is 4194304 bytes (STEP_MAX_RESPONSE_BYTES)"
+                .into()
+        )
+    );
+    // Within the limit, the same runner reads the response.
+    let small = HttpRunner::new(Duration::from_secs(5)).unwrap();
+    let outcome = small.call(&request(&base, "/ok")).await;
+    assert!(matches!(outcome, CallOutcome::Completed(_)), "{outcome:?}");
 }

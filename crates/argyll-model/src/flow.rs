@@ -315,6 +315,11 @@ pub struct FlowState {
     /// One execution per plan step.
     #[serde(default, deserialize_with = "nullable")]
     pub executions: BTreeMap<StepId, ExecutionState>,
+    /// About how many bytes of JSON the values in this state take (kept by the reducers; not
+    /// serialised, not compared): what `FLOW_MAX_STATE_BYTES` and the cache's byte budget
+    /// measure.
+    #[serde(skip)]
+    pub size: crate::size::StateSize,
 }
 
 impl FlowState {
@@ -326,6 +331,27 @@ impl FlowState {
     /// The current value of attribute `name`.
     pub fn attribute(&self, name: &str) -> Option<&Value> {
         self.attributes.get(name).map(|attribute| &attribute.value)
+    }
+
+    /// Counts [`FlowState::size`] again from the values (a state read back from JSON).
+    pub fn recount_size(&mut self) {
+        use crate::size::{args_size, json_size};
+        let mut bytes = args_size(&self.metadata);
+        bytes += self
+            .attributes
+            .values()
+            .map(|attribute| json_size(&attribute.value))
+            .sum::<u64>();
+        for execution in self.executions.values() {
+            bytes += execution.inputs.as_deref().map_or(0, args_size);
+            bytes += args_size(&execution.outputs);
+            bytes += crate::size::len_of(&execution.error);
+            for item in execution.work_items.values() {
+                bytes += args_size(&item.inputs) + args_size(&item.outputs);
+                bytes += crate::size::len_of(&item.error);
+            }
+        }
+        self.size.set(bytes);
     }
 
     /// Whether any work item of any step is pending or active.

@@ -29,6 +29,7 @@ mod flow_id;
 mod graph;
 mod hash;
 mod plan;
+mod size;
 mod step;
 mod time;
 mod validate;
@@ -44,6 +45,7 @@ pub use flow_id::{InvalidFlowId, child_flow_id, sanitize_flow_id};
 pub use graph::{AttributeEdges, AttributeGraph};
 pub use hash::{args_hash, canonical_json, memo_key};
 pub use plan::{ExcludedSteps, ExecutionPlan};
+pub use size::{StateSize, args_size, json_size, len_of};
 pub use step::{
     AttributeRole, AttributeSpec, AttributeType, BackoffType, FlowConfig, HttpConfig, ScriptConfig,
     ScriptLanguage, Step, StepDocument, StepType, WorkConfig, json_type_name,

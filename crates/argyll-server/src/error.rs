@@ -71,6 +71,7 @@ impl From<EngineError> for ApiError {
             | EngineError::Init(_)
             | EngineError::Work(_)
             | EngineError::TooManyWorkItems(_)
+            | EngineError::StateTooLarge(_)
             | EngineError::InvalidRequest(_)
             | EngineError::Catalog(
                 CatalogError::TypeConflict(_) | CatalogError::Cycle(_) | CatalogError::FlowCycle(_),

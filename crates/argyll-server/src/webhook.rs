@@ -51,6 +51,24 @@ pub(crate) async fn receive<S: Store>(
     if !execution.work_items.contains_key(&token) {
         return Err(ApiError::bad_request("Work item not found for token"));
     }
+    let limit = app.engine.config().step_max_response_bytes;
+    if body.len() > limit {
+        // A result too large to keep fails the item for good, as a too-large reply would.
+        let error = format!(
+            "step response too large: {} bytes, the limit is {limit} bytes (STEP_MAX_RESPONSE_BYTES)",
+            body.len()
+        );
+        let report = WorkReport::Failed(error.clone());
+        return match app
+            .engine
+            .report_work(&flow_id, &step_id, &token, report)
+            .await
+        {
+            Ok(()) => Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, error)),
+            Err(EngineError::Work(refused)) => Err(ApiError::bad_request(refused.to_string())),
+            Err(other) => Err(other.into()),
+        };
+    }
     let result: StepResult = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("Invalid JSON: {e}")))?;
     let report = match result {
