@@ -18,7 +18,7 @@ use argyll_engine::{Engine, EngineConfig};
 use argyll_model::BackoffType;
 use argyll_retry::RetryPolicy;
 use argyll_script::ScriptLimits;
-use argyll_server::ServerConfig;
+use argyll_server::{ConnectionLimits, ServerConfig, WsLimits};
 use argyll_store::{EmbeddedStore, Store};
 use argyll_store_redis::{RedisConfig, RedisStore};
 use tokio::net::TcpListener;
@@ -221,6 +221,18 @@ async fn serve<S: Store + Clone>(store: S, settings: &Settings, mode: Mode) -> R
         max_request_bytes: settings.max_request_bytes,
         shutdown_timeout: settings.shutdown_timeout,
         archive: bucket,
+        connections: ConnectionLimits {
+            max_connections: {
+                let default = default_max_connections();
+                settings.max_connections.unwrap_or(default)
+            },
+            header_timeout: settings.header_timeout,
+        },
+        body_timeout: settings.body_timeout,
+        websocket: WsLimits {
+            max_clients: settings.ws_max_clients,
+            send_queue: settings.ws_send_queue,
+        },
         ..ServerConfig::default()
     };
     let shutdown = async move {
@@ -232,6 +244,28 @@ async fn serve<S: Store + Clone>(store: S, settings: &Settings, mode: Mode) -> R
         .map_err(|e| format!("server error: {e}"))?;
     tracing::info!("argyll engine stopped");
     Ok(())
+}
+
+/// Raises the soft open-file limit to the hard one (as Go's runtime does for the original)
+/// and returns half of it: the default connection cap, which leaves the other half for step
+/// calls, store connections and files.
+fn default_max_connections() -> usize {
+    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read or raise the open-file limit; assuming 1024");
+            1024
+        }
+    };
+    let connections = usize::try_from(limit / 2)
+        .unwrap_or(usize::MAX)
+        .clamp(16, 1 << 20);
+    tracing::info!(
+        open_file_limit = limit,
+        max_connections = connections,
+        "connection cap"
+    );
+    connections
 }
 
 async fn shutdown_signal() {

@@ -1040,6 +1040,202 @@ async fn item_10_a_huge_webhook_result_fails_the_item() {
     );
 }
 
+// ------------------------------------------------------------------ item 11
+
+/// Opens a connection that sends part of a request's headers and then nothing.
+async fn slow_connection(base: &str) -> Option<tokio::net::TcpStream> {
+    use tokio::io::AsyncWriteExt;
+    let address = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: slow\r\nX-Slow: ")
+        .await
+        .ok()?;
+    Some(stream)
+}
+
+/// Reads until the server closes `stream`; what it said.
+async fn until_closed(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// `GET /health` on a fresh connection: its status, or `None` when it got no answer in 5 s.
+async fn health_status(base: &str) -> Option<u16> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let response = client.get(format!("{base}/health")).send().await.ok()?;
+    Some(response.status().as_u16())
+}
+
+/// With 256 descriptors, 260 slow clients (headers never finished) made `/health` time out.
+/// Now the connection cap answers the excess 503 at once, the header timeout closes the slow
+/// ones, and `/health` never hangs; descriptor exhaustion is logged once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item_11_slow_clients_cannot_take_the_server_down() {
+    let client = client();
+    let mut engine = EngineProcess::launch(
+        "item-11",
+        &[
+            ("ENGINE_HEADER_TIMEOUT", "2s".into()),
+            ("ENGINE_LOGGING_LEVEL", "info".into()),
+        ],
+        None,
+        &["--nofile=256"],
+    );
+    engine.wait_healthy(&client).await;
+    let mut slow = Vec::new();
+    for _ in 0..260 {
+        if let Some(stream) = slow_connection(&engine.base).await {
+            slow.push(stream);
+        }
+    }
+    // No hang: served, or refused at once with the limit named.
+    let refused_or_served = health_status(&engine.base).await;
+    assert!(
+        matches!(refused_or_served, Some(200 | 503)),
+        "{refused_or_served:?}"
+    );
+    let mut refusals = 0;
+    for stream in &mut slow {
+        let answer = until_closed(stream).await;
+        if answer.starts_with("HTTP/1.1 503") {
+            assert!(answer.contains("(ENGINE_MAX_CONNECTIONS)"), "{answer}");
+            refusals += 1;
+        }
+    }
+    assert!(refusals >= 260 - 128, "{refusals} refused");
+    assert_eq!(health_status(&engine.base).await, Some(200));
+    assert!(engine.is_running());
+    assert!(
+        engine.log().contains("\"max_connections\":128"),
+        "{}",
+        engine.log()
+    );
+
+    // A request whose body never comes: 408 after ENGINE_BODY_TIMEOUT.
+    drop(engine);
+    let engine = EngineProcess::launch(
+        "item-11-body",
+        &[
+            ("ENGINE_BODY_TIMEOUT", "1s".into()),
+            ("ENGINE_MAX_CONNECTIONS", "1000".into()),
+        ],
+        None,
+        &["--nofile=256"],
+    );
+    engine.wait_healthy(&client).await;
+    let address = engine.base.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    {
+        use tokio::io::AsyncWriteExt;
+        stream
+            .write_all(b"POST /engine/flow HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"id\":")
+            .await
+            .unwrap();
+    }
+    let answer = until_closed(&mut stream).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.contains(
+            r#"{"error":"request body not received within 1 s (ENGINE_BODY_TIMEOUT)","status":408}"#
+        ),
+        "{answer}"
+    );
+
+    // More connections allowed than descriptors exist: accepts fail for a while, logged once.
+    let mut slow = Vec::new();
+    for _ in 0..300 {
+        if let Some(stream) = slow_connection(&engine.base).await {
+            slow.push(stream);
+        }
+    }
+    let started = tokio::time::Instant::now();
+    while health_status(&engine.base).await != Some(200) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the server never answered again"
+        );
+    }
+    let log = engine.log();
+    assert_eq!(log.matches("out of file descriptors").count(), 1, "{log}");
+    drop(slow);
+}
+
+// ------------------------------------------------------------------ item 12
+
+/// WebSocket clients are capped (`WS_MAX_CLIENTS`; one more gets 503), an idle one costs a few
+/// kilobytes instead of ~130 KB, and what a closed one held is reused by the next clients.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item_12_websocket_clients_are_bounded_and_cheap() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    const CLIENTS: usize = 400;
+    let client = client();
+    let engine = EngineProcess::launch(
+        "item-12",
+        &[("WS_MAX_CLIENTS", CLIENTS.to_string())],
+        None,
+        &[],
+    );
+    engine.wait_healthy(&client).await;
+    let ws_url = format!("{}/engine/ws", engine.base.replace("http://", "ws://"));
+    let subscribe = json!({"type": "subscribe", "data": {"aggregate_id": ["engine"]}});
+    let open_all = || async {
+        let mut sockets = Vec::new();
+        for _ in 0..CLIENTS {
+            let (mut socket, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
+            socket
+                .send(Message::Text(subscribe.to_string().into()))
+                .await
+                .unwrap();
+            let snapshot = socket.next().await.unwrap().unwrap();
+            assert!(snapshot.to_text().unwrap().contains("\"subscribed\""));
+            sockets.push(socket);
+        }
+        sockets
+    };
+    let before = engine.rss_bytes().unwrap();
+    let sockets = open_all().await;
+    let with_clients = engine.rss_bytes().unwrap();
+    let per_client = with_clients.saturating_sub(before) / CLIENTS as u64;
+    println!("RSS {before} -> {with_clients}: {per_client} bytes per idle WebSocket client");
+    assert!(per_client < 48 * 1024, "{per_client} bytes per client");
+    match tokio_tungstenite::connect_async(&ws_url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 503);
+            let body = String::from_utf8_lossy(response.body().as_deref().unwrap_or_default())
+                .into_owned();
+            assert!(body.contains("(WS_MAX_CLIENTS)"), "{body}");
+        }
+        other => panic!("client {} admitted: {other:?}", CLIENTS + 1),
+    }
+    for mut socket in sockets {
+        socket.close(None).await.unwrap();
+        while socket.next().await.is_some() {}
+    }
+    // Every place is free again, and the memory of the first clients serves the next ones.
+    let mut again = Vec::new();
+    while again.len() < CLIENTS {
+        match tokio_tungstenite::connect_async(&ws_url).await {
+            Ok((socket, _)) => again.push(socket),
+            Err(_) => tokio::task::yield_now().await,
+        }
+    }
+    let reopened = engine.rss_bytes().unwrap();
+    println!("RSS with the clients reopened: {reopened}");
+    assert!(
+        reopened < with_clients + with_clients / 5,
+        "{reopened} after reopening, {with_clients} before"
+    );
+}
+
 // ------------------------------------------------------------------ item 13
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

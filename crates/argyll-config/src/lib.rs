@@ -78,6 +78,11 @@ settings_table! {
     "STEP_MAX_RESPONSE_BYTES" = "4194304" : "Largest step response (and webhook result) read, in bytes (> 0); a larger one fails the work item for good with `step response too large`.";
     "FLOW_MAX_STATE_BYTES" = "67108864" : "Largest flow state, in bytes of JSON (> 0): a start whose init is larger gets 400; a result, fan-out or aggregation that would grow a flow past it fails its work item or step with `flow state too large`.";
     "ENGINE_SHUTDOWN_TIMEOUT" = "10s" : "How long a graceful shutdown waits for in-flight requests and work.";
+    "ENGINE_MAX_CONNECTIONS" = "(half the open-file limit)" : "HTTP connections served at once (> 0); one more is answered 503 and closed. The server raises its open-file limit to the hard limit at start-up; the default leaves the other half for step calls and stores.";
+    "ENGINE_HEADER_TIMEOUT" = "10s" : "Time for a request's headers to arrive, counted from when the connection waits for a request, so also the longest a keep-alive connection stays idle (> 0).";
+    "ENGINE_BODY_TIMEOUT" = "30s" : "Time for a request's whole body to arrive (> 0); slower clients get 408.";
+    "WS_MAX_CLIENTS" = "1000" : "WebSocket connections at once (> 0); one more gets 503.";
+    "WS_SEND_QUEUE" = "1024" : "Events waiting to be written to one WebSocket client (> 0); a client that falls further behind is disconnected with a close frame saying so.";
     "ENGINE_INSTANCE_ID" = "(random)" : "This instance's name in work leases; unique per running instance.";
     "WORK_LEASE_TIMEOUT" = "5s" : "Lease on in-flight work, renewed while it runs; when an instance dies, another takes its work over after this long.";
     "MEMO_CACHE_SIZE" = "4096" : "Entries of the memoization cache (> 0).";
@@ -252,6 +257,16 @@ pub struct Settings {
     pub max_request_bytes: usize,
     /// Graceful shutdown limit.
     pub shutdown_timeout: Duration,
+    /// Connections served at once (`None`: half the open-file limit).
+    pub max_connections: Option<usize>,
+    /// Time for request headers (and idle keep-alive connections).
+    pub header_timeout: Duration,
+    /// Time for a request body.
+    pub body_timeout: Duration,
+    /// WebSocket clients at once.
+    pub ws_max_clients: usize,
+    /// Messages queued per WebSocket client.
+    pub ws_send_queue: usize,
     /// Name in work leases (`None`: random).
     pub instance_id: Option<String>,
     /// Lease on in-flight work.
@@ -544,6 +559,22 @@ impl Reader {
                 parse_duration,
             )?,
             instance_id: self.text("ENGINE_INSTANCE_ID")?,
+            max_connections: self
+                .raw("ENGINE_MAX_CONNECTIONS")?
+                .map(|_| self.parse("ENGINE_MAX_CONNECTIONS", 1, positive_count))
+                .transpose()?,
+            header_timeout: self.parse(
+                "ENGINE_HEADER_TIMEOUT",
+                Duration::from_secs(10),
+                positive_duration,
+            )?,
+            body_timeout: self.parse(
+                "ENGINE_BODY_TIMEOUT",
+                Duration::from_secs(30),
+                positive_duration,
+            )?,
+            ws_max_clients: self.parse("WS_MAX_CLIENTS", 1000, positive_count)?,
+            ws_send_queue: self.parse("WS_SEND_QUEUE", 1024, positive_count)?,
             work_lease_timeout: self.parse(
                 "WORK_LEASE_TIMEOUT",
                 Duration::from_secs(5),

@@ -94,6 +94,48 @@ impl From<EngineError> for ApiError {
     }
 }
 
+/// Reads the whole request body before the handler runs, within `timeout` in all (a client
+/// trickling a body byte by byte cannot hold a connection and a task forever) and `limit`
+/// bytes: 408 or 413 in the usual error body otherwise.
+pub(crate) async fn read_body_in_time(
+    limit: usize,
+    timeout: std::time::Duration,
+    request: Request,
+    next: Next,
+) -> Response {
+    use http_body_util::BodyExt;
+    let (parts, body) = request.into_parts();
+    let read = tokio::time::timeout(timeout, http_body_util::Limited::new(body, limit).collect());
+    let bytes = match read.await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "request body too large: the limit is {limit} bytes (ENGINE_MAX_REQUEST_BYTES)"
+                ),
+            )
+            .into_response();
+        }
+        Ok(Err(error)) => {
+            return ApiError::bad_request(format!("request body could not be read: {error}"))
+                .into_response();
+        }
+        Err(_) => {
+            return ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "request body not received within {} s (ENGINE_BODY_TIMEOUT)",
+                    timeout.as_secs_f64()
+                ),
+            )
+            .into_response();
+        }
+    };
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await
+}
+
 /// Error answers that did not come from a handler — extractor rejections such as a body over
 /// the limit (413), a bad WebSocket upgrade, a method the route lacks — are plain text in axum;
 /// this rewrites every such answer into the `{"error","status"}` body, so clients parse one

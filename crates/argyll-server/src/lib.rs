@@ -14,6 +14,7 @@
 //! binary composes those.
 
 mod api;
+mod connections;
 mod error;
 mod webhook;
 mod ws;
@@ -33,7 +34,9 @@ use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+pub use connections::ConnectionLimits;
 pub use error::ApiError;
+pub use ws::WsLimits;
 
 /// Server settings.
 #[derive(Clone, Debug)]
@@ -46,6 +49,12 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     /// Where archived flows are read from (decision 20), when archiving is configured.
     pub archive: Option<argyll_archive::Bucket>,
+    /// Connection cap and header/idle timeout of [`serve`].
+    pub connections: ConnectionLimits,
+    /// Time for a request's whole body to arrive (`ENGINE_BODY_TIMEOUT`); slower ones get 408.
+    pub body_timeout: Duration,
+    /// WebSocket clients and their send queues.
+    pub websocket: WsLimits,
 }
 
 impl Default for ServerConfig {
@@ -55,6 +64,9 @@ impl Default for ServerConfig {
             max_long_poll: Duration::from_secs(60),
             shutdown_timeout: Duration::from_secs(10),
             archive: None,
+            connections: ConnectionLimits::default(),
+            body_timeout: Duration::from_secs(30),
+            websocket: WsLimits::default(),
         }
     }
 }
@@ -64,6 +76,8 @@ pub struct AppState<S> {
     engine: Engine<S>,
     config: ServerConfig,
     closing: watch::Receiver<bool>,
+    /// One permit per WebSocket client (`WS_MAX_CLIENTS`).
+    ws_clients: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl<S> Clone for AppState<S> {
@@ -72,6 +86,7 @@ impl<S> Clone for AppState<S> {
             engine: self.engine.clone(),
             config: self.config.clone(),
             closing: self.closing.clone(),
+            ws_clients: self.ws_clients.clone(),
         }
     }
 }
@@ -83,10 +98,15 @@ pub fn router<S: Store>(
     closing: watch::Receiver<bool>,
 ) -> Router {
     let limit = config.max_request_bytes;
+    let body_timeout = config.body_timeout;
+    let ws_clients = std::sync::Arc::new(tokio::sync::Semaphore::new(
+        config.websocket.max_clients.max(1),
+    ));
     let state = AppState {
         engine,
         config,
         closing,
+        ws_clients,
     };
     Router::new()
         .route("/health", get(api::health))
@@ -120,15 +140,18 @@ pub fn router<S: Store>(
         .method_not_allowed_fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn(move |request, next| {
+            error::read_body_in_time(limit, body_timeout, request, next)
+        }))
+        .layer(middleware::from_fn(move |request, next| {
             error::errors_as_json(limit, request, next)
         }))
         .layer(middleware::from_fn(cors))
         .with_state(state)
 }
 
-/// Serves `engine` on `listener` until `shutdown` resolves; then stops accepting, lets
-/// in-flight requests finish, closes WebSocket streams and shuts the engine down (running work
-/// finishes, leases are released).
+/// Serves `engine` on `listener` until `shutdown` resolves, within the connection limits of
+/// `config`; then stops accepting, lets in-flight requests finish, closes WebSocket streams
+/// and shuts the engine down (running work finishes, leases are released).
 pub async fn serve<S: Store>(
     listener: TcpListener,
     engine: Engine<S>,
@@ -137,13 +160,13 @@ pub async fn serve<S: Store>(
 ) -> std::io::Result<()> {
     let (closing_tx, closing) = watch::channel(false);
     let grace = config.shutdown_timeout;
+    let limits = config.connections;
     let app = router(engine.clone(), config, closing);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            let _ = closing_tx.send(true);
-        })
-        .await?;
+    connections::serve_bounded(listener, app, limits, grace, async move {
+        shutdown.await;
+        let _ = closing_tx.send(true);
+    })
+    .await;
     engine.shutdown(grace).await;
     Ok(())
 }

@@ -512,3 +512,149 @@ async fn graceful_shutdown_lets_running_work_finish() {
         "the running step finished first"
     );
 }
+
+/// Issue 14, item 12: at most `max_clients` WebSocket clients; one more gets 503 in the usual
+/// error body; a closed client's place is free again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_clients_are_capped() {
+    let server = server_with(
+        ServerConfig {
+            websocket: argyll_server::WsLimits {
+                max_clients: 3,
+                ..argyll_server::WsLimits::default()
+            },
+            ..ServerConfig::default()
+        },
+        echo_handlers(),
+    )
+    .await;
+    let ws_url = format!("{}/engine/ws", server.base.replace("http://", "ws://"));
+    let subscribe = json!({"type": "subscribe", "data": {"aggregate_id": ["engine"]}});
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        let (mut socket, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
+        socket
+            .send(Message::Text(subscribe.to_string().into()))
+            .await
+            .unwrap();
+        assert_eq!(next(&mut socket).await["type"], "subscribed");
+        open.push(socket);
+    }
+    let refused = tokio_tungstenite::connect_async(&ws_url).await.unwrap_err();
+    let tokio_tungstenite::tungstenite::Error::Http(response) = refused else {
+        panic!("{refused:?}");
+    };
+    assert_eq!(response.status(), 503);
+    let body: Value = serde_json::from_slice(response.body().as_deref().unwrap()).unwrap();
+    assert_eq!(
+        body,
+        json!({"error": "too many WebSocket clients: at most 3 at once (WS_MAX_CLIENTS)", "status": 503})
+    );
+    // A client that leaves frees its place (once the server has seen it go).
+    let mut leaving = open.pop().unwrap();
+    leaving.close(None).await.unwrap();
+    while leaving.next().await.is_some() {}
+    let mut admitted = None;
+    for _ in 0..100 {
+        if let Ok((socket, _)) = tokio_tungstenite::connect_async(&ws_url).await {
+            admitted = Some(socket);
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        admitted.is_some(),
+        "the freed place was not given out again"
+    );
+    server.stop().await;
+}
+
+/// Issue 14, item 12: a client that does not read is disconnected with a close frame saying
+/// why once more than `send_queue` messages wait for it — instead of the server buffering
+/// without end — while the flow it watched runs on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_client_that_does_not_read_is_disconnected_with_a_reason() {
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let handlers = echo_handlers();
+    let opened = gate.clone();
+    handlers.register("gate", move |_| {
+        let opened = opened.clone();
+        async move {
+            opened.notified().await;
+            let mut outputs = Args::new();
+            outputs.insert("xs".into(), json!((0..60_000).collect::<Vec<_>>()));
+            Ok(outputs)
+        }
+    });
+    let server = server_with(
+        ServerConfig {
+            websocket: argyll_server::WsLimits {
+                send_queue: 4,
+                ..argyll_server::WsLimits::default()
+            },
+            ..ServerConfig::default()
+        },
+        handlers,
+    )
+    .await;
+    for step in [
+        json!({"id": "gate", "name": "gate", "type": "sync", "http": {"endpoint": "local://gate"},
+               "attributes": {"xs": {"role": "output"}}}),
+        json!({"id": "fan", "name": "fan", "type": "script",
+               "attributes": {"xs": {"role": "required", "for_each": true}, "y": {"role": "output"}},
+               "script": {"language": "ale", "script": "{:y xs}"},
+               "work_config": {"parallelism": 100}}),
+    ] {
+        let (status, body) = server.send("POST", "/engine/step", Some(step)).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    assert_eq!(server.start("watched", "fan").await, 201);
+    // A client whose socket takes in almost nothing, subscribed to the running flow.
+    let address = server.base.trim_start_matches("http://").parse().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(address).await.unwrap();
+    let ws_url = format!("{}/engine/ws", server.base.replace("http://", "ws://"));
+    let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
+    let (mut client, _) = tokio_tungstenite::client_async(&ws_url, stream)
+        .await
+        .unwrap();
+    let subscribe = json!({"type": "subscribe", "data": {"aggregate_id": ["flow", "watched"]}});
+    client
+        .send(Message::Text(subscribe.to_string().into()))
+        .await
+        .unwrap();
+    assert_eq!(next(&mut client).await["type"], "subscribed");
+    // It stops reading; the flow makes 120,000 events.
+    gate.notify_waiters();
+    let flow = server
+        .engine
+        .wait_for_flow("watched", Duration::from_secs(120))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(flow.status.to_string(), "completed", "{}", flow.error);
+    let mut reason = None;
+    let mut messages = 0usize;
+    while let Ok(Some(Ok(message))) =
+        tokio::time::timeout(Duration::from_secs(20), client.next()).await
+    {
+        match message {
+            Message::Close(frame) => {
+                reason = frame.map(|frame| (u16::from(frame.code), frame.reason.to_string()));
+                break;
+            }
+            _ => messages += 1,
+        }
+    }
+    assert_eq!(
+        reason,
+        Some((
+            1008,
+            "client too slow: more than 4 messages waiting (WS_SEND_QUEUE)".to_owned()
+        )),
+        "after {messages} messages"
+    );
+    assert!(messages < 120_000, "{messages}");
+    server.stop().await;
+}
