@@ -419,17 +419,32 @@ impl FlowServices for Services<'_> {
         let Some(predicate) = step.predicate.as_ref() else {
             return Ok(true);
         };
-        self.scripts
-            .evaluate_predicate_blocking(
-                predicate.language.as_str(),
-                &predicate.script,
-                &script_arg_names(step),
-                inputs,
-            )
-            .map_err(|error| match error.phase {
-                Phase::Compile => format!("predicate compilation failed: {}", error.message),
-                _ => format!("predicate evaluation failed: {}", error.message),
-            })
+        let (language, names) = (predicate.language.as_str(), script_arg_names(step));
+        // Predicates are decided inside the flow transaction, on an async worker: most take
+        // microseconds; one that needs longer runs again (predicates are pure) under its full
+        // limits with the worker's other tasks handed to another thread meanwhile.
+        let quick = self.scripts.evaluate_predicate_within(
+            &QUICK_SCRIPT_BUDGET,
+            language,
+            &predicate.script,
+            &names,
+            inputs,
+        );
+        let result = match quick {
+            Some(result) => result,
+            None => offload_if(true, || {
+                self.scripts.evaluate_predicate_blocking(
+                    language,
+                    &predicate.script,
+                    &names,
+                    inputs,
+                )
+            }),
+        };
+        result.map_err(|error| match error.phase {
+            Phase::Compile => format!("predicate compilation failed: {}", error.message),
+            _ => format!("predicate evaluation failed: {}", error.message),
+        })
     }
 
     fn memo_lookup(&self, step: &Step, inputs: &Args) -> Option<Args> {

@@ -19,6 +19,12 @@
 //!   timers, the flow index is updated, settled child flows complete their parent's work item.
 //!   Results of one flow that arrive together are recorded in one command. Script items that
 //!   finish within [`QUICK_SCRIPT_BUDGET`] run inside the transaction that starts them.
+//! * Bounds (contract decision 25): `MAX_WORK_ITEMS` per step, `FLOW_MAX_STATE_BYTES` per
+//!   flow (sizes counted by the reducers), `FLOW_MAX_DEPTH` of child flows and flow steps
+//!   that reach themselves refused at registration, ids within `MAX_ID_LENGTH`, a retry
+//!   floor, a flow cache bounded by count and bytes. Work running here keeps its lease
+//!   (`running`, decision 24); failed health checks are repeated sooner (`health`); a store
+//!   that lost writes is noticed before a cached state is reused.
 //! * The runner layer: [`StepRunner`] (object-safe: executes one [`WorkRequest`] and reports
 //!   a [`WorkOutcome`]), [`HttpStepRunner`], [`ScriptStepRunner`], [`LocalHandlers`],
 //!   [`RunnerSet`].

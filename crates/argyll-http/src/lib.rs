@@ -1,7 +1,8 @@
 //! # argyll-http
 //!
 //! Calling HTTP steps: the request the original sends (`engine.md` §5.6), per-step timeouts
-//! (contract decision 6), and the classification of what comes back into success, retryable
+//! (contract decision 6), responses read only up to a limit (`STEP_MAX_RESPONSE_BYTES`;
+//! larger fails for good), and the classification of what comes back into success, retryable
 //! and permanent failures (decision 7); plus the health check of steps with a `health_check` URL
 //! (`engine.md` §5.17).
 //!

@@ -6,7 +6,10 @@
 //!
 //! **Owns**: the JSON wire shapes of steps, plans and state, kept compatible with the original
 //! Go engine (field names, omission rules, status strings, validation messages), and the pure
-//! rules that belong to the data itself (validation, hashing, transition tables).
+//! rules that belong to the data itself (validation and the bounds beyond the original's
+//! rules, hashing, transition tables); the representation that keeps copies of a large flow
+//! state cheap (`WorkItems`, shared inputs, outputs and attributes) and the approximate size
+//! of values and states (`json_size`, `StateSize`).
 //!
 //! **Must not depend on**: any other Argyll crate, an async runtime, the network, the file
 //! system or the clock. Everything here is a pure function of its arguments, so it can be used

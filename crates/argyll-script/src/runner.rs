@@ -148,6 +148,33 @@ impl ScriptRunner {
         arg_names: &[String],
         inputs: &Attributes,
     ) -> Option<Result<Attributes, ScriptError>> {
+        self.run_within(budget, language, source, arg_names, |program, limits| {
+            program.execute(inputs, limits)
+        })
+    }
+
+    /// [`ScriptRunner::execute_within`] for a predicate.
+    pub fn evaluate_predicate_within(
+        &self,
+        budget: &ScriptLimits,
+        language: &str,
+        source: &str,
+        arg_names: &[String],
+        inputs: &Attributes,
+    ) -> Option<Result<bool, ScriptError>> {
+        self.run_within(budget, language, source, arg_names, |program, limits| {
+            program.evaluate_predicate(inputs, limits)
+        })
+    }
+
+    fn run_within<T>(
+        &self,
+        budget: &ScriptLimits,
+        language: &str,
+        source: &str,
+        arg_names: &[String],
+        run: impl FnOnce(&dyn CompiledScript, &ScriptLimits) -> Result<T, ScriptError>,
+    ) -> Option<Result<T, ScriptError>> {
         let quick = ScriptLimits {
             memory_bytes: self.limits.memory_bytes.min(budget.memory_bytes),
             steps: self.limits.steps.min(budget.steps),
@@ -157,7 +184,7 @@ impl ScriptRunner {
             Ok(program) => program,
             Err(error) => return Some(Err(error)),
         };
-        let result = program.execute(inputs, &quick);
+        let result = run(program.as_ref(), &quick);
         let cut_short = match &result {
             Err(ScriptError {
                 phase: Phase::Limit(kind),

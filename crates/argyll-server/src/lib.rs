@@ -5,10 +5,17 @@
 //! the contract's changed codes), the webhook (`api.md` §2, decision 14), the WebSocket event
 //! stream (`api.md` §4), CORS, a request-body limit and graceful shutdown. Beyond the
 //! original: `GET /engine/flow/{id}?wait=5s` long-polls until the flow is terminal, and
-//! `GET /engine/flow` takes `status`, `limit` and `cursor`.
+//! `GET /engine/flow` takes `status`, `limit` and `cursor`; engine-aggregate subscribers get
+//! `flow_activated`/`flow_deactivated` (derived from the flow feed).
 //!
-//! [`router`] builds the axum router (embeddable in another service); [`serve`] runs it on a
-//! listener until a shutdown signal, then lets in-flight requests and work finish.
+//! Every way in is bounded (decision 25): request bodies by size and by time, connections by
+//! count and by header/idle time (`connections`, its own accept loop on hyper), WebSocket
+//! clients by count and each by its own send queue (`ws`); every error, rejections of the
+//! framework included, is the `{"error","status"}` body (`error`).
+//!
+//! [`router`] builds the axum router (embeddable in another service, which then owns the
+//! connection limits); [`serve`] runs it on a listener within [`ConnectionLimits`] until a
+//! shutdown signal, then lets in-flight requests and work finish.
 //!
 //! **Must not depend on**: a concrete store, configuration loading or logging setup — the
 //! binary composes those.
