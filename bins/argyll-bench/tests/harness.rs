@@ -53,6 +53,31 @@ fn every_scenario_runs_its_flows_without_errors() {
 }
 
 #[test]
+fn the_large_fan_out_scenario_reports_start_and_health_latency() {
+    let report = bench(&[
+        "--scenario",
+        "e",
+        "--fan-out",
+        "500",
+        "--count",
+        "1",
+        "--clients",
+        "1",
+    ]);
+    let figures = &report["e: one fan-out of 500 Ale items, parallelism 100"];
+    assert_eq!(figures["flows"], 1, "{report}");
+    assert_eq!(figures["errors"], 0, "{report}");
+    let ratio = figures["items_per_second"].as_f64().unwrap()
+        / figures["flows_per_second"].as_f64().unwrap();
+    assert!((ratio - 500.0).abs() < 1e-6, "500 items per flow: {ratio}");
+    assert!(figures["start_max_ms"].as_f64().unwrap() > 0.0, "{report}");
+    assert!(figures["start_max_ms"].as_f64().unwrap() <= figures["max_ms"].as_f64().unwrap());
+    assert!(
+        figures["health_max_ms"].as_f64().unwrap() >= figures["health_p99_ms"].as_f64().unwrap()
+    );
+}
+
+#[test]
 fn polling_clients_work_too() {
     let report = bench(&[
         "--count",

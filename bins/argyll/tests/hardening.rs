@@ -62,6 +62,27 @@ async fn register(client: &reqwest::Client, engine: &EngineProcess, step: Value)
     assert!(status == 201 || status == 200, "{status}: {body}");
 }
 
+/// An HTTP step (`kind`: sync or async) calling `endpoint`, with one output `r` and no retries.
+fn http_step(id: &str, kind: &str, endpoint: &str) -> Value {
+    json!({
+        "id": id, "name": id, "type": kind,
+        "http": {"endpoint": endpoint},
+        "attributes": {"r": {"role": "output"}},
+        "work_config": {"max_retries": 0}
+    })
+}
+
+/// Starts flow `id` with goal `goal` and no init; panics unless it is created.
+async fn start_flow(client: &reqwest::Client, engine: &EngineProcess, id: &str, goal: &str) {
+    let (status, body) = post_json(
+        client,
+        &format!("{}/engine/flow", engine.base),
+        &json!({"id": id, "goals": [goal]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+}
+
 /// Reads a flow, waiting up to `wait` for it to finish.
 async fn flow_after(
     client: &reqwest::Client,
@@ -251,16 +272,15 @@ async fn item_02_a_step_registered_before_its_service_listens_runs_soon() {
             post(|| async { Json(json!({"success": true, "outputs": {"r": "ran"}})) }),
         );
     tokio::spawn(async move { axum::serve(listener, service).await });
-    let (status, body) = post_json(
-        &client,
-        &format!("{}/engine/flow", engine.base),
-        &json!({"id": "soon", "goals": ["sdk"], "init": {}}),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
+    let started = std::time::Instant::now();
+    start_flow(&client, &engine, "soon", "sdk").await;
     // Long before the next periodic check (30 s) would have let it through.
     let flow = flow_after(&client, &engine, "soon", "10s").await;
     assert_eq!(flow["status"], "completed", "{flow}");
+    println!(
+        "flow done {:?} after the service came up",
+        started.elapsed()
+    );
     assert_eq!(flow["attributes"]["r"]["value"], "ran");
 
     // A service that never comes up: the item waits for one re-check, then fails.
@@ -496,12 +516,7 @@ async fn item_05_flows_survive_a_store_that_lost_writes() {
     register(
         &client,
         &engine,
-        json!({
-            "id": "s", "name": "s", "type": "sync",
-            "http": {"endpoint": format!("{}/step", service.base)},
-            "attributes": {"r": {"role": "output"}},
-            "work_config": {"max_retries": 0}
-        }),
+        http_step("s", "sync", &format!("{}/step", service.base)),
     )
     .await;
     let url = format!("{}/engine/flow", engine.base);
@@ -886,21 +901,10 @@ async fn item_10_a_huge_step_response_fails_the_item() {
     register(
         &client,
         &engine,
-        json!({
-            "id": "huge", "name": "huge", "type": "sync",
-            "http": {"endpoint": format!("{}/huge", service.base)},
-            "attributes": {"r": {"role": "output"}},
-            "work_config": {"max_retries": 0}
-        }),
+        http_step("huge", "sync", &format!("{}/huge", service.base)),
     )
     .await;
-    let (status, _) = post_json(
-        &client,
-        &format!("{}/engine/flow", engine.base),
-        &json!({"id": "f", "goals": ["huge"]}),
-    )
-    .await;
-    assert_eq!(status, 201);
+    start_flow(&client, &engine, "f", "huge").await;
     let flow = flow_after(&client, &engine, "f", "30s").await;
     assert_eq!(flow["status"], "failed", "{flow}");
     assert_eq!(
@@ -937,12 +941,7 @@ async fn item_10_large_results_do_not_pile_up_in_the_engine() {
     register(
         &client,
         &engine,
-        json!({
-            "id": "two", "name": "two", "type": "sync",
-            "http": {"endpoint": format!("{}/one-mb", service.base)},
-            "attributes": {"r": {"role": "output"}},
-            "work_config": {"max_retries": 0}
-        }),
+        http_step("two", "sync", &format!("{}/one-mb", service.base)),
     )
     .await;
     let url = format!("{}/engine/flow", engine.base);
@@ -999,21 +998,10 @@ async fn item_10_a_huge_webhook_result_fails_the_item() {
     register(
         &client,
         &engine,
-        json!({
-            "id": "later", "name": "later", "type": "async",
-            "http": {"endpoint": format!("{}/accept", service.base)},
-            "attributes": {"r": {"role": "output"}},
-            "work_config": {"max_retries": 0}
-        }),
+        http_step("later", "async", &format!("{}/accept", service.base)),
     )
     .await;
-    let (status, _) = post_json(
-        &client,
-        &format!("{}/engine/flow", engine.base),
-        &json!({"id": "f", "goals": ["later"]}),
-    )
-    .await;
-    assert_eq!(status, 201);
+    start_flow(&client, &engine, "f", "later").await;
     let token = received.recv().await.unwrap();
     let (status, body) = post_json(
         &client,

@@ -68,6 +68,9 @@ pub struct EngineConfig {
     /// Bytes of flow states the cache holds at most (`FLOW_CACHE_MAX_BYTES`, by the states'
     /// approximate JSON size); the oldest are dropped first.
     pub flow_cache_bytes: u64,
+    /// Flow states with fewer events are not cached (0: cache all). The embedded store
+    /// replays a short log faster than the cache keeps a copy; Redis caches everything.
+    pub flow_cache_min_events: u64,
     /// Largest flow state (`FLOW_MAX_STATE_BYTES`, approximate JSON size): a start whose init
     /// is larger is refused; a result, fan-out or aggregation that would make the state larger
     /// fails its work item or step instead.
@@ -124,6 +127,7 @@ impl Default for EngineConfig {
             command_attempts: 64,
             flow_cache_size: 4096,
             flow_cache_bytes: 256 << 20,
+            flow_cache_min_events: 0,
             max_state_bytes: 64 << 20,
             quick_script_budget: Some(QUICK_SCRIPT_BUDGET),
             max_work_items: 100_000,
@@ -284,6 +288,7 @@ impl<S: Store> EngineBuilder<S> {
                 self.config.flow_cache_bytes,
                 crate::aggregate::flow_state_bytes,
             )
+            .admitting_from(self.config.flow_cache_min_events)
         });
         let (shutdown, _) = watch::channel(false);
         Ok(Engine {

@@ -809,16 +809,16 @@ async fn flow_steps_that_reach_themselves_are_refused() {
 #[tokio::test]
 async fn child_flows_nest_within_the_depth_limit_with_bounded_ids() {
     let mock = MockRunner::new();
-    let engine = argyll_engine::Engine::builder(EmbeddedStore::new())
-        .config(argyll_engine::EngineConfig {
+    let engine = engine_configured(
+        EmbeddedStore::new(),
+        &mock,
+        argyll_engine::EngineConfig {
             flow_max_depth: 2,
             max_id_length: 60,
             ..test_config()
-        })
-        .runner(std::sync::Arc::new(mock.clone()))
-        .build()
-        .unwrap();
-    engine.start().await.unwrap();
+        },
+    )
+    .await;
     let leaf = ale_script("leaf", "{:r 1}")
         .with_attribute("r", AttributeSpec::output(AttributeType::Untyped));
     let level = |id: &str, goal: &str| {
@@ -910,15 +910,15 @@ async fn parallelism_limits_active_items_and_terminal_flows_cancel_queued_work()
 #[tokio::test]
 async fn fan_outs_beyond_the_work_item_limit_are_refused_or_fail() {
     let mock = MockRunner::new();
-    let engine = argyll_engine::Engine::builder(EmbeddedStore::new())
-        .config(argyll_engine::EngineConfig {
+    let engine = engine_configured(
+        EmbeddedStore::new(),
+        &mock,
+        argyll_engine::EngineConfig {
             max_work_items: 5,
             ..test_config()
-        })
-        .runner(std::sync::Arc::new(mock.clone()))
-        .build()
-        .unwrap();
-    engine.start().await.unwrap();
+        },
+    )
+    .await;
     let fan = step("fan", &[], &["r"]).with_attribute(
         "xs",
         AttributeSpec::required(AttributeType::Array).for_each(),
@@ -1101,15 +1101,15 @@ async fn work_in_progress_keeps_its_lease_and_is_called_once() {
     // Eight lease periods and more than two sweeps of quiet flows.
     mock.outputs("slow", json!({"r": "done"}))
         .delay("slow", Duration::from_millis(2500));
-    let engine = argyll_engine::Engine::builder(EmbeddedStore::new())
-        .config(argyll_engine::EngineConfig {
+    let engine = engine_configured(
+        EmbeddedStore::new(),
+        &mock,
+        argyll_engine::EngineConfig {
             lease_ttl: Duration::from_millis(300),
             ..test_config()
-        })
-        .runner(std::sync::Arc::new(mock.clone()))
-        .build()
-        .unwrap();
-    engine.start().await.unwrap();
+        },
+    )
+    .await;
     let fan = ale_script("fan", "{:x [1 2 3]}")
         .with_attribute("x", AttributeSpec::output(AttributeType::Untyped));
     let mut slow = with_work_config(
@@ -1180,15 +1180,15 @@ async fn a_flow_whose_events_were_lost_leaves_the_index() {
 async fn engine_state_lists_active_flows_and_the_latest_finished_ones() {
     let mock = MockRunner::new();
     mock.on("held", vec![Reply::Accepted]);
-    let engine = argyll_engine::Engine::builder(EmbeddedStore::new())
-        .config(argyll_engine::EngineConfig {
+    let engine = engine_configured(
+        EmbeddedStore::new(),
+        &mock,
+        argyll_engine::EngineConfig {
             engine_state_max_flows: 3,
             ..test_config()
-        })
-        .runner(std::sync::Arc::new(mock.clone()))
-        .build()
-        .unwrap();
-    engine.start().await.unwrap();
+        },
+    )
+    .await;
     let quick = ale_script("quick", "{:r 1}")
         .with_attribute("r", AttributeSpec::output(AttributeType::Untyped));
     register(&engine, vec![quick, async_step("held", &[], &["h"])]).await;
@@ -1222,15 +1222,15 @@ async fn a_flow_state_stays_within_its_byte_limit() {
     let mock = MockRunner::new();
     mock.outputs("big", json!({"r": "x".repeat(5_000)}));
     mock.outputs("small", json!({"r": "ok"}));
-    let engine = argyll_engine::Engine::builder(EmbeddedStore::new())
-        .config(argyll_engine::EngineConfig {
+    let engine = engine_configured(
+        EmbeddedStore::new(),
+        &mock,
+        argyll_engine::EngineConfig {
             max_state_bytes: 4_000,
             ..test_config()
-        })
-        .runner(std::sync::Arc::new(mock.clone()))
-        .build()
-        .unwrap();
-    engine.start().await.unwrap();
+        },
+    )
+    .await;
     // Every item of `fan` gets a copy of `pad`.
     let fan = step("fan", &["pad"], &["r"]).with_attribute(
         "xs",

@@ -94,58 +94,77 @@ impl From<EngineError> for ApiError {
     }
 }
 
-/// Reads the whole request body before the handler runs, within `timeout` in all (a client
-/// trickling a body byte by byte cannot hold a connection and a task forever) and `limit`
-/// bytes: 408 or 413 in the usual error body otherwise.
-pub(crate) async fn read_body_in_time(
+/// What every request goes through (one middleware, so one layer's cost per request): its
+/// body is read within `timeout` and `limit` before the handler runs, and an error answer
+/// that is not yet the `{"error","status"}` body becomes one.
+pub(crate) async fn bounded_request(
     limit: usize,
     timeout: std::time::Duration,
     request: Request,
     next: Next,
 ) -> Response {
+    let request = match read_body_in_time(limit, timeout, request).await {
+        Ok(request) => request,
+        Err(refused) => return refused,
+    };
+    errors_as_json(limit, next.run(request).await).await
+}
+
+/// Reads the whole request body, within `timeout` in all (a client trickling a body byte by
+/// byte cannot hold a connection and a task forever) and `limit` bytes: 408 or 413 in the
+/// usual error body otherwise. Requests without a body (most `GET`s) pass untouched.
+async fn read_body_in_time(
+    limit: usize,
+    timeout: std::time::Duration,
+    request: Request,
+) -> Result<Request, Response> {
     use http_body_util::BodyExt;
+    let headers = request.headers();
+    let has_body = headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|length| length.as_bytes() != b"0");
+    if !has_body {
+        return Ok(request);
+    }
     let (parts, body) = request.into_parts();
     let read = tokio::time::timeout(timeout, http_body_util::Limited::new(body, limit).collect());
     let bytes = match read.await {
         Ok(Ok(collected)) => collected.to_bytes(),
         Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
-            return ApiError::new(
+            return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!(
                     "request body too large: the limit is {limit} bytes (ENGINE_MAX_REQUEST_BYTES)"
                 ),
             )
-            .into_response();
+            .into_response());
         }
         Ok(Err(error)) => {
-            return ApiError::bad_request(format!("request body could not be read: {error}"))
-                .into_response();
+            return Err(
+                ApiError::bad_request(format!("request body could not be read: {error}"))
+                    .into_response(),
+            );
         }
         Err(_) => {
-            return ApiError::new(
+            return Err(ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
                 format!(
                     "request body not received within {} s (ENGINE_BODY_TIMEOUT)",
                     timeout.as_secs_f64()
                 ),
             )
-            .into_response();
+            .into_response());
         }
     };
-    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
-        .await
+    Ok(Request::from_parts(parts, axum::body::Body::from(bytes)))
 }
 
 /// Error answers that did not come from a handler — extractor rejections such as a body over
 /// the limit (413), a bad WebSocket upgrade, a method the route lacks — are plain text in axum;
 /// this rewrites every such answer into the `{"error","status"}` body, so clients parse one
 /// shape. `max_request_bytes` names the limit in the 413 message.
-pub(crate) async fn errors_as_json(
-    max_request_bytes: usize,
-    request: Request,
-    next: Next,
-) -> Response {
-    let response = next.run(request).await;
+async fn errors_as_json(max_request_bytes: usize, response: Response) -> Response {
     let status = response.status();
     let is_error = status.is_client_error() || status.is_server_error();
     let is_json = response

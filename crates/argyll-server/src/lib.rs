@@ -147,10 +147,7 @@ pub fn router<S: Store>(
         .method_not_allowed_fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn(move |request, next| {
-            error::read_body_in_time(limit, body_timeout, request, next)
-        }))
-        .layer(middleware::from_fn(move |request, next| {
-            error::errors_as_json(limit, request, next)
+            error::bounded_request(limit, body_timeout, request, next)
         }))
         .layer(middleware::from_fn(cors))
         .with_state(state)

@@ -206,8 +206,17 @@ pub fn test_config() -> EngineConfig {
 }
 
 pub async fn engine_with(store: EmbeddedStore, mock: &MockRunner) -> Engine<EmbeddedStore> {
+    engine_configured(store, mock, test_config()).await
+}
+
+/// A started engine on `store` with `config`, running steps with `mock`.
+pub async fn engine_configured(
+    store: EmbeddedStore,
+    mock: &MockRunner,
+    config: EngineConfig,
+) -> Engine<EmbeddedStore> {
     let engine = Engine::builder(store)
-        .config(test_config())
+        .config(config)
         .runner(Arc::new(mock.clone()))
         .build()
         .unwrap();
