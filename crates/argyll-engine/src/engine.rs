@@ -2279,9 +2279,13 @@ fn is_large_value(value: &Value) -> bool {
 /// workers to take this one's tasks), so that a fan-out of 100,000 items does not hold up the
 /// requests queued behind it; otherwise inline.
 fn offload_if<T>(heavy: bool, work: impl FnOnce() -> T) -> T {
-    let multi_threaded = tokio::runtime::Handle::try_current()
-        .is_ok_and(|handle| handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    if heavy && multi_threaded {
+    // The runtime is asked only when the work is heavy: this is on a hot path.
+    let multi_threaded = || {
+        tokio::runtime::Handle::try_current().is_ok_and(|handle| {
+            handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+        })
+    };
+    if heavy && multi_threaded() {
         tokio::task::block_in_place(work)
     } else {
         work()

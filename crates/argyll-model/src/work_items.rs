@@ -213,12 +213,12 @@ impl WorkItems {
         let Some(entry) = self.entries.get(position) else {
             return false;
         };
-        let before = entry.state.clone();
-        let mut after = before.clone();
+        let (before_status, before_due) = (entry.state.status, retry_due(&entry.state));
+        let mut after = entry.state.clone();
         change(&mut after);
-        self.counts.remove(before.status);
+        self.counts.remove(before_status);
         self.counts.add(after.status);
-        if let Some(due) = retry_due(&before) {
+        if let Some(due) = before_due {
             self.retrying.remove(&(due, position));
         }
         if let Some(due) = retry_due(&after) {

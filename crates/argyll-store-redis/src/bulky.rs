@@ -19,9 +19,13 @@ const LARGE_TEXT: usize = 256 * 1024;
 
 /// Runs `work` where it does not hold up other async tasks when `large`.
 pub(crate) fn run<T>(large: bool, work: impl FnOnce() -> T) -> T {
-    let multi_threaded = tokio::runtime::Handle::try_current()
-        .is_ok_and(|handle| handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    if large && multi_threaded {
+    // The runtime is asked only when the work is large: this is on a hot path.
+    let multi_threaded = || {
+        tokio::runtime::Handle::try_current().is_ok_and(|handle| {
+            handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+        })
+    };
+    if large && multi_threaded() {
         tokio::task::block_in_place(work)
     } else {
         work()

@@ -139,15 +139,19 @@ impl EmbeddedStore {
                 )
             })
         };
+        let (old, new) = (before.and_then(key), after.and_then(key));
+        if old.is_none() && new.is_none() {
+            return Ok(());
+        }
         let mut deactivated = self
             .inner
             .deactivated
             .lock()
             .map_err(|_| StoreError::Unavailable("a store lock was poisoned".into()))?;
-        if let Some(old) = before.and_then(key) {
+        if let Some(old) = old {
             deactivated.remove(&old);
         }
-        if let Some(new) = after.and_then(key) {
+        if let Some(new) = new {
             deactivated.insert(new);
         }
         Ok(())
