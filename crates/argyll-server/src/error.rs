@@ -94,9 +94,8 @@ impl From<EngineError> for ApiError {
     }
 }
 
-/// What every request goes through (one middleware, so one layer's cost per request): its
-/// body is read within `timeout` and `limit` before the handler runs, and an error answer
-/// that is not yet the `{"error","status"}` body becomes one.
+/// Runs the request with its body read within `timeout` and `limit` before the handler runs,
+/// and turns an error answer that is not yet the `{"error","status"}` body into one.
 pub(crate) async fn bounded_request(
     limit: usize,
     timeout: std::time::Duration,

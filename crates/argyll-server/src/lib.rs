@@ -147,9 +147,8 @@ pub fn router<S: Store>(
         .method_not_allowed_fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn(move |request, next| {
-            error::bounded_request(limit, body_timeout, request, next)
+            every_request(limit, body_timeout, request, next)
         }))
-        .layer(middleware::from_fn(cors))
         .with_state(state)
 }
 
@@ -181,12 +180,19 @@ async fn not_found() -> Response {
     ApiError::not_found("404 page not found").into_response()
 }
 
-/// `api.md` §0: every response allows any origin; any `OPTIONS` request is answered 200.
-async fn cors(request: Request, next: Next) -> Response {
+/// What every request goes through, in one middleware (one layer's cost per request): CORS
+/// (`api.md` §0: every response allows any origin; any `OPTIONS` request is answered 200), the
+/// body read within its size and time limits, and errors in the `{"error","status"}` body.
+async fn every_request(
+    limit: usize,
+    body_timeout: Duration,
+    request: Request,
+    next: Next,
+) -> Response {
     let mut response = if request.method() == Method::OPTIONS {
         Response::new(Body::empty())
     } else {
-        next.run(request).await
+        error::bounded_request(limit, body_timeout, request, next).await
     };
     let headers = response.headers_mut();
     headers.insert(

@@ -83,8 +83,6 @@ impl TimerQueue {
 struct Inner {
     logs: Sharded<HashMap<AggregateId, Log>>,
     index: Sharded<BTreeMap<String, FlowIndexEntry>>,
-    /// Deactivated flows by (completion time, id), kept with the index under its shard lock.
-    deactivated: Mutex<std::collections::BTreeSet<(Timestamp, String)>>,
     leases: Sharded<HashMap<String, Lease>>,
     timers: Mutex<TimerQueue>,
     feed: broadcast::Sender<Arc<EventEnvelope>>,
@@ -116,45 +114,11 @@ impl EmbeddedStore {
             inner: Arc::new(Inner {
                 logs: Sharded::new(),
                 index: Sharded::new(),
-                deactivated: Mutex::default(),
                 leases: Sharded::new(),
                 timers: Mutex::new(TimerQueue::default()),
                 feed,
             }),
         }
-    }
-
-    /// Keeps the recency set in step with one index entry changing from `before` to `after`
-    /// (called under the entry's shard lock).
-    fn track_deactivated(
-        &self,
-        before: Option<&FlowIndexEntry>,
-        after: Option<&FlowIndexEntry>,
-    ) -> Result<(), StoreError> {
-        let key = |entry: &FlowIndexEntry| {
-            (entry.phase == FlowPhase::Deactivated).then(|| {
-                (
-                    entry.completed_at.unwrap_or(entry.created_at),
-                    entry.flow_id.clone(),
-                )
-            })
-        };
-        let (old, new) = (before.and_then(key), after.and_then(key));
-        if old.is_none() && new.is_none() {
-            return Ok(());
-        }
-        let mut deactivated = self
-            .inner
-            .deactivated
-            .lock()
-            .map_err(|_| StoreError::Unavailable("a store lock was poisoned".into()))?;
-        if let Some(old) = old {
-            deactivated.remove(&old);
-        }
-        if let Some(new) = new {
-            deactivated.insert(new);
-        }
-        Ok(())
     }
 
     fn timers(&self) -> Result<MutexGuard<'_, TimerQueue>, StoreError> {
@@ -283,7 +247,6 @@ impl StoreInfo for EmbeddedStore {
 impl FlowIndex for EmbeddedStore {
     async fn put_flow(&self, entry: FlowIndexEntry) -> Result<(), StoreError> {
         let mut shard = self.inner.index.lock(entry.flow_id.as_str())?;
-        self.track_deactivated(shard.get(&entry.flow_id), Some(&entry))?;
         shard.insert(entry.flow_id.clone(), entry);
         Ok(())
     }
@@ -293,7 +256,6 @@ impl FlowIndex for EmbeddedStore {
         if shard.contains_key(&entry.flow_id) {
             return Ok(false);
         }
-        self.track_deactivated(None, Some(&entry))?;
         shard.insert(entry.flow_id.clone(), entry);
         Ok(true)
     }
@@ -338,36 +300,50 @@ impl FlowIndex for EmbeddedStore {
     }
 
     async fn remove_flow(&self, flow_id: &str) -> Result<bool, StoreError> {
-        let mut shard = self.inner.index.lock(flow_id)?;
-        let removed = shard.remove(flow_id);
-        self.track_deactivated(removed.as_ref(), None)?;
-        Ok(removed.is_some())
+        Ok(self.inner.index.lock(flow_id)?.remove(flow_id).is_some())
     }
 
+    /// A scan of the index keeping the newest `limit`: in process a scan is cheap (a few ms
+    /// for a million flows), and keeping a second ordered index would cost every flow a
+    /// global lock.
     async fn recently_deactivated(&self, limit: usize) -> Result<Vec<FlowIndexEntry>, StoreError> {
-        let newest: Vec<String> = {
-            let deactivated = self
-                .inner
-                .deactivated
-                .lock()
-                .map_err(|_| StoreError::Unavailable("a store lock was poisoned".into()))?;
-            deactivated
-                .iter()
-                .rev()
-                .take(limit)
-                .map(|(_, flow_id)| flow_id.clone())
-                .collect()
-        };
-        let mut entries = Vec::with_capacity(newest.len());
-        for flow_id in newest {
-            // A flow archived meanwhile is simply left out.
-            if let Some(entry) = self.inner.index.lock(flow_id.as_str())?.get(&flow_id)
-                && entry.phase == FlowPhase::Deactivated
-            {
-                entries.push(entry.clone());
+        use std::cmp::Reverse;
+        use std::collections::BinaryHeap;
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // The newest `limit` seen so far, oldest on top.
+        let mut newest: BinaryHeap<Reverse<(Timestamp, String)>> = BinaryHeap::new();
+        let mut entries: HashMap<String, FlowIndexEntry> = HashMap::new();
+        for shard in self.inner.index.each() {
+            for entry in shard?.values() {
+                if entry.phase != FlowPhase::Deactivated {
+                    continue;
+                }
+                let key = (
+                    entry.completed_at.unwrap_or(entry.created_at),
+                    entry.flow_id.clone(),
+                );
+                if newest.len() < limit {
+                    newest.push(Reverse(key));
+                } else if newest.peek().is_some_and(|Reverse(oldest)| *oldest < key) {
+                    if let Some(Reverse((_, dropped))) = newest.pop() {
+                        entries.remove(&dropped);
+                    }
+                    newest.push(Reverse(key));
+                } else {
+                    continue;
+                }
+                entries.insert(entry.flow_id.clone(), entry.clone());
             }
         }
-        Ok(entries)
+        let mut keys: Vec<(Timestamp, String)> =
+            newest.into_iter().map(|Reverse(key)| key).collect();
+        keys.sort_unstable_by(|a, b| b.cmp(a));
+        Ok(keys
+            .into_iter()
+            .filter_map(|(_, flow_id)| entries.remove(&flow_id))
+            .collect())
     }
 }
 
