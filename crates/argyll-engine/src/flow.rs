@@ -222,10 +222,7 @@ impl<'s> FlowTx<'s> {
 
     fn raise(&mut self, event: impl Into<FlowEvent>) -> Result<(), ApplyError> {
         let event = event.into();
-        let mut state = Some(std::mem::take(&mut self.state));
-        let applied = state.apply(&event, self.at);
-        self.state = state.unwrap_or_default();
-        applied?;
+        argyll_events::apply_to_started(&mut self.state, &event, self.at)?;
         self.events.push(event);
         Ok(())
     }
@@ -589,12 +586,14 @@ impl<'s> FlowTx<'s> {
 
     /// Evaluates the predicate once (decision 11), expands `for_each`, and starts the step.
     fn prepare(&mut self, step_id: &str) -> Result<(), TxError> {
-        let Some(step) = self.plan_step(step_id).cloned() else {
+        // The plan is shared: holding it borrows the step without copying it.
+        let plan = Arc::clone(&self.state.plan);
+        let Some(step) = plan.steps.get(step_id) else {
             return Ok(());
         };
-        let inputs = self.collect_inputs(&step);
+        let inputs = self.collect_inputs(step);
         if step.predicate.is_some() {
-            match self.services.evaluate_predicate(&step, &inputs) {
+            match self.services.evaluate_predicate(step, &inputs) {
                 Err(error) => {
                     return Ok(self.raise(StepFailed {
                         flow_id: self.flow_id(),
@@ -612,7 +611,7 @@ impl<'s> FlowTx<'s> {
                 Ok(true) => {}
             }
         }
-        let count = work_item_count(&step, &inputs);
+        let count = work_item_count(step, &inputs);
         let limit = self.services.max_work_items();
         if count > limit {
             let error = format!(
@@ -626,7 +625,7 @@ impl<'s> FlowTx<'s> {
                 error,
             })?);
         }
-        let items = expand_work_items(&step, &inputs);
+        let items = expand_work_items(step, &inputs);
         let adding = items
             .iter()
             .map(argyll_model::args_size)
@@ -656,7 +655,7 @@ impl<'s> FlowTx<'s> {
                 .outputs()
                 .map(|name| (name.clone(), Value::Array(Vec::new())))
                 .collect();
-            return Ok(self.complete_step(&step, outputs)?);
+            return Ok(self.complete_step(step, outputs)?);
         }
         self.progress_step(step_id)
     }
@@ -670,7 +669,9 @@ impl<'s> FlowTx<'s> {
     }
 
     fn dispatch(&mut self, step_id: &str) -> Result<(), ApplyError> {
-        let Some(step) = self.plan_step(step_id).cloned() else {
+        // The plan is shared: holding it borrows the step without copying it.
+        let plan = Arc::clone(&self.state.plan);
+        let Some(step) = plan.steps.get(step_id) else {
             return Ok(());
         };
         let limit = step
@@ -698,7 +699,7 @@ impl<'s> FlowTx<'s> {
                 break;
             }
             if step.memoizable
-                && let Some(outputs) = self.services.memo_lookup(&step, &inputs)
+                && let Some(outputs) = self.services.memo_lookup(step, &inputs)
             {
                 self.raise(WorkSucceeded {
                     flow_id: self.flow_id(),
@@ -754,7 +755,9 @@ impl<'s> FlowTx<'s> {
                 error,
             });
         }
-        let Some(step) = self.plan_step(step_id).cloned() else {
+        // The plan is shared: holding it borrows the step without copying it.
+        let plan = Arc::clone(&self.state.plan);
+        let Some(step) = plan.steps.get(step_id) else {
             return Ok(());
         };
         let expanded: Vec<String> = step
@@ -777,7 +780,7 @@ impl<'s> FlowTx<'s> {
         } else {
             aggregate(&expanded, execution.work_items.values())
         };
-        self.complete_step(&step, outputs)
+        self.complete_step(step, outputs)
     }
 
     fn complete_step(&mut self, step: &Step, outputs: Args) -> Result<(), ApplyError> {

@@ -345,14 +345,26 @@ impl Projection for Option<FlowState> {
             }
             return Ok(());
         }
-        let event_type = event.event_type();
         let Some(flow) = self else {
+            let event_type = event.event_type();
             return Err(ApplyError::FlowNotStarted { event_type });
         };
-        apply_to_flow(flow, event, at)?;
-        flow.last_updated = at;
-        Ok(())
+        apply_to_started(flow, event, at)
     }
+}
+
+/// Applies `event` to a flow that has started, in place: what [`Projection::apply`] on
+/// `Option<FlowState>` does for every event but `FlowStarted` (refused here). Lets a caller
+/// holding a `FlowState` apply events without moving it out (and building a default state,
+/// which allocates, in its place).
+pub fn apply_to_started(
+    flow: &mut FlowState,
+    event: &FlowEvent,
+    at: Timestamp,
+) -> Result<(), ApplyError> {
+    apply_to_flow(flow, event, at)?;
+    flow.last_updated = at;
+    Ok(())
 }
 
 fn apply_to_flow(flow: &mut FlowState, event: &FlowEvent, at: Timestamp) -> Result<(), ApplyError> {

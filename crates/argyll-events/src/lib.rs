@@ -40,7 +40,7 @@ mod catalog;
 mod envelope;
 mod stored;
 
-pub use apply::{ApplyError, Projection, ReplayError, replay};
+pub use apply::{ApplyError, Projection, ReplayError, apply_to_started, replay};
 pub use catalog::{
     AttributeSet, EngineEvent, EventKind, FlowActivated, FlowArchived, FlowArchiving,
     FlowCompleted, FlowDeactivated, FlowDigestUpdated, FlowEvent, FlowFailed, FlowStarted,

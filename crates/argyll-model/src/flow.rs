@@ -259,6 +259,13 @@ fn is_empty_args(args: &Arc<Args>) -> bool {
     args.is_empty()
 }
 
+/// The outputs of a step that has none yet: one shared empty map, so the executions of every
+/// new flow state do not each allocate one (a step's outputs are replaced, never edited).
+fn no_outputs() -> Arc<Args> {
+    static NONE: std::sync::OnceLock<Arc<Args>> = std::sync::OnceLock::new();
+    NONE.get_or_init(Arc::default).clone()
+}
+
 impl ExecutionState {
     /// A step that has not started.
     pub fn pending() -> Self {
@@ -267,7 +274,7 @@ impl ExecutionState {
             started_at: Timestamp::ZERO,
             completed_at: Timestamp::ZERO,
             inputs: None,
-            outputs: Arc::default(),
+            outputs: no_outputs(),
             error: String::new(),
             duration: 0,
             work_items: WorkItems::new(),

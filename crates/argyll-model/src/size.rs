@@ -12,9 +12,12 @@ use crate::Args;
 /// The length of `value` written as compact JSON, estimated without writing it: exact for
 /// structure and strings without escapes, numbers count as their shortest common width.
 pub fn json_size(value: &Value) -> u64 {
+    // Containers put their children on a stack, so scalars (most values) allocate nothing
+    // and deep values cannot overflow the call stack.
     let mut size = 0u64;
-    let mut pending = vec![value];
-    while let Some(value) = pending.pop() {
+    let mut pending: Vec<&Value> = Vec::new();
+    let mut next = Some(value);
+    while let Some(value) = next {
         size = size.saturating_add(match value {
             Value::Null => 4,
             Value::Bool(true) => 4,
@@ -35,6 +38,7 @@ pub fn json_size(value: &Value) -> u64 {
                 2 + keys + len_u64(fields.len()).saturating_sub(1)
             }
         });
+        next = pending.pop();
     }
     size
 }

@@ -118,12 +118,7 @@ async fn read_body_in_time(
     request: Request,
 ) -> Result<Request, Response> {
     use http_body_util::BodyExt;
-    let headers = request.headers();
-    let has_body = headers.contains_key(header::TRANSFER_ENCODING)
-        || headers
-            .get(header::CONTENT_LENGTH)
-            .is_some_and(|length| length.as_bytes() != b"0");
-    if !has_body {
+    if http_body::Body::is_end_stream(request.body()) {
         return Ok(request);
     }
     let (parts, body) = request.into_parts();
