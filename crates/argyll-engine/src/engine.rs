@@ -865,6 +865,10 @@ impl<S: Store> Engine<S> {
     fn check_start_bounds(&self, request: &StartFlow) -> Result<(), EngineError> {
         let limit = self.inner.config.max_id_length;
         let check = |what: &str, text: &str| {
+            // Most ids are short printable ASCII: decided from the bytes alone.
+            if text.len() <= limit && text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+                return Ok(());
+            }
             let length = text.chars().count();
             if length > limit {
                 return Err(EngineError::InvalidRequest(format!(
@@ -997,29 +1001,33 @@ impl<S: Store> Engine<S> {
             return self.wait_on_own_subscription(flow_id, wait).await;
         }
         // One feed subscriber per engine wakes the waiters of a flow (instead of every waiting
-        // client receiving every event of the system).
-        let (wake, woken) = tokio::sync::oneshot::channel();
-        let ticket = self.inner.next_waiter.fetch_add(1, Ordering::Relaxed);
-        self.waiters()
-            .entry(flow_id.to_owned())
-            .or_default()
-            .push((ticket, wake));
-        let state = self.flow(flow_id).await;
-        let finished = match &state {
-            Ok(Some(flow)) => flow.is_terminal(),
-            _ => true,
-        };
-        if !finished {
-            let _ = tokio::time::timeout(wait, woken).await;
-        }
-        if let Some(list) = self.waiters().get_mut(flow_id) {
-            list.retain(|(t, _)| *t != ticket);
-        }
-        self.waiters().retain(|_, list| !list.is_empty());
-        if finished {
-            state
-        } else {
-            self.flow(flow_id).await
+        // client receiving every event of the system). A wake means "look again": the flow
+        // ended, or the subscriber missed events and cannot tell; a flow still running is
+        // waited for again until `wait` has passed.
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let (wake, woken) = tokio::sync::oneshot::channel();
+            let ticket = self.inner.next_waiter.fetch_add(1, Ordering::Relaxed);
+            self.waiters()
+                .entry(flow_id.to_owned())
+                .or_default()
+                .push((ticket, wake));
+            let state = self.flow(flow_id).await;
+            let finished = match &state {
+                Ok(Some(flow)) => flow.is_terminal(),
+                _ => true,
+            };
+            let woken_in_time = !finished && tokio::time::timeout_at(deadline, woken).await.is_ok();
+            if let Some(list) = self.waiters().get_mut(flow_id) {
+                list.retain(|(t, _)| *t != ticket);
+            }
+            self.waiters().retain(|_, list| !list.is_empty());
+            if finished {
+                return state;
+            }
+            if !woken_in_time {
+                return self.flow(flow_id).await;
+            }
         }
     }
 
@@ -1149,7 +1157,9 @@ impl<S: Store> Engine<S> {
     {
         let engine = self.clone();
         self.inner.in_flight.fetch_add(1, Ordering::SeqCst);
-        let running = task(self.clone());
+        // Boxed: work futures are large (a step call's whole state machine), and a task's
+        // future is moved several times while it is spawned; a box moves as a pointer.
+        let running = Box::pin(task(self.clone()));
         tokio::spawn(async move {
             running.await;
             if engine.inner.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {

@@ -1548,3 +1548,44 @@ async fn results_arriving_together_are_recorded_together() {
     let commits = commit_times(&engine, "fan").await.len();
     assert!(commits <= 30, "{commits} commits for 50 results");
 }
+
+/// A waiter woken because the engine's feed subscriber missed events (it cannot tell whether
+/// the flow ended) looks again and, while the flow still runs, keeps waiting: `wait_for_flow`
+/// (and the HTTP long-poll on it) answers a running flow only when the wait has passed. Seen
+/// with a WebSocket test whose flow made 120,000 events: the long-poll came back `active`.
+#[tokio::test]
+async fn waiting_for_a_flow_outlasts_missed_events() {
+    let mock = MockRunner::new();
+    mock.outputs("slow", json!({"r": 1}));
+    let held = mock.hold("slow");
+    // A feed of one event: the waiter loop misses events as soon as two arrive together.
+    let engine = engine_with(EmbeddedStore::with_feed_capacity(1), &mock).await;
+    register(
+        &engine,
+        vec![step("slow", &[], &["r"]), ale_script("quick", "{:q 1}")],
+    )
+    .await;
+    start(&engine, "watched", &["slow"], init(json!({}))).await;
+    mock.first_call().await;
+    let waiting = {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            engine
+                .wait_for_flow("watched", Duration::from_secs(60))
+                .await
+        })
+    };
+    // Other flows' events overflow the feed while the watched flow's call is held.
+    for i in 0..50 {
+        start(&engine, &format!("noise{i}"), &["quick"], init(json!({}))).await;
+        wait(&engine, &format!("noise{i}")).await;
+    }
+    tokio::task::yield_now().await;
+    assert!(
+        !waiting.is_finished(),
+        "the wait answered while the flow was still running"
+    );
+    held.release();
+    let flow = waiting.await.unwrap().unwrap().unwrap();
+    assert_eq!(flow.status.to_string(), "completed");
+}

@@ -34,9 +34,17 @@ struct TestServer {
 }
 
 async fn server_with(config: ServerConfig, handlers: LocalHandlers) -> TestServer {
+    server_on(EmbeddedStore::new(), config, handlers).await
+}
+
+async fn server_on(
+    store: EmbeddedStore,
+    config: ServerConfig,
+    handlers: LocalHandlers,
+) -> TestServer {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let engine = Engine::builder(EmbeddedStore::new())
+    let engine = Engine::builder(store)
         .config(EngineConfig {
             webhook_base_url: base.clone(),
             health_check_interval: Duration::from_millis(200),
@@ -586,7 +594,10 @@ async fn a_websocket_client_that_does_not_read_is_disconnected_with_a_reason() {
             Ok(outputs)
         }
     });
-    let server = server_with(
+    // A feed longer than the flow's 120,000 events: the client must be dropped for its own
+    // queue, not because the feed it is served from overflowed (the other reason it can go).
+    let server = server_on(
+        EmbeddedStore::with_feed_capacity(1 << 18),
         ServerConfig {
             websocket: argyll_server::WsLimits {
                 send_queue: 4,
