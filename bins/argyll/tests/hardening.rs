@@ -62,6 +62,26 @@ async fn register(client: &reqwest::Client, engine: &EngineProcess, step: Value)
     assert!(status == 201 || status == 200, "{status}: {body}");
 }
 
+/// The binary on the embedded store with `settings`, answering `/health`.
+async fn healthy_engine(
+    client: &reqwest::Client,
+    name: &str,
+    settings: &[(&str, String)],
+) -> EngineProcess {
+    let engine = EngineProcess::launch(name, settings, None, &[]);
+    engine.wait_healthy(client).await;
+    engine
+}
+
+/// An Ale script step with one output `r`.
+fn ale_step(id: &str, script: &str) -> Value {
+    json!({
+        "id": id, "name": id, "type": "script",
+        "attributes": {"r": {"role": "output"}},
+        "script": {"language": "ale", "script": script}
+    })
+}
+
 /// An HTTP step (`kind`: sync or async) calling `endpoint`, with one output `r` and no retries.
 fn http_step(id: &str, kind: &str, endpoint: &str) -> Value {
     json!({
@@ -242,8 +262,7 @@ async fn item_01_a_killed_engine_means_at_most_two_calls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn item_02_a_step_registered_before_its_service_listens_runs_soon() {
     let client = client();
-    let engine = EngineProcess::launch("item-02", &[], None, &[]);
-    engine.wait_healthy(&client).await;
+    let engine = healthy_engine(&client, "item-02", &[]).await;
     let port = argyll_testkit::free_port().unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let step = |id: &str, base: &str| {
@@ -311,18 +330,8 @@ async fn item_03_engine_subscribers_see_flow_activated_and_deactivated() {
     use tokio_tungstenite::tungstenite::Message;
 
     let client = client();
-    let engine = EngineProcess::launch("item-03", &[], None, &[]);
-    engine.wait_healthy(&client).await;
-    register(
-        &client,
-        &engine,
-        json!({
-            "id": "inner", "name": "inner", "type": "script",
-            "attributes": {"r": {"role": "output"}},
-            "script": {"language": "ale", "script": "{:r 1}"}
-        }),
-    )
-    .await;
+    let engine = healthy_engine(&client, "item-03", &[]).await;
+    register(&client, &engine, ale_step("inner", "{:r 1}")).await;
     register(
         &client,
         &engine,
@@ -424,8 +433,7 @@ async fn item_04_webhook_for_a_sync_step_is_refused() {
     )
     .await;
     let client = client();
-    let engine = EngineProcess::launch("item-04", &[], None, &[]);
-    engine.wait_healthy(&client).await;
+    let engine = healthy_engine(&client, "item-04", &[]).await;
     register(
         &client,
         &engine,
@@ -476,16 +484,15 @@ async fn item_04_webhook_for_a_sync_step_is_refused() {
 async fn item_05_flows_survive_a_store_that_lost_writes() {
     let mut redis = argyll_testkit::RedisServer::start().unwrap();
     let client = client();
-    let engine = EngineProcess::launch(
+    let engine = healthy_engine(
+        &client,
         "item-05",
         &[
             ("ENGINE_REDIS_ADDR", redis.addr()),
             ("ENGINE_LOGGING_LEVEL", "error".into()),
         ],
-        None,
-        &[],
-    );
-    engine.wait_healthy(&client).await;
+    )
+    .await;
     // The first call of the step is held until the test has taken the snapshot.
     let (tokens, mut received) = mpsc::unbounded_channel();
     let release = Arc::new(Notify::new());
@@ -708,8 +715,7 @@ async fn item_07_recursive_flow_steps_are_refused_and_ids_bounded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn item_08_large_fan_outs_run_and_oversized_ones_are_refused() {
     let client = client();
-    let engine = EngineProcess::launch("item-08", &[("MAX_WORK_ITEMS", "10000".into())], None, &[]);
-    engine.wait_healthy(&client).await;
+    let engine = healthy_engine(&client, "item-08", &[("MAX_WORK_ITEMS", "10000".into())]).await;
     register(
         &client,
         &engine,
@@ -823,8 +829,7 @@ async fn item_09_an_ale_script_over_its_memory_limit_fails_and_the_server_lives(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn item_14_ids_and_settings_are_validated_at_registration() {
     let client = client();
-    let engine = EngineProcess::launch("item-14", &[], None, &[]);
-    engine.wait_healthy(&client).await;
+    let engine = healthy_engine(&client, "item-14", &[]).await;
     let url = format!("{}/engine/step", engine.base);
     let step = |changes: &Value| {
         let mut step = json!({
@@ -928,16 +933,15 @@ async fn item_10_large_results_do_not_pile_up_in_the_engine() {
     ))
     .await;
     let client = client();
-    let engine = EngineProcess::launch(
+    let engine = healthy_engine(
+        &client,
         "item-10-cache",
         &[
             ("ENGINE_REDIS_ADDR", redis.addr()),
             ("FLOW_CACHE_MAX_BYTES", (8u64 << 20).to_string()),
         ],
-        None,
-        &[],
-    );
-    engine.wait_healthy(&client).await;
+    )
+    .await;
     register(
         &client,
         &engine,
@@ -988,13 +992,12 @@ async fn item_10_a_huge_webhook_result_fails_the_item() {
     ))
     .await;
     let client = client();
-    let engine = EngineProcess::launch(
+    let engine = healthy_engine(
+        &client,
         "item-10-webhook",
         &[("STEP_MAX_RESPONSE_BYTES", "100000".into())],
-        None,
-        &[],
-    );
-    engine.wait_healthy(&client).await;
+    )
+    .await;
     register(
         &client,
         &engine,
@@ -1166,13 +1169,12 @@ async fn item_12_websocket_clients_are_bounded_and_cheap() {
 
     const CLIENTS: usize = 400;
     let client = client();
-    let engine = EngineProcess::launch(
+    let engine = healthy_engine(
+        &client,
         "item-12",
         &[("WS_MAX_CLIENTS", CLIENTS.to_string())],
-        None,
-        &[],
-    );
-    engine.wait_healthy(&client).await;
+    )
+    .await;
     let ws_url = format!("{}/engine/ws", engine.base.replace("http://", "ws://"));
     let subscribe = json!({"type": "subscribe", "data": {"aggregate_id": ["engine"]}});
     let open_all = || async {
@@ -1229,13 +1231,12 @@ async fn item_12_websocket_clients_are_bounded_and_cheap() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn item_13_oversized_request_gets_a_json_413() {
     let client = client();
-    let engine = EngineProcess::launch(
+    let engine = healthy_engine(
+        &client,
         "item-13",
         &[("ENGINE_MAX_REQUEST_BYTES", "2048".into())],
-        None,
-        &[],
-    );
-    engine.wait_healthy(&client).await;
+    )
+    .await;
     let (status, body) = post_json(
         &client,
         &format!("{}/engine/flow", engine.base),
@@ -1261,23 +1262,13 @@ async fn item_13_oversized_request_gets_a_json_413() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn item_15_engine_state_stays_bounded() {
     let client = client();
-    let engine = EngineProcess::launch(
+    let engine = healthy_engine(
+        &client,
         "item-15",
         &[("ENGINE_STATE_MAX_FLOWS", "5".into())],
-        None,
-        &[],
-    );
-    engine.wait_healthy(&client).await;
-    register(
-        &client,
-        &engine,
-        json!({
-            "id": "quick", "name": "quick", "type": "script",
-            "attributes": {"r": {"role": "output"}},
-            "script": {"language": "ale", "script": "{:r 1}"}
-        }),
     )
     .await;
+    register(&client, &engine, ale_step("quick", "{:r 1}")).await;
     let url = format!("{}/engine/flow", engine.base);
     for n in 0..30 {
         let id = format!("f{n:02}");
