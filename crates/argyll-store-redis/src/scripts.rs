@@ -83,10 +83,14 @@ end
 return 1
 "#;
 
-/// The most recently deactivated flows. KEYS: entries hash, the recency zset. ARGV: count.
-/// Returns `{id, entry, ...}` newest first (by completion time, then id).
-pub(crate) const INDEX_RECENT: &str = r#"
-local ids = redis.call('ZREVRANGE', KEYS[2], 0, tonumber(ARGV[1]) - 1)
+/// A script that selects `ids` with `$select` (KEYS[2] is the zset to read) and answers
+/// `{id, entry, id, entry, ...}` with each id's entry from the hash KEYS[1] ('' if gone).
+macro_rules! ids_with_entries {
+    ($select:literal) => {
+        concat!(
+            "\n",
+            $select,
+            r#"
 local out = {}
 if #ids == 0 then return out end
 local entries = redis.call('HMGET', KEYS[1], unpack(ids))
@@ -95,7 +99,15 @@ for i, id in ipairs(ids) do
   out[#out + 1] = entries[i] or ''
 end
 return out
-"#;
+"#
+        )
+    };
+}
+
+/// The most recently deactivated flows. KEYS: entries hash, the recency zset. ARGV: count.
+/// Returns `{id, entry, ...}` newest first (by completion time, then id).
+pub(crate) const INDEX_RECENT: &str =
+    ids_with_entries!("local ids = redis.call('ZREVRANGE', KEYS[2], 0, tonumber(ARGV[1]) - 1)");
 
 /// Index remove. KEYS as [`INDEX_INSERT`]. ARGV: id.
 pub(crate) const INDEX_REMOVE: &str = r#"
@@ -107,17 +119,9 @@ return redis.call('HDEL', KEYS[1], ARGV[1])
 
 /// One index page candidate batch. KEYS: entries hash, the ids zset to walk (all ids, or one
 /// phase's). ARGV: min (lex), count. Returns `{id, entry, id, entry, ...}` in id order.
-pub(crate) const INDEX_RANGE: &str = r#"
-local ids = redis.call('ZRANGEBYLEX', KEYS[2], ARGV[1], '+', 'LIMIT', 0, tonumber(ARGV[2]))
-local out = {}
-if #ids == 0 then return out end
-local entries = redis.call('HMGET', KEYS[1], unpack(ids))
-for i, id in ipairs(ids) do
-  out[#out + 1] = id
-  out[#out + 1] = entries[i] or ''
-end
-return out
-"#;
+pub(crate) const INDEX_RANGE: &str = ids_with_entries!(
+    "local ids = redis.call('ZRANGEBYLEX', KEYS[2], ARGV[1], '+', 'LIMIT', 0, tonumber(ARGV[2]))"
+);
 
 /// Lease acquire. KEYS: expiries zset, owners hash. ARGV: key, owner, now_ms, expires_ms.
 pub(crate) const LEASE_ACQUIRE: &str = r#"
