@@ -414,8 +414,13 @@ async fn held_handler(State(held): State<HeldHandler>, Json(request): Json<Value
         .as_str()
         .unwrap_or_default()
         .to_owned();
+    // Waiting for the release before telling the test the call arrived: a release sent in
+    // between would otherwise be missed (`notify_waiters` wakes only registered waiters).
+    let released = held.release.notified();
+    tokio::pin!(released);
+    released.as_mut().enable();
     let _ = held.tokens.send(token);
-    held.release.notified().await;
+    released.await;
     Json(json!({"success": true, "outputs": {"r": "from handler"}}))
 }
 

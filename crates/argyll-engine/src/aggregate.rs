@@ -282,17 +282,6 @@ impl<T> ProjectionCache<T> {
     }
 }
 
-/// The current state: the cached one brought up to date with the events appended after it,
-/// or a full load. Like [`load_current`], it first checks that the store still holds the
-/// cached state's last event: a store that lost writes must not be answered from memory.
-pub async fn load_cached<S: EventLog, T: AggregateState>(
-    store: &S,
-    cache: Option<&ProjectionCache<T>>,
-    aggregate: &AggregateId,
-) -> Result<Current<T>, AggregateError> {
-    load_current(store, cache, aggregate).await
-}
-
 /// The store's log is shorter than the state this instance saw committed (Redis restarted
 /// from an older snapshot, a failover that lost writes): forget the cached state and say what
 /// was lost. The caller goes on with the store's state, which is the truth from now on. A log
@@ -481,7 +470,7 @@ where
         let decided = command(&current.state, at);
         let writes = matches!(&decided, Ok((events, _, _)) if !events.is_empty());
         if !writes && !checked {
-            current = Arc::new(load_cached(store, cache, aggregate).await?);
+            current = Arc::new(load_current(store, cache, aggregate).await?);
             checked = true;
             continue;
         }
@@ -526,7 +515,7 @@ where
                     forget_lost_events(cache, aggregate, current.next_sequence, actual);
                 }
                 conflicts += 1;
-                current = Arc::new(load_cached(store, cache, aggregate).await?);
+                current = Arc::new(load_current(store, cache, aggregate).await?);
                 checked = true;
             }
             Err(other) => return Err(other.into()),

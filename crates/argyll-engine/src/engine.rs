@@ -78,7 +78,9 @@ pub struct EngineConfig {
     /// The budget within which a script step's work item is run inside the flow transaction
     /// that starts it (no lease, no second commit; see `FlowTx::run_quick_work`). A script that
     /// needs longer is dispatched as work and run on the blocking pool under
-    /// [`EngineConfig::script_limits`]. `None` sends every script item through the runner.
+    /// [`EngineConfig::script_limits`]. Predicates are tried within it too, and one that needs
+    /// longer runs again under its full limits off the async worker. `None` sends every script
+    /// item through the runner and runs every predicate under its full limits at once.
     pub quick_script_budget: Option<ScriptLimits>,
     /// The most work items one step may expand to (`MAX_WORK_ITEMS`): a start that would
     /// exceed it is refused, a step that reaches it later fails.
@@ -428,13 +430,15 @@ impl FlowServices for Services<'_> {
         // Predicates are decided inside the flow transaction, on an async worker: most take
         // microseconds; one that needs longer runs again (predicates are pure) under its full
         // limits with the worker's other tasks handed to another thread meanwhile.
-        let quick = self.scripts.evaluate_predicate_within(
-            &QUICK_SCRIPT_BUDGET,
-            language,
-            &predicate.script,
-            &names,
-            inputs,
-        );
+        let quick = self.quick_script_budget.and_then(|budget| {
+            self.scripts.evaluate_predicate_within(
+                budget,
+                language,
+                &predicate.script,
+                &names,
+                inputs,
+            )
+        });
         let result = match quick {
             Some(result) => result,
             None => offload_if(true, || {
@@ -864,23 +868,9 @@ impl<S: Store> Engine<S> {
     /// Flow ids and goals within `MAX_ID_LENGTH` and without control characters.
     fn check_start_bounds(&self, request: &StartFlow) -> Result<(), EngineError> {
         let limit = self.inner.config.max_id_length;
-        let check = |what: &str, text: &str| {
-            // Most ids are short printable ASCII: decided from the bytes alone.
-            if text.len() <= limit && text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
-                return Ok(());
-            }
-            let length = text.chars().count();
-            if length > limit {
-                return Err(EngineError::InvalidRequest(format!(
-                    "{what} too long: {length} characters (the limit is {limit}, MAX_ID_LENGTH)"
-                )));
-            }
-            if text.chars().any(char::is_control) {
-                return Err(EngineError::InvalidRequest(format!(
-                    "{what} contains a control character"
-                )));
-            }
-            Ok(())
+        let check = |field: &'static str, text: &str| {
+            argyll_model::check_text(field, text, limit)
+                .map_err(|error| EngineError::InvalidRequest(error.to_string()))
         };
         check("flow ID", &request.flow_id)?;
         for goal in &request.goals {
@@ -1702,10 +1692,10 @@ impl<S: Store> Engine<S> {
                         .next_result(&work.step.id, HEALTH_RECHECK_PATIENCE);
                     self.check_health_soon(&work.step);
                     next_check.await;
-                }
-                if !local && let Some(reason) = self.unhealthy_reason(&work.step.id) {
-                    // Decision 15: not sent; the retry policy decides.
-                    return WorkOutcome::Retryable(format!("step unhealthy: {reason}"));
+                    if let Some(reason) = self.unhealthy_reason(&work.step.id) {
+                        // Decision 15: not sent; the retry policy decides.
+                        return WorkOutcome::Retryable(format!("step unhealthy: {reason}"));
+                    }
                 }
                 self.inner.runner.run(work).await
             }

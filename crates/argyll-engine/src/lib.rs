@@ -44,7 +44,7 @@ mod running;
 
 pub use aggregate::{
     AggregateError, AggregateState, Current, Executed, ProjectionCache, execute, execute_applied,
-    flow_state_bytes, load, load_cached, load_current, now,
+    flow_state_bytes, load, load_current, now,
 };
 pub use catalog::{CatalogError, Registration};
 pub use engine::{

@@ -56,7 +56,7 @@ pub use step::{
 pub use time::{Timestamp, TimestampError, ZERO_TIMESTAMP_TEXT};
 pub use validate::{
     AttributeValidationError, DEFAULT_MAX_ID_LENGTH, DefaultValueProblem, MAX_BACKOFF_MS,
-    MAX_RETRIES, StepLimits, StepValidationError,
+    MAX_RETRIES, StepLimits, StepValidationError, check_text,
 };
 pub use work_items::WorkItems;
 

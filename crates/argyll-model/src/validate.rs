@@ -256,7 +256,17 @@ impl Step {
     }
 }
 
-fn check_text(field: &'static str, text: &str, limit: usize) -> Result<(), StepValidationError> {
+/// An id or name within `limit` characters (`MAX_ID_LENGTH`) and without control characters;
+/// the error names `field`. Shared by registration and flow starts.
+pub fn check_text(
+    field: &'static str,
+    text: &str,
+    limit: usize,
+) -> Result<(), StepValidationError> {
+    // Most ids are short printable ASCII: decided from the bytes alone.
+    if text.len() <= limit && text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Ok(());
+    }
     let length = text.chars().count();
     if length > limit {
         return Err(StepValidationError::TooLong {

@@ -106,7 +106,7 @@ pub(crate) async fn bounded_request(
         Ok(request) => request,
         Err(refused) => return refused,
     };
-    errors_as_json(limit, next.run(request).await).await
+    errors_as_json(next.run(request).await).await
 }
 
 /// Reads the whole request body, within `timeout` in all (a client trickling a body byte by
@@ -154,11 +154,11 @@ async fn read_body_in_time(
     Ok(Request::from_parts(parts, axum::body::Body::from(bytes)))
 }
 
-/// Error answers that did not come from a handler — extractor rejections such as a body over
-/// the limit (413), a bad WebSocket upgrade, a method the route lacks — are plain text in axum;
-/// this rewrites every such answer into the `{"error","status"}` body, so clients parse one
-/// shape. `max_request_bytes` names the limit in the 413 message.
-async fn errors_as_json(max_request_bytes: usize, response: Response) -> Response {
+/// Error answers that did not come from a handler — extractor rejections, a bad WebSocket
+/// upgrade, a method the route lacks — are plain text in axum; this rewrites every such answer
+/// into the `{"error","status"}` body, so clients parse one shape. (Bodies over the limit never
+/// get here: [`read_body_in_time`] answers them first.)
+async fn errors_as_json(response: Response) -> Response {
     let status = response.status();
     let is_error = status.is_client_error() || status.is_server_error();
     let is_json = response
@@ -168,21 +168,15 @@ async fn errors_as_json(max_request_bytes: usize, response: Response) -> Respons
     if !is_error || is_json {
         return response;
     }
-    let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
-        format!(
-            "request body too large: the limit is {max_request_bytes} bytes (ENGINE_MAX_REQUEST_BYTES)"
-        )
+    // Rejection texts are one short line; more is not a message worth echoing.
+    let body = axum::body::to_bytes(response.into_body(), 4096)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&body).trim().to_owned();
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_owned()
     } else {
-        // Rejection texts are one short line; more is not a message worth echoing.
-        let body = axum::body::to_bytes(response.into_body(), 4096)
-            .await
-            .unwrap_or_default();
-        let text = String::from_utf8_lossy(&body).trim().to_owned();
-        if text.is_empty() {
-            status.canonical_reason().unwrap_or("error").to_owned()
-        } else {
-            text
-        }
+        text
     };
     let mut rewritten = ApiError::new(status, message).into_response();
     rewritten.headers_mut().insert(

@@ -636,8 +636,9 @@ async fn a_websocket_client_that_does_not_read_is_disconnected_with_a_reason() {
         .await
         .unwrap();
     assert_eq!(next(&mut client).await["type"], "subscribed");
-    // It stops reading; the flow makes 120,000 events.
-    gate.notify_waiters();
+    // It stops reading; the flow makes 120,000 events. (`notify_one` keeps the permit if the
+    // gate's call has not begun waiting yet; `notify_waiters` would be lost then.)
+    gate.notify_one();
     let flow = server
         .engine
         .wait_for_flow("watched", Duration::from_secs(120))
