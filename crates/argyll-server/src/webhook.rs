@@ -52,44 +52,43 @@ pub(crate) async fn receive<S: Store>(
         return Err(ApiError::bad_request("Work item not found for token"));
     }
     let limit = app.engine.config().step_max_response_bytes;
-    if body.len() > limit {
-        // A result too large to keep fails the item for good, as a too-large reply would.
-        let error = format!(
+    // A result too large to keep fails the item for good, as a too-large reply would, and is
+    // answered 413 once that is recorded.
+    let too_large = (body.len() > limit).then(|| {
+        format!(
             "step response too large: {} bytes, the limit is {limit} bytes (STEP_MAX_RESPONSE_BYTES)",
             body.len()
-        );
-        let report = WorkReport::Failed(error.clone());
-        return match app
-            .engine
-            .report_work(&flow_id, &step_id, &token, report)
-            .await
-        {
-            Ok(()) => Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, error)),
-            Err(EngineError::Work(refused)) => Err(ApiError::bad_request(refused.to_string())),
-            Err(other) => Err(other.into()),
-        };
-    }
-    let result: StepResult = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("Invalid JSON: {e}")))?;
-    let report = match result {
-        StepResult {
-            success: true,
-            outputs,
-            ..
-        } => WorkReport::Succeeded(outputs.unwrap_or_default()),
-        StepResult {
-            error,
-            retryable: true,
-            ..
-        } => WorkReport::Retry(error.unwrap_or_default()),
-        StepResult { error, .. } => WorkReport::Failed(error.unwrap_or_default()),
+        )
+    });
+    let report = match &too_large {
+        Some(error) => WorkReport::Failed(error.clone()),
+        None => {
+            let result: StepResult = serde_json::from_slice(&body)
+                .map_err(|e| ApiError::bad_request(format!("Invalid JSON: {e}")))?;
+            match result {
+                StepResult {
+                    success: true,
+                    outputs,
+                    ..
+                } => WorkReport::Succeeded(outputs.unwrap_or_default()),
+                StepResult {
+                    error,
+                    retryable: true,
+                    ..
+                } => WorkReport::Retry(error.unwrap_or_default()),
+                StepResult { error, .. } => WorkReport::Failed(error.unwrap_or_default()),
+            }
+        }
     };
     match app
         .engine
         .report_work(&flow_id, &step_id, &token, report)
         .await
     {
-        Ok(()) => Ok((StatusCode::OK, Body::empty()).into_response()),
+        Ok(()) => match too_large {
+            Some(error) => Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, error)),
+            None => Ok((StatusCode::OK, Body::empty()).into_response()),
+        },
         Err(EngineError::FlowNotFound(_)) => {
             Err(ApiError::bad_request("Flow not found: flow not found"))
         }
