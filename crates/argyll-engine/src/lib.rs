@@ -5,10 +5,11 @@
 //! composed by the server binary, embedded in another Rust service (with in-process
 //! `local://` handlers), and in tests with a mock [`StepRunner`].
 //!
-//! * [`Engine`] (built by [`Engine::builder`]): register/update/unregister steps (validation,
-//!   script compile check, type-conflict and cycle checks), plan, start flows (idempotent and
-//!   atomic, decision 10), read and wait for flows, record webhook results, recovery on
-//!   [`Engine::start`], graceful [`Engine::shutdown`].
+//! * [`Engine`] (built by [`Engine::builder`]; `src/engine/`, one module per concern, listed
+//!   in its module doc): register/update/unregister steps (validation, script compile check,
+//!   type-conflict and cycle checks), plan, start flows (idempotent and atomic, decision 10),
+//!   read and wait for flows, record webhook results, recovery on [`Engine::start`], graceful
+//!   [`Engine::shutdown`].
 //! * Flow semantics live in one pure module (`flow`): after every step transition a flow is
 //!   advanced to a fixpoint — unneeded steps skipped, unreachable ones failed, ready ones
 //!   started (predicate once, `for_each` expansion, parallelism, memo hits) — then checked for
@@ -23,14 +24,15 @@
 //!   flow (sizes counted by the reducers), `FLOW_MAX_DEPTH` of child flows and flow steps
 //!   that reach themselves refused at registration, ids within `MAX_ID_LENGTH`, a retry
 //!   floor, a flow cache bounded by count and bytes. Work running here keeps its lease
-//!   (`running`, decision 24); failed health checks are repeated sooner (`health`); a store
-//!   that lost writes is noticed before a cached state is reused.
+//!   (`engine::running`, decision 24); failed health checks are repeated sooner
+//!   (`engine::probes`); a store that lost writes is noticed before a cached state is reused.
 //! * The runner layer: [`StepRunner`] (object-safe: executes one [`WorkRequest`] and reports
 //!   a [`WorkOutcome`]), [`HttpStepRunner`], [`ScriptStepRunner`], [`LocalHandlers`],
 //!   [`RunnerSet`].
-//! * [`execute`] / [`execute_applied`]: the command loop over one aggregate — take the cached
-//!   state (or load snapshot + tail), decide, append at the expected sequence, retry on a
-//!   conflict; [`load_current`]: a reader's state, never older than the store's.
+//! * `aggregate` (crate-private): the command loop over one aggregate (`execute`,
+//!   `execute_applied`) — take the cached state (or load snapshot + tail), decide, append at the
+//!   expected sequence, retry on a conflict; `load_current`: a reader's state, never older than
+//!   the store's; the projection cache.
 //!
 //! **Must not depend on**: the server, configuration loading, or a concrete store.
 
@@ -38,14 +40,9 @@ mod aggregate;
 mod catalog;
 mod engine;
 mod flow;
-mod health;
 mod runner;
-mod running;
 
-pub use aggregate::{
-    AggregateError, AggregateState, Current, Executed, ProjectionCache, execute, execute_applied,
-    flow_state_bytes, load, load_current, now,
-};
+pub use aggregate::{AggregateError, Current, now};
 pub use catalog::{CatalogError, Registration};
 pub use engine::{
     Engine, EngineBuilder, EngineConfig, EngineError, FlowStart, QUICK_SCRIPT_BUDGET, StartFlow,

@@ -250,8 +250,8 @@ impl StepRunner for LocalHandlers {
 }
 
 /// Picks the runner for a work item by step type: `local://` endpoints go to the local
-/// handlers, other sync/async steps to HTTP, script steps to the script runner, flow steps to
-/// the child-flow runner the engine provides.
+/// handlers, other sync/async steps to HTTP, script steps to the script runner (the engine
+/// runs flow steps itself).
 #[derive(Clone)]
 pub struct RunnerSet {
     /// HTTP steps.
@@ -260,8 +260,6 @@ pub struct RunnerSet {
     pub scripts: Arc<dyn StepRunner>,
     /// `local://` steps.
     pub local: Arc<dyn StepRunner>,
-    /// Flow steps (set by the engine, which owns child flows).
-    pub flows: Option<Arc<dyn StepRunner>>,
 }
 
 impl StepRunner for RunnerSet {
@@ -280,12 +278,10 @@ impl StepRunner for RunnerSet {
                 }
             }
             StepType::Script => self.scripts.run(work),
-            StepType::Flow => match &self.flows {
-                Some(flows) => flows.run(work),
-                None => Box::pin(async {
-                    WorkOutcome::Failed("no runner for flow steps is configured".into())
-                }),
-            },
+            // The engine starts child flows itself; a flow step never reaches a runner.
+            StepType::Flow => Box::pin(async {
+                WorkOutcome::Failed("flow steps are run by the engine, not by a step runner".into())
+            }),
             StepType::Unrecognized(ref kind) => {
                 let message = format!("unsupported step type: {kind}");
                 Box::pin(async move { WorkOutcome::Failed(message) })

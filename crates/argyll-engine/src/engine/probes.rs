@@ -11,14 +11,14 @@
 //! a check while one is running (or just ran) share it.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 /// Shortest time between the starts of two checks of one step.
-pub(crate) const MIN_GAP: Duration = Duration::from_secs(1);
+pub(super) const MIN_GAP: Duration = Duration::from_secs(1);
 /// First delay of the re-checks after a failed check; it doubles up to the periodic interval.
 const FIRST_RECHECK: Duration = Duration::from_secs(1);
 
@@ -40,23 +40,20 @@ impl Probe {
 
 /// Health-check bookkeeping of every step, shared by the checks and the dispatch gate.
 #[derive(Default)]
-pub(crate) struct HealthProbes {
+pub(super) struct HealthProbes {
     probes: Mutex<HashMap<String, Probe>>,
 }
 
 impl HealthProbes {
     fn with<T>(&self, step_id: &str, f: impl FnOnce(&mut Probe) -> T) -> T {
-        let mut probes = self
-            .probes
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut probes = self.probes.lock();
         f(probes.entry(step_id.to_owned()).or_default())
     }
 
     /// Claims the next check of `step_id`: how long to wait before making it (to keep
     /// [`MIN_GAP`]), or `None` when a check is already running or waiting to run (its result
     /// serves this caller too).
-    pub(crate) fn begin(&self, step_id: &str) -> Option<Duration> {
+    pub(super) fn begin(&self, step_id: &str) -> Option<Duration> {
         self.with(step_id, |probe| {
             if probe.running {
                 return None;
@@ -74,7 +71,7 @@ impl HealthProbes {
     /// Records the result of the check claimed by [`HealthProbes::begin`] and wakes the
     /// waiters. After a failure, returns when to check again (1 s, 2 s, 4 s… capped at
     /// `interval`) unless a re-check is already scheduled.
-    pub(crate) fn finish(
+    pub(super) fn finish(
         &self,
         step_id: &str,
         healthy: bool,
@@ -98,13 +95,13 @@ impl HealthProbes {
     }
 
     /// A scheduled re-check is due (so another may be scheduled after it).
-    pub(crate) fn recheck_due(&self, step_id: &str) {
+    pub(super) fn recheck_due(&self, step_id: &str) {
         self.with(step_id, |probe| probe.recheck_scheduled = false);
     }
 
     /// Waits until a check of `step_id` finishes after this call (one may have to be started by
     /// the caller: call [`HealthProbes::begin`] after this), at most `patience`.
-    pub(crate) fn next_result(
+    pub(super) fn next_result(
         &self,
         step_id: &str,
         patience: Duration,
@@ -117,11 +114,8 @@ impl HealthProbes {
     }
 
     /// Forgets `step_id` (unregistered).
-    pub(crate) fn forget(&self, step_id: &str) {
-        self.probes
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(step_id);
+    pub(super) fn forget(&self, step_id: &str) {
+        self.probes.lock().remove(step_id);
     }
 }
 

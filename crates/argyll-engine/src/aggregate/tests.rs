@@ -1,17 +1,9 @@
 //! The command loop over the store: racing commands decide on fresh state, invalid events are
 //! caught before anything is written, snapshots and logs rebuild the same state.
 
-// Test helpers outside #[test] functions may panic on broken fixtures: that is a test failure.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
 use std::sync::Arc;
 
-use argyll_engine::{AggregateError, Current, ProjectionCache, execute, load};
+use super::{AggregateError, Current, ProjectionCache, execute, load};
 use argyll_events::{AggregateId, FlowEvent, FlowFailed, FlowStarted};
 use argyll_model::{Args, ExecutionPlan, FlowState, FlowStatus};
 use argyll_store::{EmbeddedStore, EventLog, Snapshot};

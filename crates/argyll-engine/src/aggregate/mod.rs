@@ -11,7 +11,7 @@ use argyll_model::{EngineState, FlowState, Timestamp};
 use argyll_store::{EventLog, StoreError};
 
 /// A projection stored as one aggregate kind.
-pub trait AggregateState: Projection + Clone + Send + Sync + 'static {
+pub(crate) trait AggregateState: Projection + Clone + Send + Sync + 'static {
     /// This aggregate's event inside the store's event type, if it is one.
     fn event_of(event: &Event) -> Option<&Self::Event>;
     /// Wraps this aggregate's event for the store.
@@ -22,7 +22,7 @@ pub trait AggregateState: Projection + Clone + Send + Sync + 'static {
 
 /// About how many bytes a flow state holds: what the engine's cache of flow states is
 /// budgeted in.
-pub fn flow_state_bytes(state: &Option<FlowState>) -> u64 {
+pub(crate) fn flow_state_bytes(state: &Option<FlowState>) -> u64 {
     state.as_ref().map_or(0, |state| state.size.bytes())
 }
 
@@ -116,7 +116,7 @@ pub fn now() -> Timestamp {
 }
 
 /// Loads an aggregate's state: the latest snapshot, then the events after it.
-pub async fn load<S: EventLog, T: AggregateState>(
+pub(crate) async fn load<S: EventLog, T: AggregateState>(
     store: &S,
     aggregate: &AggregateId,
 ) -> Result<Current<T>, AggregateError> {
@@ -158,7 +158,7 @@ pub async fn load<S: EventLog, T: AggregateState>(
 /// Sharded mutexes over plain maps, because every command reads and replaces an entry and a
 /// general-purpose cache's bookkeeping cost more than the lookups (about a tenth of the
 /// engine's CPU in the fan-out benchmark).
-pub struct ProjectionCache<T> {
+pub(crate) struct ProjectionCache<T> {
     shards: [std::sync::Mutex<CacheShard<T>>; CACHE_SHARDS],
     per_shard: usize,
     bytes_per_shard: u64,
@@ -179,13 +179,14 @@ const CACHE_SHARDS: usize = 16;
 
 impl<T> ProjectionCache<T> {
     /// A cache of about `capacity` states (at least one per shard), without a byte budget.
-    pub fn new(capacity: u64) -> Self {
+    #[cfg(test)]
+    pub(crate) fn new(capacity: u64) -> Self {
         Self::with_byte_budget(capacity, u64::MAX, |_| 0)
     }
 
     /// A cache of about `capacity` states holding about `max_bytes` of them as `weigh` counts
     /// them (at least one state per shard).
-    pub fn with_byte_budget(capacity: u64, max_bytes: u64, weigh: fn(&T) -> u64) -> Self {
+    pub(crate) fn with_byte_budget(capacity: u64, max_bytes: u64, weigh: fn(&T) -> u64) -> Self {
         let capacity = usize::try_from(capacity).unwrap_or(usize::MAX);
         ProjectionCache {
             shards: std::array::from_fn(|_| {
@@ -205,7 +206,7 @@ impl<T> ProjectionCache<T> {
     /// Keeps only states of at least `events` events. On an in-process store, replaying a
     /// short log costs less than keeping and evicting a copy (one-step flows ran ~10% slower
     /// cached), while a long one — a large fan-out — must not be replayed at every command.
-    pub fn admitting_from(mut self, events: u64) -> Self {
+    pub(crate) fn admitting_from(mut self, events: u64) -> Self {
         self.min_events = events;
         self
     }
@@ -223,7 +224,7 @@ impl<T> ProjectionCache<T> {
     }
 
     /// The cached state of `aggregate`.
-    pub fn get(&self, aggregate: &AggregateId) -> Option<Arc<Current<T>>> {
+    pub(crate) fn get(&self, aggregate: &AggregateId) -> Option<Arc<Current<T>>> {
         self.shard(aggregate)
             .entries
             .get(aggregate)
@@ -231,7 +232,7 @@ impl<T> ProjectionCache<T> {
     }
 
     /// Forgets `aggregate`.
-    pub fn invalidate(&self, aggregate: &AggregateId) {
+    pub(crate) fn invalidate(&self, aggregate: &AggregateId) {
         let mut shard = self.shard(aggregate);
         if let Some((_, weight)) = shard.entries.remove(aggregate) {
             shard.bytes = shard.bytes.saturating_sub(weight);
@@ -239,7 +240,8 @@ impl<T> ProjectionCache<T> {
     }
 
     /// States cached, and their weight in bytes (all shards).
-    pub fn usage(&self) -> (usize, u64) {
+    #[cfg(test)]
+    pub(crate) fn usage(&self) -> (usize, u64) {
         self.shards.iter().fold((0, 0), |(count, bytes), shard| {
             let shard = shard
                 .lock()
@@ -250,7 +252,7 @@ impl<T> ProjectionCache<T> {
 
     /// Caches `current` as the state of `aggregate`, evicting the oldest entries while the
     /// shard holds too many states or too many bytes.
-    pub fn insert(&self, aggregate: AggregateId, current: Arc<Current<T>>) {
+    pub(crate) fn insert(&self, aggregate: AggregateId, current: Arc<Current<T>>) {
         if current.next_sequence < self.min_events {
             return;
         }
@@ -338,7 +340,7 @@ pub(crate) fn apply_newer<T: AggregateState>(
 /// the store's log still holds the cached state's last event (read together with any events
 /// after it, usually none), so a log deleted or rewritten since is noticed; otherwise a full
 /// load. A state brought up to date is put back in the cache.
-pub async fn load_current<S: EventLog, T: AggregateState>(
+pub(crate) async fn load_current<S: EventLog, T: AggregateState>(
     store: &S,
     cache: Option<&ProjectionCache<T>>,
     aggregate: &AggregateId,
@@ -368,7 +370,7 @@ pub async fn load_current<S: EventLog, T: AggregateState>(
 
 /// What [`execute`] did.
 #[derive(Clone, Debug)]
-pub struct Executed<T, R> {
+pub(crate) struct Executed<T, R> {
     /// The command's own result.
     pub result: R,
     /// The state after the command's events (shared with the cache, if there is one).
@@ -380,7 +382,7 @@ pub struct Executed<T, R> {
 /// Runs `command` on the current state of `aggregate` and appends the events it raises,
 /// re-running it on fresh state after a conflict, at most `max_attempts` times. The command
 /// must be a pure decision on the state it is given.
-pub async fn execute<S, T, R, E>(
+pub(crate) async fn execute<S, T, R, E>(
     store: &S,
     aggregate: &AggregateId,
     max_attempts: u32,
@@ -394,7 +396,7 @@ where
     let outcome = execute_applied(
         store,
         None,
-        false,
+        Uncached::Load,
         aggregate,
         max_attempts,
         |current: &T, at| {
@@ -427,6 +429,15 @@ where
     }
 }
 
+/// What [`execute_applied`] takes as the state of an aggregate that is not in the cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Uncached {
+    /// Load it from the store.
+    Load,
+    /// Presume it does not exist yet (a start): the append at sequence 0 checks.
+    PresumeNew,
+}
+
 /// Like [`execute`], for commands that apply their events as they raise them (so later
 /// decisions of the same command see them): the command gets the state and the timestamp its
 /// events will carry, and returns the events together with the state after them, which is
@@ -435,14 +446,14 @@ where
 /// With a `cache`, the first attempt runs on the cached state *without asking the store*: the
 /// append's expected sequence is the check (a stale entry conflicts, and the next attempt
 /// reads the events it missed), which saves a round trip per command on a remote store. With
-/// `presume_new`, an aggregate that is not cached is presumed not to exist yet (a start), and
-/// the append at sequence 0 is the check. A command that writes nothing on such an unchecked
+/// [`Uncached::PresumeNew`], an aggregate that is not cached is presumed not to exist yet (a
+/// start), and the append at sequence 0 is the check. A command that writes nothing on such an unchecked
 /// state (it refused, or had nothing to do) is run again on the store's state before its
 /// answer is trusted. The state after a successful append is put in the cache.
-pub async fn execute_applied<S, T, R, E>(
+pub(crate) async fn execute_applied<S, T, R, E>(
     store: &S,
     cache: Option<&ProjectionCache<T>>,
-    presume_new: bool,
+    uncached: Uncached,
     aggregate: &AggregateId,
     max_attempts: u32,
     mut command: impl FnMut(&T, Timestamp) -> Result<(Vec<T::Event>, T, R), E>,
@@ -455,7 +466,7 @@ where
     let cached = cache.and_then(|cache| cache.get(aggregate));
     let (mut current, mut checked) = match cached {
         Some(cached) => (cached, false),
-        None if presume_new => (
+        None if uncached == Uncached::PresumeNew => (
             Arc::new(Current {
                 state: T::default(),
                 next_sequence: 0,
@@ -526,3 +537,12 @@ where
         attempts: max_attempts.max(1),
     })
 }
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+mod tests;

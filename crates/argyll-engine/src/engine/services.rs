@@ -1,0 +1,182 @@
+//! The [`FlowServices`] the pure decision core calls from inside a flow transaction:
+//! predicates and quick script items (under the quick budget), the memo cache, retry policies,
+//! tokens and the bounds. Also the helper that moves heavy CPU work off the async worker.
+
+use std::sync::Arc;
+
+use argyll_model::{Args, Step, StepType, args_hash};
+use argyll_retry::RetryPolicy;
+use argyll_script::{Phase, ScriptLimits, ScriptRunner};
+use argyll_store::Store;
+use serde_json::Value;
+
+use super::Engine;
+use crate::flow::{FlowServices, QuickFailure};
+use crate::runner::script_arg_names;
+
+/// What the services own: the script runner (and its compile cache) and the memo cache.
+pub(super) struct ServiceParts {
+    pub(super) scripts: Arc<ScriptRunner>,
+    memo: moka::sync::Cache<String, Args>,
+}
+
+impl ServiceParts {
+    pub(super) fn new(scripts: Arc<ScriptRunner>, memo_entries: u64) -> Self {
+        ServiceParts {
+            scripts,
+            memo: moka::sync::Cache::new(memo_entries.max(1)),
+        }
+    }
+}
+
+impl<S: Store> Engine<S> {
+    /// The services of one flow transaction.
+    pub(super) fn services(&self) -> Services<'_> {
+        let config = &self.inner.config;
+        Services {
+            scripts: &self.inner.services.scripts,
+            memo: &self.inner.services.memo,
+            retry: &config.retry,
+            quick_script_budget: config.quick_script_budget.as_ref(),
+            max_work_items: config.max_work_items,
+            min_retry_delay_ms: u64::try_from(config.min_retry_delay.as_millis())
+                .unwrap_or(u64::MAX),
+            max_state_bytes: config.max_state_bytes,
+        }
+    }
+}
+
+/// [`FlowServices`] over the engine's parts and settings.
+pub(super) struct Services<'a> {
+    scripts: &'a ScriptRunner,
+    memo: &'a moka::sync::Cache<String, Args>,
+    retry: &'a RetryPolicy,
+    quick_script_budget: Option<&'a ScriptLimits>,
+    max_work_items: usize,
+    min_retry_delay_ms: u64,
+    max_state_bytes: u64,
+}
+
+impl FlowServices for Services<'_> {
+    fn evaluate_predicate(&self, step: &Step, inputs: &Args) -> Result<bool, String> {
+        let Some(predicate) = step.predicate.as_ref() else {
+            return Ok(true);
+        };
+        let (language, names) = (predicate.language.as_str(), script_arg_names(step));
+        // Predicates are decided inside the flow transaction, on an async worker: most take
+        // microseconds; one that needs longer runs again (predicates are pure) under its full
+        // limits with the worker's other tasks handed to another thread meanwhile.
+        let quick = self.quick_script_budget.and_then(|budget| {
+            self.scripts.evaluate_predicate_within(
+                budget,
+                language,
+                &predicate.script,
+                &names,
+                inputs,
+            )
+        });
+        let result = match quick {
+            Some(result) => result,
+            None => offload_if(true, || {
+                self.scripts.evaluate_predicate_blocking(
+                    language,
+                    &predicate.script,
+                    &names,
+                    inputs,
+                )
+            }),
+        };
+        result.map_err(|error| match error.phase {
+            Phase::Compile => format!("predicate compilation failed: {}", error.message),
+            _ => format!("predicate evaluation failed: {}", error.message),
+        })
+    }
+
+    fn memo_lookup(&self, step: &Step, inputs: &Args) -> Option<Args> {
+        self.memo.get(&memo_key(step, inputs))
+    }
+
+    fn memo_store(&self, step: &Step, inputs: &Args, outputs: &Args) {
+        let key = memo_key(step, inputs);
+        if !self.memo.contains_key(&key) {
+            self.memo.insert(key, outputs.clone());
+        }
+    }
+
+    fn retry_policy(&self, step: &Step) -> RetryPolicy {
+        RetryPolicy::for_step(step.work_config.as_ref(), self.retry)
+    }
+
+    fn new_token(&self) -> String {
+        uuid::Uuid::new_v4().to_string()
+    }
+
+    fn max_work_items(&self) -> usize {
+        self.max_work_items
+    }
+
+    fn min_retry_delay_ms(&self) -> u64 {
+        self.min_retry_delay_ms
+    }
+
+    fn max_state_bytes(&self) -> u64 {
+        self.max_state_bytes
+    }
+
+    fn run_script_quickly(&self, step: &Step, inputs: &Args) -> Option<Result<Args, String>> {
+        let budget = self.quick_script_budget?;
+        let script = step
+            .script
+            .as_ref()
+            .filter(|_| step.step_type == StepType::Script)?;
+        self.scripts
+            .execute_within(
+                budget,
+                script.language.as_str(),
+                &script.script,
+                &script_arg_names(step),
+                inputs,
+            )
+            .map(|result| result.map_err(|error| error.message))
+    }
+}
+
+/// Logs the script items a committed transaction ran and failed, as a dispatched item's
+/// failure is logged.
+pub(super) fn log_quick_failures(flow_id: &str, failures: &[QuickFailure]) {
+    for failure in failures {
+        tracing::error!(%flow_id, step_id = %failure.step_id, token = %failure.token, error = %failure.error, "step execution failed");
+    }
+}
+
+fn memo_key(step: &Step, inputs: &Args) -> String {
+    format!("{}:{}", step.hash_key(), args_hash(inputs))
+}
+
+/// Elements above which an init value counts as large (see [`offload_if`]).
+const LARGE_VALUE: usize = 512;
+
+pub(super) fn is_large_value(value: &Value) -> bool {
+    match value {
+        Value::Array(items) => items.len() > LARGE_VALUE,
+        Value::Object(fields) => fields.len() > LARGE_VALUE,
+        _ => false,
+    }
+}
+
+/// Runs CPU-heavy `work` under `block_in_place` when `heavy` (and the runtime has other
+/// workers to take this one's tasks), so that a fan-out of 100,000 items does not hold up the
+/// requests queued behind it; otherwise inline.
+pub(super) fn offload_if<T>(heavy: bool, work: impl FnOnce() -> T) -> T {
+    // The runtime is asked only when the work is heavy: this is on a hot path.
+    let multi_threaded = || {
+        tokio::runtime::Handle::try_current().is_ok_and(|handle| {
+            handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+        })
+    };
+    if heavy && multi_threaded() {
+        tokio::task::block_in_place(work)
+    } else {
+        work()
+    }
+}
