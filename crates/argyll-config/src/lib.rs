@@ -437,11 +437,11 @@ impl Reader {
             .text(&format!("{kind}_REDIS_ADDR"))?
             .or(fallback_addr.map(str::to_owned));
         let Some(addr) = addr else { return Ok(None) };
-        if !addr.contains(':') || addr.starts_with(':') {
+        if let Err(reason) = check_redis_addrs(&addr) {
             return Err(ConfigError::Invalid {
                 variable: format!("{kind}_REDIS_ADDR"),
                 value: addr,
-                reason: "expected host:port".into(),
+                reason,
             });
         }
         Ok(Some(RedisSettings {
@@ -690,4 +690,22 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         return Err("duration too large".into());
     }
     Ok(Duration::from_nanos(total as u64))
+}
+
+/// Every address of a comma-separated list is `host:port` with a port number.
+fn check_redis_addrs(addrs: &str) -> Result<(), String> {
+    for addr in addrs.split(',').map(str::trim) {
+        let Some((host, port)) = addr.rsplit_once(':') else {
+            return Err(format!("expected host:port, got {addr:?}"));
+        };
+        if host.is_empty() {
+            return Err(format!("expected host:port, got {addr:?} (no host)"));
+        }
+        if port.parse::<u16>().is_err() {
+            return Err(format!(
+                "{addr:?} has no port number (1-65535) after the colon"
+            ));
+        }
+    }
+    Ok(())
 }

@@ -176,6 +176,17 @@ fn malformed_values_are_errors_naming_the_variable() {
         .0,
         "ARCHIVE_MEMORY_PERCENT"
     );
+    for bad in ["redis", ":6379", "127.0.0.1:abc", "a:6379,b", "a:99999"] {
+        assert_eq!(
+            invalid(&[("ENGINE_REDIS_ADDR", bad)]).0,
+            "ENGINE_REDIS_ADDR",
+            "{bad} is a malformed address"
+        );
+    }
+    assert_eq!(
+        invalid(&[("ENGINE_REDIS_ADDR", "a:1"), ("FLOW_REDIS_ADDR", "b:x")]).0,
+        "FLOW_REDIS_ADDR"
+    );
     let message = settings(&[("ENGINE_LOG_FORMAT", "xml")])
         .unwrap_err()
         .to_string();

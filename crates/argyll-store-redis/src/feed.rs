@@ -39,7 +39,7 @@ impl Feed {
         config: &RedisConfig,
         key: String,
     ) -> Result<Self, StoreError> {
-        let client = builder.build().map_err(crate::unavailable)?;
+        let client = builder.build().map_err(crate::errors::store_error)?;
         let addr = config.display_addr();
         match tokio::time::timeout(config.connect_timeout, client.init()).await {
             Ok(Ok(_)) => {}
@@ -66,7 +66,7 @@ impl Feed {
                 ],
             )
             .await
-            .map_err(crate::unavailable)?;
+            .map_err(crate::errors::store_error)?;
         let start = crate::array(last)
             .into_iter()
             .next()

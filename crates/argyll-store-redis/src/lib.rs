@@ -21,11 +21,15 @@
 //! * **Faults**: connection errors are logged as `redis connection lost` (WARN); commands fail
 //!   with [`StoreError::Unavailable`] after the command timeout instead of hanging; the client
 //!   reconnects with exponential backoff. Start-up against an unreachable server fails within
-//!   the connect timeout, naming the address.
+//!   the connect timeout, naming the address. Errors are classified (`errors.rs`): only an
+//!   unreachable or busy server is `Unavailable` (retried by the engine, 503); a refused
+//!   command (a script error, `WRONGTYPE`) is [`StoreError::Refused`] (logged, not retried, 500);
+//!   a malformed address is [`StoreError::Misconfigured`].
 //!
 //! **Must not depend on**: the engine, runners, HTTP or configuration loading.
 
 mod bulky;
+mod errors;
 mod feed;
 mod scripts;
 
@@ -48,6 +52,8 @@ use fred::types::Value;
 use fred::types::scripts::Script;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
+
+use crate::errors::store_error;
 
 /// Where one of the two stores lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -105,21 +111,17 @@ impl RedisConfig {
             .iter()
             .map(|addr| {
                 let (host, port) = addr.rsplit_once(':').ok_or_else(|| {
-                    StoreError::Unavailable(format!(
+                    StoreError::Misconfigured(format!(
                         "invalid Redis address {addr}: expected host:port"
                     ))
                 })?;
                 let port = port.parse::<u16>().map_err(|_| {
-                    StoreError::Unavailable(format!("invalid Redis address {addr}: bad port"))
+                    StoreError::Misconfigured(format!("invalid Redis address {addr}: bad port"))
                 })?;
                 Ok((host.to_owned(), port))
             })
             .collect()
     }
-}
-
-fn unavailable(error: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(format!("redis: {error}"))
 }
 
 fn corrupt(error: impl std::fmt::Display) -> StoreError {
@@ -209,7 +211,7 @@ fn builder(config: &RedisConfig) -> Result<Builder, StoreError> {
         let (host, port) = hosts
             .into_iter()
             .next()
-            .ok_or_else(|| StoreError::Unavailable("no Redis address given".into()))?;
+            .ok_or_else(|| StoreError::Misconfigured("no Redis address given".into()))?;
         ServerConfig::new_centralized(host, port)
     };
     let fred_config = Config {
@@ -219,7 +221,7 @@ fn builder(config: &RedisConfig) -> Result<Builder, StoreError> {
             None
         } else {
             Some(u8::try_from(config.db).map_err(|_| {
-                StoreError::Unavailable(format!("invalid Redis database {}", config.db))
+                StoreError::Misconfigured(format!("invalid Redis database {}", config.db))
             })?)
         },
         fail_fast: true,
@@ -242,7 +244,7 @@ impl Backend {
     async fn connect(config: &RedisConfig, scripts: &Scripts) -> Result<Self, StoreError> {
         let pool = builder(config)?
             .build_pool(config.pool_size.max(1))
-            .map_err(unavailable)?;
+            .map_err(store_error)?;
         let addr = config.display_addr();
         let connect_error =
             |e: String| StoreError::Unavailable(format!("cannot connect to Redis at {addr}: {e}"));
@@ -277,7 +279,7 @@ impl Backend {
             });
         }
         for script in scripts.all() {
-            script.load(pool.next()).await.map_err(unavailable)?;
+            script.load(pool.next()).await.map_err(store_error)?;
         }
         Ok(Backend {
             pool,
@@ -294,7 +296,7 @@ impl Backend {
         script
             .evalsha_with_reload::<Value, _, _>(self.pool.next(), keys.into(), args)
             .await
-            .map_err(unavailable)
+            .map_err(store_error)
     }
 }
 
@@ -753,7 +755,7 @@ impl EventLog for RedisStore {
             .next()
             .lrange(keys[0].clone(), start, -1)
             .await
-            .map_err(unavailable)?;
+            .map_err(store_error)?;
         Self::envelopes(aggregate, from, records)
     }
 
@@ -836,7 +838,7 @@ impl StoreInfo for RedisStore {
             .next()
             .info(Some(fred::types::InfoKind::Memory))
             .await
-            .map_err(unavailable)?;
+            .map_err(store_error)?;
         let field = |name: &str| {
             info.lines()
                 .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
@@ -877,7 +879,7 @@ impl FlowIndex for RedisStore {
             .next()
             .hget(keys.first().cloned().unwrap_or_default(), flow_id)
             .await
-            .map_err(unavailable)?;
+            .map_err(store_error)?;
         entry
             .map(|json| decode_entry(flow_id.to_owned(), &json))
             .transpose()
@@ -1151,7 +1153,7 @@ impl Timers for RedisStore {
             .next()
             .zrange(keys[0].clone(), 0, 0, None, false, None, true)
             .await
-            .map_err(unavailable)?;
+            .map_err(store_error)?;
         match first.as_slice() {
             [_, score] => {
                 let score = score

@@ -130,3 +130,47 @@ async fn memory_usage_reports_used_and_max_memory() {
     assert!(usage.used_bytes > 0);
     assert_eq!(usage.max_bytes, 64 * 1024 * 1024);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_command_is_not_reported_as_unavailable() {
+    use argyll_store::{FlowIndex, FlowIndexEntry, FlowOutcome, FlowPhase, StoreError};
+    // The flow index's entries key holding a string: every index script fails with WRONGTYPE.
+    let prefix = unique("argyll-test");
+    let store = RedisStore::connect(
+        RedisConfig::new(&server().addr(), &format!("{prefix}:engine")),
+        RedisConfig::new(&server().addr(), &format!("{prefix}:flow")),
+    )
+    .await
+    .unwrap();
+    let key = format!("{{{prefix}:flow:index}}:entries");
+    argyll_testkit::redis_command(server().port(), &["SET", &key, "not a hash"]).unwrap();
+    let entry = FlowIndexEntry {
+        flow_id: "f".into(),
+        parent_flow_id: None,
+        outcome: FlowOutcome::Active,
+        phase: FlowPhase::Active,
+        created_at: argyll_model::Timestamp::default(),
+        completed_at: None,
+        error: None,
+    };
+    let error = store.insert_flow(entry).await.unwrap_err();
+    assert!(
+        matches!(error, StoreError::Refused(ref message) if message.contains("WRONGTYPE")),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_address_is_a_configuration_error() {
+    use argyll_store::StoreError;
+    for addr in ["no-port", "127.0.0.1:port"] {
+        let error = RedisStore::connect(RedisConfig::new(addr, "x"), RedisConfig::new(addr, "y"))
+            .await
+            .err()
+            .expect("refused");
+        assert!(
+            matches!(error, StoreError::Misconfigured(ref message) if message.contains(addr)),
+            "{addr}: {error:?}"
+        );
+    }
+}

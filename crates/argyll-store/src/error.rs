@@ -35,9 +35,17 @@ pub enum StoreError {
         /// The event's type.
         event_type: &'static str,
     },
-    /// The backend failed (connection, I/O); retrying may help.
+    /// The backend could not be reached (connection, I/O, timeout, a server loading or
+    /// failing over); retrying may help.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The backend refused the command (a script error, a key of the wrong type, a protocol
+    /// error): retrying the same command does not help.
+    #[error("store refused the command: {0}")]
+    Refused(String),
+    /// The store is configured wrongly (a malformed address or database number).
+    #[error("store misconfigured: {0}")]
+    Misconfigured(String),
     /// Stored data could not be decoded.
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
