@@ -112,15 +112,11 @@ fn start_server_with(settings: &[(&str, String)]) -> Server {
     }
 }
 
-fn shared(path: &str) -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared");
-    let file = root.join(path);
-    assert!(
-        file.exists(),
-        "{} not found: the tests expect the shared spec beside the repository",
-        file.display()
-    );
-    file
+/// The black-box acceptance suite of the shared specification; `None` (the test is skipped,
+/// with a line saying so) when the specification is not there.
+fn acceptance_suite() -> Option<PathBuf> {
+    let spec = argyll_testkit::spec_dir("the black-box acceptance suite")?;
+    Some(spec.join("acceptance/argyll_accept.py"))
 }
 
 #[test]
@@ -138,10 +134,10 @@ fn first_log_line_says_the_store_is_embedded_and_in_memory() {
 /// windows (its webhook mock, its 15 s flow deadline) measure the engine, not the machine.
 static ACCEPTANCE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn run_acceptance_suite(server: &Server) {
+fn run_acceptance_suite(suite: &Path, server: &Server) {
     let _one_at_a_time = ACCEPTANCE.lock().unwrap_or_else(|p| p.into_inner());
     let output = Command::new("python3")
-        .arg(shared("acceptance/argyll_accept.py"))
+        .arg(suite)
         .arg("--base")
         .arg(format!("http://127.0.0.1:{}", server.port))
         .output()
@@ -158,11 +154,17 @@ fn run_acceptance_suite(server: &Server) {
 
 #[test]
 fn acceptance_suite_passes() {
-    run_acceptance_suite(&start_server());
+    let Some(suite) = acceptance_suite() else {
+        return;
+    };
+    run_acceptance_suite(&suite, &start_server());
 }
 
 #[test]
 fn acceptance_suite_passes_on_redis() {
+    let Some(suite) = acceptance_suite() else {
+        return;
+    };
     let redis = argyll_testkit::RedisServer::start().unwrap();
     let server = start_server_with(&[("ENGINE_REDIS_ADDR", redis.addr())]);
     assert!(
@@ -170,25 +172,31 @@ fn acceptance_suite_passes_on_redis() {
         "{}",
         server.first_line
     );
-    run_acceptance_suite(&server);
+    run_acceptance_suite(&suite, &server);
 }
 
 #[test]
 fn acceptance_suite_passes_on_redis_cluster() {
+    let Some(suite) = acceptance_suite() else {
+        return;
+    };
     let cluster = argyll_testkit::RedisCluster::start().unwrap();
     let server = start_server_with(&[("ENGINE_REDIS_ADDR", cluster.addrs())]);
-    run_acceptance_suite(&server);
+    run_acceptance_suite(&suite, &server);
 }
 
 #[test]
 fn acceptance_suite_passes_with_engine_and_flow_stores_on_two_redis_servers() {
+    let Some(suite) = acceptance_suite() else {
+        return;
+    };
     let engine_redis = argyll_testkit::RedisServer::start().unwrap();
     let flow_redis = argyll_testkit::RedisServer::start().unwrap();
     let server = start_server_with(&[
         ("ENGINE_REDIS_ADDR", engine_redis.addr()),
         ("FLOW_REDIS_ADDR", flow_redis.addr()),
     ]);
-    run_acceptance_suite(&server);
+    run_acceptance_suite(&suite, &server);
     let engine_keys = argyll_testkit::redis_command(engine_redis.port(), &["DBSIZE"]).unwrap();
     let flow_keys = argyll_testkit::redis_command(flow_redis.port(), &["DBSIZE"]).unwrap();
     assert!(
@@ -339,4 +347,33 @@ fn a_redis_outage_answers_503_then_recovers() {
     let log = server.log_lines(Duration::from_millis(100)).join("\n");
     assert!(log.contains("redis connection lost"), "{log}");
     assert!(log.contains("WARN"), "{log}");
+}
+
+#[test]
+fn help_names_the_commands_and_the_configuration() {
+    let output = Command::new(env!("CARGO_BIN_EXE_argyll"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for expected in [
+        "serve",
+        "archive",
+        "--config",
+        "ARGYLL_CONFIG",
+        "docs/configuration.md",
+    ] {
+        assert!(help.contains(expected), "{expected} missing from:\n{help}");
+    }
+    let output = Command::new(env!("CARGO_BIN_EXE_argyll"))
+        .arg("bogus")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("bogus"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

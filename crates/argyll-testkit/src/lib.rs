@@ -6,7 +6,14 @@
 //! the test process exits (its stdin pipe closes), so no server outlives its test binary even
 //! when the servers are kept in statics, one per test binary.
 //!
+//! [`spec_dir`] finds the shared specification the conformance and acceptance tests read
+//! (`ARGYLL_SPEC_DIR`), or says they are skipped.
+//!
 //! **Must not depend on**: any Argyll crate; it is test infrastructure only.
+
+mod spec;
+
+pub use spec::{SPEC_DIR_VAR, SPEC_REQUIRED_VAR, spec_dir};
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
