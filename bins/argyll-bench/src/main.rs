@@ -13,11 +13,7 @@
 //! reports how long the start requests took (large fan-outs are planned inside the start). Client modes: `longpoll`
 //! (`GET /engine/flow/{id}?wait=`) and `poll` (every 100 ms, like the original's load test).
 //!
-//! ```text
-//! argyll-bench [--url URL | --store embedded|redis --redis ADDR [--engines N]]
-//!              [--scenario a,b,c,d,e] [--clients N] [--duration SECS | --count N]
-//!              [--rate FLOWS_PER_SEC] [--fan-out ITEMS] [--mode longpoll|poll] [--json]
-//! ```
+//! `argyll-bench --help` lists every option.
 //!
 //! With `--rate` the clients start flows on a fixed schedule (open loop) instead of as fast as
 //! they can; with `--engines N` (Redis) it starts N engines and alternates flows between them;
@@ -25,9 +21,6 @@
 //! with `--redis` it reports Redis commands per completed flow (from `INFO commandstats`, so
 //! give it a server of its own). Runs of 20 s or more also report the completion rate of the
 //! first and the last 10 s.
-//!
-//! ```text
-//! ```
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -37,6 +30,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Json;
+use clap::Parser;
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -62,104 +56,95 @@ struct Options {
     fan_out: usize,
 }
 
-fn usage() -> &'static str {
-    "usage: argyll-bench [--url URL | --store embedded|redis [--redis HOST:PORT] [--engines N]] \
-     [--scenario a,b,c,d,e] [--clients N] [--duration SECS | --count N] [--rate FLOWS_PER_SEC] \
-     [--fan-out ITEMS] \
-     [--mode longpoll|poll] [--engine-bin PATH] [--json]"
+/// A load harness for Argyll: drives an engine over its HTTP API with concurrent clients and
+/// reports completed flows per second, latency percentiles, errors, CPU and RSS.
+///
+/// Scenarios: a one Ale script step; b a chain of three sync HTTP steps; c a `for_each` fan-out
+/// (`--fan-out` items, parallelism 10); d an async step completed by webhook; e one large
+/// fan-out (run it with `--count 1 --clients 1`).
+#[derive(Debug, Parser)]
+#[command(name = "argyll-bench", version)]
+struct Cli {
+    /// Drive the engine already running at this URL instead of starting one.
+    #[arg(long, conflicts_with_all = ["engines", "engine_bin"])]
+    url: Option<String>,
+    /// The store of the engine it starts.
+    #[arg(long, value_parser = ["embedded", "redis"], default_value = "embedded")]
+    store: String,
+    /// The Redis/Valkey address for `--store redis` (default 127.0.0.1:6379). When given, Redis
+    /// commands per flow are reported (from `INFO commandstats`: give it a server of its own).
+    #[arg(long, value_name = "HOST:PORT")]
+    redis: Option<String>,
+    /// Engines to start on one Redis; flows alternate between them (`--store redis` only).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+    engines: u16,
+    /// Scenarios to run, comma-separated (a, b, c, d, e).
+    #[arg(long = "scenario", value_delimiter = ',', default_value = "a,b,c,d", value_parser = scenario)]
+    scenarios: Vec<char>,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 32)]
+    clients: usize,
+    /// Seconds each scenario runs (at least 0.1).
+    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+    duration: f64,
+    /// Flows per scenario, instead of running for a duration.
+    #[arg(long)]
+    count: Option<usize>,
+    /// Flows started per second in all (open loop); without it clients go as fast as they can.
+    #[arg(long, value_name = "FLOWS_PER_SEC", value_parser = positive_rate)]
+    rate: Option<f64>,
+    /// Work items per flow of scenarios c and e.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    fan_out: u32,
+    /// How clients wait for a flow's end: `longpoll` (`?wait=`) or `poll` (every 100 ms, like the
+    /// original's load test).
+    #[arg(long, value_parser = ["longpoll", "poll"], default_value = "longpoll")]
+    mode: String,
+    /// The `argyll` binary to start (default: `argyll` beside this binary).
+    #[arg(long, value_name = "PATH")]
+    engine_bin: Option<String>,
+    /// Print the reports as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn scenario(text: &str) -> Result<char, String> {
+    match text.trim() {
+        one @ ("a" | "b" | "c" | "d" | "e") => Ok(one.chars().next().unwrap_or('a')),
+        other => Err(format!(
+            "unknown scenario {other} (expected a, b, c, d or e)"
+        )),
+    }
+}
+
+fn positive_rate(text: &str) -> Result<f64, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|rate| rate.is_finite() && *rate > 0.0)
+        .ok_or_else(|| "expected a positive number of flows per second".to_owned())
 }
 
 fn parse_options() -> Result<Options, String> {
-    let mut options = Options {
-        url: None,
-        store: "embedded".into(),
-        redis: "127.0.0.1:6379".into(),
-        scenarios: vec!['a', 'b', 'c', 'd'],
-        clients: 32,
-        duration: Duration::from_secs(10),
-        count: None,
-        poll: false,
-        json: false,
-        engine_bin: None,
-        rate: None,
-        engines: 1,
-        redis_given: false,
-        fan_out: 100,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
-        match arg.as_str() {
-            "--url" => options.url = Some(value("--url")?),
-            "--store" => options.store = value("--store")?,
-            "--redis" => {
-                options.redis = value("--redis")?;
-                options.redis_given = true;
-            }
-            "--rate" => {
-                let rate: f64 = value("--rate")?
-                    .parse()
-                    .map_err(|_| "--rate: expected flows per second".to_owned())?;
-                if !rate.is_finite() || rate <= 0.0 {
-                    return Err("--rate: expected a positive number of flows per second".into());
-                }
-                options.rate = Some(rate);
-            }
-            "--fan-out" => {
-                options.fan_out = value("--fan-out")?
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=1_000_000).contains(n))
-                    .ok_or_else(|| "--fan-out: expected a number from 1 to 1000000".to_owned())?;
-            }
-            "--engines" => {
-                options.engines = value("--engines")?
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=16).contains(n))
-                    .ok_or_else(|| "--engines: expected a number from 1 to 16".to_owned())?;
-            }
-            "--scenario" => {
-                options.scenarios = value("--scenario")?
-                    .split(',')
-                    .filter_map(|s| s.trim().chars().next())
-                    .collect();
-            }
-            "--clients" => {
-                options.clients = value("--clients")?
-                    .parse()
-                    .map_err(|_| "--clients: expected a number".to_owned())?;
-            }
-            "--duration" => {
-                let secs: f64 = value("--duration")?
-                    .parse()
-                    .map_err(|_| "--duration: expected seconds".to_owned())?;
-                options.duration = Duration::from_secs_f64(secs.max(0.1));
-            }
-            "--count" => {
-                options.count = Some(
-                    value("--count")?
-                        .parse()
-                        .map_err(|_| "--count: expected a number".to_owned())?,
-                );
-            }
-            "--mode" => options.poll = value("--mode")? == "poll",
-            "--engine-bin" => options.engine_bin = Some(value("--engine-bin")?),
-            "--json" => options.json = true,
-            "--help" | "-h" => return Err(usage().into()),
-            other => return Err(format!("unknown argument {other}\n{}", usage())),
-        }
-    }
-    if let Some(bad) = options.scenarios.iter().find(|s| !"abcde".contains(**s)) {
-        return Err(format!("unknown scenario {bad} (expected a, b, c, d or e)"));
-    }
-    if !matches!(options.store.as_str(), "embedded" | "redis") {
-        return Err("--store: expected embedded or redis".into());
-    }
-    if options.engines > 1 && (options.store != "redis" || options.url.is_some()) {
+    let cli = Cli::parse();
+    if cli.engines > 1 && (cli.store != "redis" || cli.url.is_some()) {
         return Err("--engines: several engines share state only on --store redis".into());
     }
-    Ok(options)
+    Ok(Options {
+        url: cli.url,
+        store: cli.store,
+        redis_given: cli.redis.is_some(),
+        redis: cli.redis.unwrap_or_else(|| "127.0.0.1:6379".into()),
+        scenarios: cli.scenarios,
+        clients: cli.clients,
+        duration: Duration::from_secs_f64(cli.duration.max(0.1)),
+        count: cli.count,
+        poll: cli.mode == "poll",
+        json: cli.json,
+        engine_bin: cli.engine_bin,
+        rate: cli.rate,
+        engines: usize::from(cli.engines),
+        fan_out: usize::try_from(cli.fan_out).unwrap_or(100),
+    })
 }
 
 // ------------------------------------------------------------------ the engine under test

@@ -9,7 +9,7 @@
 static ALLOCATOR: argyll_script::MeteredAlloc<mimalloc::MiMalloc> =
     argyll_script::MeteredAlloc(mimalloc::MiMalloc);
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use argyll_archive::{ArchivePolicy, Archiver, Bucket};
@@ -21,12 +21,43 @@ use argyll_script::ScriptLimits;
 use argyll_server::{ConnectionLimits, ServerConfig, WsLimits};
 use argyll_store::{EmbeddedStore, Store};
 use argyll_store_redis::{RedisConfig, RedisStore};
+use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+/// Argyll: a goal-driven workflow orchestrator.
+///
+/// Every setting comes from the environment (or an `argyll.toml` beside it, which the
+/// environment overrides); `docs/configuration.md` lists them with their defaults. Without
+/// `ENGINE_REDIS_ADDR` the state is kept in memory.
+#[derive(Debug, Parser)]
+#[command(name = "argyll", version)]
+struct Cli {
+    /// The configuration file; settings in the environment override it.
+    #[arg(
+        long,
+        env = "ARGYLL_CONFIG",
+        default_value = "argyll.toml",
+        global = true
+    )]
+    config: PathBuf,
+    /// What to run (default: `serve`).
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// What the process runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Subcommand)]
+enum Command {
+    /// Run the engine and its HTTP API, plus the archiver when `ARCHIVE_BUCKET_URL` is set.
+    Serve,
+    /// Run only the archiver (needs `ARCHIVE_BUCKET_URL`), beside engines that do not archive.
+    Archive,
+}
+
 fn main() -> ExitCode {
-    let config_path = std::env::var("ARGYLL_CONFIG").unwrap_or_else(|_| "argyll.toml".into());
-    let settings = match Settings::load(Some(Path::new(&config_path))) {
+    let cli = Cli::parse();
+    let settings = match Settings::load(Some(&cli.config)) {
         Ok(settings) => settings,
         Err(error) => {
             eprintln!("argyll: configuration error: {error}");
@@ -44,14 +75,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mode = match std::env::args().nth(1).as_deref() {
-        None | Some("serve") => Mode::Serve,
-        Some("archive") => Mode::Archive,
-        Some(other) => {
-            eprintln!("argyll: unknown command {other:?} (expected `serve` or `archive`)");
-            return ExitCode::from(2);
-        }
-    };
+    let mode = cli.command.unwrap_or(Command::Serve);
     let outcome = runtime.block_on(run(settings, mode));
     // Whatever still runs on the blocking pool (a script the graceful shutdown did not wait
     // for) must not keep the process alive once it has stopped serving: dropping the runtime
@@ -115,16 +139,7 @@ fn engine_config(settings: &Settings) -> EngineConfig {
     }
 }
 
-/// What the process runs.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    /// The engine and its HTTP API (plus the archiver when a bucket is configured).
-    Serve,
-    /// Only the archiver.
-    Archive,
-}
-
-async fn run(settings: Settings, mode: Mode) -> Result<(), String> {
+async fn run(settings: Settings, mode: Command) -> Result<(), String> {
     match settings.store_mode() {
         StoreMode::Embedded => {
             tracing::warn!(
@@ -198,7 +213,7 @@ const EMBEDDED_CACHE_MIN_EVENTS: u64 = 32;
 async fn serve<S: Store + Clone>(
     store: S,
     settings: &Settings,
-    mode: Mode,
+    mode: Command,
     cache_min_events: u64,
 ) -> Result<(), String> {
     let config = EngineConfig {
@@ -207,7 +222,7 @@ async fn serve<S: Store + Clone>(
     };
     let (stop_archiver, archiver_stopped) = watch::channel(false);
     let archive = archiver(store.clone(), settings, &config.instance_id)?;
-    if mode == Mode::Archive {
+    if mode == Command::Archive {
         let Some((_, archiver)) = archive else {
             return Err("`argyll archive` needs ARCHIVE_BUCKET_URL".into());
         };
