@@ -283,6 +283,35 @@ async fn memoization_miss_on_other_inputs() {
     assert_eq!(attr(&f2, "out"), Some(json!("b")));
 }
 
+/// Decisions 1 and 23: an item served from the memo takes no place, so with parallelism 1 the
+/// items after it start at once. They used to wait for the next recovery sweep (one item per
+/// sweep); with a lease of ten minutes there is no sweep within the wait.
+#[tokio::test]
+async fn memo_hits_never_leave_the_next_items_waiting() {
+    let mock = MockRunner::new();
+    mock.outputs("m", json!({"out": 1}));
+    let config = argyll_engine::EngineConfig {
+        lease_ttl: Duration::from_secs(600),
+        ..test_config()
+    };
+    let engine = engine_configured(argyll_store::EmbeddedStore::new(), &mock, config).await;
+    let mut memo = step("m", &[], &["out"]).with_attribute(
+        "xs",
+        AttributeSpec::required(AttributeType::Array).for_each(),
+    );
+    memo.memoizable = true;
+    register(&engine, vec![memo]).await;
+    let flow = run(
+        &engine,
+        "f",
+        &["m"],
+        init(json!({"xs": ["a", "a", "a", "b", "b"]})),
+    )
+    .await;
+    assert_eq!(flow.status.to_string(), "completed");
+    assert_eq!(mock.calls().len(), 2, "one call per distinct element");
+}
+
 #[tokio::test]
 async fn memoization_between_work_items_of_one_step() {
     let mock = MockRunner::new();

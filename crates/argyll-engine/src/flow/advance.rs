@@ -251,51 +251,59 @@ impl FlowTx<'_> {
             .work_config
             .as_ref()
             .map_or(1, argyll_model::WorkConfig::effective_parallelism);
-        let Some(execution) = self.state.executions.get(step_id) else {
-            return Ok(());
-        };
-        if execution.status != StepStatus::Active {
-            return Ok(());
-        }
-        let work_items = &execution.work_items;
-        let mut active = work_items.count(WorkStatus::Active);
-        // Pending items that may start now, in item order: the indexes of `WorkItems` find
-        // them without looking at the items that are running or done.
-        let due: Vec<(String, Args)> = work_items
-            .due(self.at, limit.saturating_sub(active))
-            .into_iter()
-            .filter_map(|position| work_items.at(position))
-            .map(|(token, item)| (token.clone(), Args::clone(&item.inputs)))
-            .collect();
-        for (token, inputs) in due {
-            if active >= limit {
-                break;
+        // Memo hits finish items without taking a place, so the places left are filled again
+        // until they are taken or nothing is due: a hit must never leave the next item
+        // waiting with nothing running (decisions 1 and 23).
+        loop {
+            let Some(execution) = self.state.executions.get(step_id) else {
+                return Ok(());
+            };
+            if execution.status != StepStatus::Active {
+                return Ok(());
             }
-            if step.memoizable
-                && let Some(outputs) = self.services.memo_lookup(step, &inputs)
-            {
-                self.raise(WorkSucceeded {
+            let work_items = &execution.work_items;
+            let active = work_items.count(WorkStatus::Active);
+            // Pending items that may start now, in item order: the indexes of `WorkItems` find
+            // them without looking at the items that are running or done.
+            let due: Vec<(String, Args)> = work_items
+                .due(self.at, limit.saturating_sub(active))
+                .into_iter()
+                .filter_map(|position| work_items.at(position))
+                .map(|(token, item)| (token.clone(), Args::clone(&item.inputs)))
+                .collect();
+            if due.is_empty() {
+                return Ok(());
+            }
+            let mut served_from_memo = false;
+            for (token, inputs) in due {
+                if step.memoizable
+                    && let Some(outputs) = self.services.memo_lookup(step, &inputs)
+                {
+                    self.raise(WorkSucceeded {
+                        flow_id: self.flow_id(),
+                        step_id: step_id.to_owned(),
+                        token,
+                        outputs,
+                    })?;
+                    served_from_memo = true;
+                    continue;
+                }
+                self.raise(WorkStarted {
                     flow_id: self.flow_id(),
                     step_id: step_id.to_owned(),
-                    token,
-                    outputs,
+                    token: token.clone(),
+                    inputs: inputs.clone(),
                 })?;
-                continue;
+                self.effects.push(Effect::Run {
+                    step_id: step_id.to_owned(),
+                    token,
+                    inputs,
+                });
             }
-            self.raise(WorkStarted {
-                flow_id: self.flow_id(),
-                step_id: step_id.to_owned(),
-                token: token.clone(),
-                inputs: inputs.clone(),
-            })?;
-            self.effects.push(Effect::Run {
-                step_id: step_id.to_owned(),
-                token,
-                inputs,
-            });
-            active += 1;
+            if !served_from_memo {
+                return Ok(());
+            }
         }
-        Ok(())
     }
 
     /// When every item of an active step is done: fail it (first failed item's error, in item

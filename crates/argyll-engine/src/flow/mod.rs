@@ -351,3 +351,12 @@ fn aggregate<'a>(expanded: &[String], items: impl Iterator<Item = &'a WorkState>
     }
     outputs
 }
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+mod tests;
