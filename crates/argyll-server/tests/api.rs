@@ -86,15 +86,6 @@ fn echo_handlers() -> LocalHandlers {
         );
         Ok(outputs)
     });
-    handlers.register("slow", |work| async move {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let mut outputs = Args::new();
-        outputs.insert(
-            "out".into(),
-            work.inputs.get("in").cloned().unwrap_or(Value::Null),
-        );
-        Ok(outputs)
-    });
     handlers.register("fail", |_| async move {
         Err(HandlerError::Permanent("nope".into()))
     });
@@ -142,70 +133,161 @@ impl TestServer {
     }
 }
 
+/// Handlers whose `gate` step waits for `release` (and says it started on `started`).
+fn gated_handlers(
+    started: Arc<tokio::sync::Notify>,
+    release: Arc<tokio::sync::Notify>,
+) -> LocalHandlers {
+    let handlers = echo_handlers();
+    handlers.register("gate", move |work| {
+        let (started, release) = (started.clone(), release.clone());
+        async move {
+            started.notify_one();
+            release.notified().await;
+            let mut outputs = Args::new();
+            outputs.insert(
+                "out".into(),
+                work.inputs.get("in").cloned().unwrap_or(Value::Null),
+            );
+            Ok(outputs)
+        }
+    });
+    handlers
+}
+
+/// Events of `socket` until (and with) the flow's `flow_completed`: (type, sequence). A
+/// `subscribed` snapshot (the flow existed when the subscription took effect) ends them at once.
+async fn events_until_completed(socket: &mut Socket, flow_id: &str) -> Vec<(String, u64)> {
+    let mut events = Vec::new();
+    loop {
+        let event = next(socket).await;
+        if event["type"] == "subscribed" {
+            events.push(("subscribed".to_owned(), event["sequence"].as_u64().unwrap()));
+            return events;
+        }
+        assert_eq!(event["id"], json!(["flow", flow_id]), "{event}");
+        assert!(event["timestamp"].as_i64().unwrap() > 0);
+        let kind = event["type"].as_str().unwrap().to_owned();
+        events.push((kind.clone(), event["sequence"].as_u64().unwrap()));
+        if kind == "flow_completed" {
+            return events;
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_sends_a_snapshot_then_live_events_in_order() {
-    let server = server().await;
-    server.register("s", "local://slow").await;
+    let (started, release) = (Arc::default(), Arc::new(tokio::sync::Notify::new()));
+    let server = server_with(
+        ServerConfig::default(),
+        gated_handlers(started, release.clone()),
+    )
+    .await;
+    server.register("g", "local://gate").await;
     let ws_url = format!("{}/engine/ws", server.base.replace("http://", "ws://"));
+
+    // The flow exists and waits at its step: the snapshot has its state and next sequence, and
+    // the live events continue exactly from there.
+    assert_eq!(server.start("wsf", "g").await, 201);
     let (mut socket, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
-    // Subscribing to a flow that does not exist yet: no snapshot, live events from 0.
     let subscribe = json!({"type": "subscribe", "data": {"aggregate_id": ["flow", "wsf"]}});
     socket
         .send(Message::Text(subscribe.to_string().into()))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(server.start("wsf", "s").await, 201);
-    let mut types = Vec::new();
-    let mut sequences = Vec::new();
-    while !types.contains(&"flow_completed".to_owned()) {
-        let message = tokio::time::timeout(Duration::from_secs(5), socket.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        let event: Value = serde_json::from_str(message.to_text().unwrap()).unwrap();
-        assert_eq!(event["id"], json!(["flow", "wsf"]));
-        assert!(event["timestamp"].as_i64().unwrap() > 0);
-        types.push(event["type"].as_str().unwrap().to_owned());
-        sequences.push(event["sequence"].as_u64().unwrap());
-    }
-    assert_eq!(types.first().map(String::as_str), Some("flow_started"));
-    assert_eq!(sequences, (0..sequences.len() as u64).collect::<Vec<_>>());
+    let snapshot = next(&mut socket).await;
+    assert_eq!(snapshot["type"], "subscribed");
+    assert_eq!(snapshot["data"]["status"], "active");
+    let from = snapshot["sequence"].as_u64().unwrap();
+    assert!(from > 0, "flow_started is in the snapshot");
+    release.notify_one();
+    let events = events_until_completed(&mut socket, "wsf").await;
+    let sequences: Vec<u64> = events.iter().map(|(_, sequence)| *sequence).collect();
+    assert_eq!(
+        sequences,
+        (from..from + sequences.len() as u64).collect::<Vec<_>>()
+    );
+    assert!(events.iter().all(|(kind, _)| kind != "flow_started"));
 
     // A second connection subscribing to the finished flow gets its state and next sequence.
     let (mut late, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
     late.send(Message::Text(subscribe.to_string().into()))
         .await
         .unwrap();
-    let message = tokio::time::timeout(Duration::from_secs(5), late.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let snapshot: Value = serde_json::from_str(message.to_text().unwrap()).unwrap();
+    let snapshot = next(&mut late).await;
     assert_eq!(snapshot["type"], "subscribed");
     assert_eq!(snapshot["data"]["status"], "completed");
     assert_eq!(
         snapshot["sequence"].as_u64().unwrap(),
-        sequences.len() as u64
+        from + sequences.len() as u64
     );
+    server.stop().await;
+}
 
-    // event_types alone filters across flows.
+/// A flow that does not exist yet: no snapshot, and once the subscription is in place its
+/// events arrive from sequence 0. The server answers nothing to such a subscription, so the
+/// test cannot know when it is in place: each attempt uses a new flow, and a flow whose first
+/// events passed before the subscription took effect is followed by another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_subscribers_of_a_future_flow_get_its_events_from_zero() {
+    let server = server().await;
+    server.register("s", "local://echo").await;
+    let ws_url = format!("{}/engine/ws", server.base.replace("http://", "ws://"));
+    let mut from_zero = None;
+    for attempt in 0..20 {
+        let flow_id = format!("future-{attempt}");
+        let (mut socket, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
+        let subscribe = json!({"type": "subscribe", "data": {"aggregate_id": ["flow", flow_id]}});
+        socket
+            .send(Message::Text(subscribe.to_string().into()))
+            .await
+            .unwrap();
+        assert_eq!(server.start(&flow_id, "s").await, 201);
+        let events = events_until_completed(&mut socket, &flow_id).await;
+        if events.first().map(|(_, sequence)| *sequence) == Some(0) {
+            from_zero = Some(events);
+            break;
+        }
+    }
+    let events = from_zero.expect("a subscription in place before the start sees sequence 0");
+    assert_eq!(events[0].0, "flow_started");
+    let sequences: Vec<u64> = events.iter().map(|(_, sequence)| *sequence).collect();
+    assert_eq!(sequences, (0..sequences.len() as u64).collect::<Vec<_>>());
+    server.stop().await;
+}
+
+/// `event_types` alone filters across flows (no snapshot). Flows are started one after the
+/// other until the first `flow_completed` arrives: then the subscription is in place, and
+/// nothing but `flow_completed` events of those flows came.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_event_types_alone_filter_across_flows() {
+    let server = server().await;
+    server.register("s", "local://echo").await;
+    let ws_url = format!("{}/engine/ws", server.base.replace("http://", "ws://"));
+    let (mut socket, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
     let by_type = json!({"type": "subscribe", "data": {"event_types": ["flow_completed"]}});
-    late.send(Message::Text(by_type.to_string().into()))
+    socket
+        .send(Message::Text(by_type.to_string().into()))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(server.start("other", "s").await, 201);
-    let message = tokio::time::timeout(Duration::from_secs(5), late.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let event: Value = serde_json::from_str(message.to_text().unwrap()).unwrap();
+    let mut started = Vec::new();
+    let event = loop {
+        let flow_id = format!("other-{}", started.len());
+        assert_eq!(server.start(&flow_id, "s").await, 201);
+        started.push(flow_id.clone());
+        let (_, flow) = server
+            .send("GET", &format!("/engine/flow/{flow_id}?wait=5s"), None)
+            .await;
+        assert_eq!(flow["status"], "completed");
+        let arrived = tokio::time::timeout(Duration::from_millis(200), socket.next()).await;
+        if let Ok(Some(Ok(message))) = arrived {
+            break serde_json::from_str::<Value>(message.to_text().unwrap()).unwrap();
+        }
+        assert!(started.len() < 50, "the subscription never took effect");
+    };
     assert_eq!(event["type"], "flow_completed");
-    assert_eq!(event["id"], json!(["flow", "other"]));
+    let flow_id = event["id"][1].as_str().unwrap().to_owned();
+    assert!(started.contains(&flow_id), "{event}");
     server.stop().await;
 }
 
@@ -281,8 +363,13 @@ async fn engine_subscribers_see_flows_activated_and_deactivated() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_poll_returns_the_finished_flow_or_the_current_state() {
-    let server = server().await;
-    server.register("s", "local://slow").await;
+    let release = Arc::new(tokio::sync::Notify::new());
+    let server = server_with(
+        ServerConfig::default(),
+        gated_handlers(Arc::default(), release.clone()),
+    )
+    .await;
+    server.register("s", "local://gate").await;
     assert_eq!(server.start("lp", "s").await, 201);
     let (status, flow) = server.send("GET", "/engine/flow/lp?wait=10ms", None).await;
     assert_eq!(status, 200);
@@ -290,6 +377,7 @@ async fn long_poll_returns_the_finished_flow_or_the_current_state() {
         flow["status"], "active",
         "a short wait returns the running flow"
     );
+    release.notify_one();
     let (status, flow) = server.send("GET", "/engine/flow/lp?wait=5s", None).await;
     assert_eq!(status, 200);
     assert_eq!(flow["status"], "completed");
@@ -507,12 +595,26 @@ async fn unhealthy_steps_are_not_called() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_lets_running_work_finish() {
-    let server = server().await;
-    server.register("s", "local://slow").await;
-    assert_eq!(server.start("late", "s").await, 201);
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (started, release) = (
+        Arc::new(tokio::sync::Notify::new()),
+        Arc::new(tokio::sync::Notify::new()),
+    );
+    let server = server_with(
+        ServerConfig::default(),
+        gated_handlers(started.clone(), release.clone()),
+    )
+    .await;
+    server.register("g", "local://gate").await;
+    assert_eq!(server.start("late", "g").await, 201);
+    // The step is running; shutdown begins while it waits, and it finishes meanwhile.
+    started.notified().await;
     let engine = server.engine.clone();
-    server.stop().await;
+    let stopping = tokio::spawn(server.stop());
+    while !engine.is_stopping() {
+        tokio::task::yield_now().await;
+    }
+    release.notify_one();
+    stopping.await.unwrap();
     let flow = engine.flow("late").await.unwrap().unwrap();
     assert_eq!(
         flow.status.to_string(),

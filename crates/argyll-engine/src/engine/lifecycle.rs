@@ -41,8 +41,8 @@ impl<S: Store> Engine<S> {
         let _ = tokio::time::timeout(grace, lifecycle.tasks.wait()).await;
     }
 
-    /// Whether shutdown has begun (no new work is started).
-    pub(super) fn is_stopping(&self) -> bool {
+    /// Whether [`Engine::shutdown`] has begun: no new work is started, running work finishes.
+    pub fn is_stopping(&self) -> bool {
         self.inner.lifecycle.stopping.is_cancelled()
     }
 
