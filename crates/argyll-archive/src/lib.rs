@@ -249,6 +249,7 @@ pub enum JobOutcome {
 }
 
 /// Archives flows of one store into one bucket.
+#[derive(Debug)]
 pub struct Archiver<S> {
     store: S,
     bucket: Bucket,

@@ -109,7 +109,7 @@ impl StepRunner for HttpStepRunner {
 
 /// Runs script steps (Ale, Lua) through [`argyll_script`], off the async workers. Script
 /// errors are permanent: a script that failed once fails again on the same inputs.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct ScriptStepRunner {
     scripts: Arc<ScriptRunner>,
 }
@@ -287,5 +287,23 @@ impl StepRunner for RunnerSet {
                 Box::pin(async move { WorkOutcome::Failed(message) })
             }
         }
+    }
+}
+
+impl std::fmt::Debug for LocalHandlers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<String> = match self.handlers.read() {
+            Ok(handlers) => handlers.keys().cloned().collect(),
+            Err(poisoned) => poisoned.into_inner().keys().cloned().collect(),
+        };
+        f.debug_struct("LocalHandlers")
+            .field("names", &names)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for RunnerSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunnerSet").finish_non_exhaustive()
     }
 }

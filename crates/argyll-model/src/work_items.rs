@@ -306,6 +306,12 @@ impl WorkItems {
 #[derive(Clone)]
 pub struct Iter<'a>(imbl::vector::Iter<'a, Arc<Entry>, imbl::shared_ptr::DefaultSharedPtr>);
 
+impl std::fmt::Debug for Iter<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Iter").finish_non_exhaustive()
+    }
+}
+
 impl<'a> Iterator for Iter<'a> {
     type Item = (&'a Token, &'a WorkState);
 

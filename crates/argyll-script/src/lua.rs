@@ -1002,3 +1002,11 @@ mod strings {
         Ok((find, match_, gmatch, gsub))
     }
 }
+
+impl std::fmt::Debug for LuaEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LuaEngine")
+            .field("max_idle_states", &self.pool.max_idle)
+            .finish_non_exhaustive()
+    }
+}

@@ -251,3 +251,13 @@ async fn on_blocking_pool<T: Send + 'static>(
             )))
         })
 }
+
+impl std::fmt::Debug for ScriptRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let languages: Vec<&str> = self.engines.iter().map(|e| e.language()).collect();
+        f.debug_struct("ScriptRunner")
+            .field("languages", &languages)
+            .field("cached_programs", &self.cache.entry_count())
+            .finish_non_exhaustive()
+    }
+}

@@ -79,6 +79,7 @@ impl Default for ServerConfig {
 }
 
 /// What every handler sees.
+#[derive(Debug)]
 pub struct AppState<S> {
     engine: Engine<S>,
     config: ServerConfig,

@@ -495,6 +495,15 @@ pub struct RedisStore {
     inner: Arc<Inner>,
 }
 
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("engine_prefix", &self.inner.engine.prefix)
+            .field("flow_prefix", &self.inner.flow.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
 struct Inner {
     engine: Backend,
     flow: Backend,

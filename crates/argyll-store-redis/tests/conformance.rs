@@ -112,8 +112,7 @@ async fn an_unreachable_server_fails_fast_naming_its_address() {
     let addr = format!("127.0.0.1:{port}");
     let error = RedisStore::connect(RedisConfig::new(&addr, "x"), RedisConfig::new(&addr, "y"))
         .await
-        .err()
-        .expect("no server there");
+        .expect_err("no server there");
     assert!(error.to_string().contains(&addr), "{error}");
 }
 
@@ -166,8 +165,7 @@ async fn a_malformed_address_is_a_configuration_error() {
     for addr in ["no-port", "127.0.0.1:port"] {
         let error = RedisStore::connect(RedisConfig::new(addr, "x"), RedisConfig::new(addr, "y"))
             .await
-            .err()
-            .expect("refused");
+            .expect_err("refused");
         assert!(
             matches!(error, StoreError::Misconfigured(ref message) if message.contains(addr)),
             "{addr}: {error:?}"

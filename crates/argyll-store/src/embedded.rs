@@ -95,6 +95,14 @@ pub struct EmbeddedStore {
     inner: Arc<Inner>,
 }
 
+impl std::fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedStore")
+            .field("subscribers", &self.inner.feed.receiver_count())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Default for EmbeddedStore {
     fn default() -> Self {
         Self::new()

@@ -115,6 +115,7 @@ fn stop_guarded(guard: &mut Option<Child>, port: u16) -> Result<(), HarnessError
 }
 
 /// One `redis-server` process.
+#[derive(Debug)]
 pub struct RedisServer {
     port: u16,
     dir: PathBuf,
@@ -218,6 +219,7 @@ impl Drop for RedisServer {
 }
 
 /// A three-master Redis Cluster on free ports.
+#[derive(Debug)]
 pub struct RedisCluster {
     nodes: Vec<RedisServer>,
 }
@@ -275,6 +277,7 @@ impl RedisCluster {
 ///
 /// Found as `$MOTO_SERVER`, on `PATH`, or in the venv `scripts/ensure-tools` makes
 /// (`~/.cache/argyll/venv`).
+#[derive(Debug)]
 pub struct MotoServer {
     port: u16,
     guard: Option<Child>,

@@ -27,6 +27,16 @@ pub struct EngineBuilder<S> {
     local: LocalHandlers,
 }
 
+impl<S> std::fmt::Debug for EngineBuilder<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineBuilder")
+            .field("config", &self.config)
+            .field("custom_runner", &self.runner.is_some())
+            .field("local", &self.local)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<S: Store> EngineBuilder<S> {
     /// Settings.
     pub fn config(mut self, config: EngineConfig) -> Self {

@@ -77,7 +77,7 @@ impl FlowServices for Services<'_> {
         });
         let result = match quick {
             Some(result) => result,
-            None => offload_if(true, || {
+            None => offload(|| {
                 self.scripts.evaluate_predicate_blocking(
                     language,
                     &predicate.script,
@@ -164,17 +164,19 @@ pub(super) fn is_large_value(value: &Value) -> bool {
     }
 }
 
-/// Runs CPU-heavy `work` under `block_in_place` when `heavy` (and the runtime has other
-/// workers to take this one's tasks), so that a fan-out of 100,000 items does not hold up the
-/// requests queued behind it; otherwise inline.
+/// Runs CPU-heavy `work` under `block_in_place` when `heavy` (see [`offload`]); otherwise
+/// inline, without asking the runtime (this is on a hot path).
 pub(super) fn offload_if<T>(heavy: bool, work: impl FnOnce() -> T) -> T {
-    // The runtime is asked only when the work is heavy: this is on a hot path.
-    let multi_threaded = || {
-        tokio::runtime::Handle::try_current().is_ok_and(|handle| {
-            handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
-        })
-    };
-    if heavy && multi_threaded() {
+    if heavy { offload(work) } else { work() }
+}
+
+/// Runs CPU-heavy `work` under `block_in_place` when the runtime has other workers to take
+/// this one's tasks, so that a fan-out of 100,000 items does not hold up the requests queued
+/// behind it; otherwise inline.
+pub(super) fn offload<T>(work: impl FnOnce() -> T) -> T {
+    let multi_threaded = tokio::runtime::Handle::try_current()
+        .is_ok_and(|handle| handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_threaded {
         tokio::task::block_in_place(work)
     } else {
         work()
