@@ -29,7 +29,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use argyll_events::{AggregateId, Event, EventEnvelope, Projection};
-use argyll_model::{FlowState, Timestamp};
+use argyll_model::{BackoffType, FlowState, Timestamp};
+use argyll_retry::RetryPolicy;
 use argyll_store::{FlowIndexEntry, FlowPhase, FlowQuery, Store, StoreError};
 use object_store::ObjectStore;
 use object_store::path::Path;
@@ -481,7 +482,15 @@ impl<S: Store> Archiver<S> {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut next_sweep = tokio::time::Instant::now();
         let mut next_pressure = tokio::time::Instant::now();
-        let mut backoff = self.policy.poll_interval;
+        let millis = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        let backoff = RetryPolicy {
+            max_retries: -1,
+            backoff_ms: millis(self.policy.poll_interval),
+            max_backoff_ms: millis(self.policy.sweep_interval.max(self.policy.poll_interval)),
+            backoff_type: BackoffType::Exponential,
+            jitter: 0.0,
+        };
+        let mut failures_in_a_row = 0;
         loop {
             let wake = next_sweep.min(next_pressure);
             tokio::select! {
@@ -521,11 +530,11 @@ impl<S: Store> Archiver<S> {
                 }
             }
             if failed {
-                next_sweep = next_sweep.min(now_instant + backoff);
-                backoff =
-                    (backoff * 2).min(self.policy.sweep_interval.max(self.policy.poll_interval));
+                let pause = Duration::from_millis(backoff.delay_millis(failures_in_a_row));
+                next_sweep = next_sweep.min(now_instant + pause);
+                failures_in_a_row += 1;
             } else {
-                backoff = self.policy.poll_interval;
+                failures_in_a_row = 0;
             }
         }
     }

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use argyll_http::{CallOutcome, HttpRunner, StepRequest, request_metadata, webhook_url};
@@ -189,7 +189,7 @@ type Handler = Arc<
 /// the Rust function registered under `NAME`, with no HTTP hop.
 #[derive(Clone, Default)]
 pub struct LocalHandlers {
-    handlers: Arc<RwLock<HashMap<String, Handler>>>,
+    handlers: Arc<parking_lot::RwLock<HashMap<String, Handler>>>,
 }
 
 /// The scheme of in-process endpoints.
@@ -208,16 +208,11 @@ impl LocalHandlers {
         Fut: Future<Output = Result<Args, HandlerError>> + Send + 'static,
     {
         let handler: Handler = Arc::new(move |work| Box::pin(handler(work)));
-        if let Ok(mut handlers) = self.handlers.write() {
-            handlers.insert(name.to_owned(), handler);
-        }
+        self.handlers.write().insert(name.to_owned(), handler);
     }
 
     fn get(&self, name: &str) -> Option<Handler> {
-        self.handlers
-            .read()
-            .ok()
-            .and_then(|handlers| handlers.get(name).cloned())
+        self.handlers.read().get(name).cloned()
     }
 }
 
@@ -292,10 +287,7 @@ impl StepRunner for RunnerSet {
 
 impl std::fmt::Debug for LocalHandlers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let names: Vec<String> = match self.handlers.read() {
-            Ok(handlers) => handlers.keys().cloned().collect(),
-            Err(poisoned) => poisoned.into_inner().keys().cloned().collect(),
-        };
+        let names: Vec<String> = self.handlers.read().keys().cloned().collect();
         f.debug_struct("LocalHandlers")
             .field("names", &names)
             .finish()

@@ -13,8 +13,10 @@
 //! line) and error messages carry the original's chunk name.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use mlua::{
@@ -141,7 +143,7 @@ impl LuaEngine {
 
     /// States currently idle in the pool.
     pub fn idle_states(&self) -> usize {
-        self.pool.idle.lock().map_or(0, |idle| idle.len())
+        self.pool.idle.lock().len()
     }
 }
 
@@ -152,7 +154,7 @@ struct StatePool {
 
 impl StatePool {
     fn take(&self) -> Result<PooledState, ScriptError> {
-        let pooled = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let pooled = self.idle.lock().pop();
         match pooled {
             Some(state) => Ok(state),
             None => PooledState::new(),
@@ -160,9 +162,8 @@ impl StatePool {
     }
 
     fn give_back(&self, state: PooledState) {
-        if let Ok(mut idle) = self.idle.lock()
-            && idle.len() < self.max_idle
-        {
+        let mut idle = self.idle.lock();
+        if idle.len() < self.max_idle {
             idle.push(state);
         }
     }
@@ -716,10 +717,12 @@ impl ScriptEngine for LuaEngine {
 /// `string.find`, `match`, `gmatch` and `gsub` over [`crate::lua_pattern`], metered by the run's
 /// budget.
 mod strings {
+    use std::sync::Arc;
     use std::sync::atomic::Ordering;
-    use std::sync::{Arc, Mutex};
 
     use mlua::{Function, Lua, MultiValue, Value as LuaValue};
+
+    use parking_lot::Mutex;
 
     use super::Budget;
     use crate::lua_pattern::{self, Capture, Found, Meter, PatternError};
@@ -978,9 +981,7 @@ mod strings {
                 let position = Mutex::new(0usize);
                 let budget = budget.clone();
                 lua.create_function(move |lua, ()| {
-                    let mut position = position
-                        .lock()
-                        .map_err(|_| mlua::Error::runtime("gmatch iterator poisoned"))?;
+                    let mut position = position.lock();
                     match lua_pattern::next_match(
                         &mut BudgetMeter(&budget),
                         &src,

@@ -184,6 +184,9 @@ async fn not_found() -> Response {
 /// What every request goes through, in one middleware (one layer's cost per request): CORS
 /// (`api.md` §0: every response allows any origin; any `OPTIONS` request is answered 200), the
 /// body read within its size and time limits, and errors in the `{"error","status"}` body.
+/// Not `tower-http`'s `CorsLayer`: it answers only real preflights and puts the allowed methods
+/// and headers on those alone, where the original answers every `OPTIONS` and every response
+/// with all three headers; and it would be one more layer per request.
 async fn every_request(
     limit: usize,
     body_timeout: Duration,

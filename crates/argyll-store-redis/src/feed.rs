@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use argyll_events::EventEnvelope;
+use argyll_model::BackoffType;
+use argyll_retry::RetryPolicy;
 use argyll_store::StoreError;
 use fred::prelude::{Builder, Client, ClientLike};
 use fred::types::{ClusterHash, CustomCommand, Value};
@@ -12,6 +14,24 @@ use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
 use crate::RedisConfig;
+
+/// Publishing a committed batch: two more tries, 50 ms then 100 ms apart.
+const PUBLISH_RETRY: RetryPolicy = RetryPolicy {
+    max_retries: 2,
+    backoff_ms: 50,
+    max_backoff_ms: 0,
+    backoff_type: BackoffType::Linear,
+    jitter: 0.0,
+};
+
+/// Reading the stream again after a failed read (the client reconnects meanwhile).
+const READ_RETRY: RetryPolicy = RetryPolicy {
+    max_retries: -1,
+    backoff_ms: 200,
+    max_backoff_ms: 0,
+    backoff_type: BackoffType::Fixed,
+    jitter: 0.0,
+};
 
 /// Local subscribers may fall this far behind before they see `Lagged`.
 const LOCAL_CAPACITY: usize = 16_384;
@@ -116,13 +136,19 @@ impl Feed {
             Value::from("e"),
             Value::from(json),
         ];
-        for attempt in 1..=3 {
+        let mut retries = 0;
+        loop {
             match client.custom::<Value, Value>(xadd(), args.clone()).await {
                 Ok(_) => return,
-                Err(error) if attempt == 3 => {
-                    tracing::error!(%error, "event feed: committed events not published");
+                Err(_) if PUBLISH_RETRY.should_retry(retries) => {
+                    let pause = PUBLISH_RETRY.delay_millis(retries);
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                    retries += 1;
                 }
-                Err(_) => tokio::time::sleep(Duration::from_millis(50 * attempt)).await,
+                Err(error) => {
+                    tracing::error!(%error, "event feed: committed events not published");
+                    return;
+                }
             }
         }
     }
@@ -160,7 +186,7 @@ async fn read_loop(
             Ok(reply) => reply,
             Err(error) => {
                 tracing::debug!(%error, "event feed: read failed; retrying");
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                tokio::time::sleep(Duration::from_millis(READ_RETRY.delay_millis(0))).await;
                 continue;
             }
         };

@@ -3,17 +3,17 @@
 //! Logs, index entries and leases live in shards keyed by hash, so concurrent flows never wait
 //! on one global lock; events are kept as shared envelopes and never re-serialised.
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::hash::{Hash, Hasher};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use argyll_events::{AggregateId, Event, EventEnvelope};
 use argyll_model::Timestamp;
+use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::broadcast;
 
 use crate::error::{StoreError, check_events_belong};
+use crate::sharded::Sharded;
 use crate::traits::{
     EventFeed, EventLog, FlowIndex, FlowIndexEntry, FlowPage, FlowPhase, FlowQuery, Lease, Leases,
     Loaded, MemoryUsage, Snapshot, StoreInfo, Timer, Timers,
@@ -22,43 +22,6 @@ use crate::traits::{
 const SHARDS: usize = 64;
 /// Events a feed subscriber may fall behind before it is told it lagged.
 pub const DEFAULT_FEED_CAPACITY: usize = 65_536;
-
-/// `SHARDS` mutexes, one chosen by the hash of a key.
-struct Sharded<T> {
-    shards: Vec<Mutex<T>>,
-}
-
-impl<T: Default> Sharded<T> {
-    fn new() -> Self {
-        Sharded {
-            shards: (0..SHARDS).map(|_| Mutex::new(T::default())).collect(),
-        }
-    }
-
-    fn index_of<K: Hash + ?Sized>(key: &K) -> usize {
-        let mut hasher = DefaultHasher::new();
-        key.hash(&mut hasher);
-        (hasher.finish() as usize) % SHARDS
-    }
-
-    fn lock<K: Hash + ?Sized>(&self, key: &K) -> Result<MutexGuard<'_, T>, StoreError> {
-        let shard = self
-            .shards
-            .get(Self::index_of(key))
-            .ok_or_else(|| StoreError::Unavailable("no shard".into()))?;
-        shard
-            .lock()
-            .map_err(|_| StoreError::Unavailable("a store lock was poisoned".into()))
-    }
-
-    fn each(&self) -> impl Iterator<Item = Result<MutexGuard<'_, T>, StoreError>> {
-        self.shards.iter().map(|shard| {
-            shard
-                .lock()
-                .map_err(|_| StoreError::Unavailable("a store lock was poisoned".into()))
-        })
-    }
-}
 
 #[derive(Default)]
 struct Log {
@@ -120,20 +83,17 @@ impl EmbeddedStore {
         let (feed, _) = broadcast::channel(capacity.max(1));
         EmbeddedStore {
             inner: Arc::new(Inner {
-                logs: Sharded::new(),
-                index: Sharded::new(),
-                leases: Sharded::new(),
+                logs: Sharded::new(SHARDS),
+                index: Sharded::new(SHARDS),
+                leases: Sharded::new(SHARDS),
                 timers: Mutex::new(TimerQueue::default()),
                 feed,
             }),
         }
     }
 
-    fn timers(&self) -> Result<MutexGuard<'_, TimerQueue>, StoreError> {
-        self.inner
-            .timers
-            .lock()
-            .map_err(|_| StoreError::Unavailable("a store lock was poisoned".into()))
+    fn timers(&self) -> MutexGuard<'_, TimerQueue> {
+        self.inner.timers.lock()
     }
 }
 
@@ -149,7 +109,7 @@ impl EventLog for EmbeddedStore {
         events: Vec<(Timestamp, Event)>,
     ) -> Result<Vec<Arc<EventEnvelope>>, StoreError> {
         check_events_belong(aggregate, &events)?;
-        let mut logs = self.inner.logs.lock(aggregate)?;
+        let mut logs = self.inner.logs.lock(aggregate);
         let actual = logs.get(aggregate).map_or(0, |log| seq(log.events.len()));
         if actual != expected {
             return Err(StoreError::Conflict {
@@ -185,7 +145,7 @@ impl EventLog for EmbeddedStore {
         aggregate: &AggregateId,
         from: u64,
     ) -> Result<Vec<Arc<EventEnvelope>>, StoreError> {
-        let logs = self.inner.logs.lock(aggregate)?;
+        let logs = self.inner.logs.lock(aggregate);
         let start = usize::try_from(from).unwrap_or(usize::MAX);
         Ok(logs
             .get(aggregate)
@@ -195,7 +155,7 @@ impl EventLog for EmbeddedStore {
     }
 
     async fn load(&self, aggregate: &AggregateId) -> Result<Loaded, StoreError> {
-        let logs = self.inner.logs.lock(aggregate)?;
+        let logs = self.inner.logs.lock(aggregate);
         let Some(log) = logs.get(aggregate) else {
             return Ok(Loaded::default());
         };
@@ -219,7 +179,7 @@ impl EventLog for EmbeddedStore {
         aggregate: &AggregateId,
         snapshot: Snapshot,
     ) -> Result<(), StoreError> {
-        let mut logs = self.inner.logs.lock(aggregate)?;
+        let mut logs = self.inner.logs.lock(aggregate);
         let next_sequence = logs.get(aggregate).map_or(0, |log| seq(log.events.len()));
         if snapshot.sequence > next_sequence {
             return Err(StoreError::InvalidSnapshot {
@@ -240,7 +200,7 @@ impl EventLog for EmbeddedStore {
     }
 
     async fn delete(&self, aggregate: &AggregateId) -> Result<bool, StoreError> {
-        let mut logs = self.inner.logs.lock(aggregate)?;
+        let mut logs = self.inner.logs.lock(aggregate);
         Ok(logs.remove(aggregate).is_some())
     }
 }
@@ -254,13 +214,13 @@ impl StoreInfo for EmbeddedStore {
 
 impl FlowIndex for EmbeddedStore {
     async fn put_flow(&self, entry: FlowIndexEntry) -> Result<(), StoreError> {
-        let mut shard = self.inner.index.lock(entry.flow_id.as_str())?;
+        let mut shard = self.inner.index.lock(entry.flow_id.as_str());
         shard.insert(entry.flow_id.clone(), entry);
         Ok(())
     }
 
     async fn insert_flow(&self, entry: FlowIndexEntry) -> Result<bool, StoreError> {
-        let mut shard = self.inner.index.lock(entry.flow_id.as_str())?;
+        let mut shard = self.inner.index.lock(entry.flow_id.as_str());
         if shard.contains_key(&entry.flow_id) {
             return Ok(false);
         }
@@ -269,7 +229,7 @@ impl FlowIndex for EmbeddedStore {
     }
 
     async fn get_flow(&self, flow_id: &str) -> Result<Option<FlowIndexEntry>, StoreError> {
-        Ok(self.inner.index.lock(flow_id)?.get(flow_id).cloned())
+        Ok(self.inner.index.lock(flow_id).get(flow_id).cloned())
     }
 
     async fn list_flows(&self, query: &FlowQuery) -> Result<FlowPage, StoreError> {
@@ -277,7 +237,6 @@ impl FlowIndex for EmbeddedStore {
         // Each shard is sorted; take up to `limit + 1` from each after the cursor, then merge.
         let mut candidates = Vec::new();
         for shard in self.inner.index.each() {
-            let shard = shard?;
             let range = match &query.after {
                 Some(after) => shard.range::<String, _>((
                     std::ops::Bound::Excluded(after.clone()),
@@ -308,7 +267,7 @@ impl FlowIndex for EmbeddedStore {
     }
 
     async fn remove_flow(&self, flow_id: &str) -> Result<bool, StoreError> {
-        Ok(self.inner.index.lock(flow_id)?.remove(flow_id).is_some())
+        Ok(self.inner.index.lock(flow_id).remove(flow_id).is_some())
     }
 
     /// A scan of the index keeping the newest `limit`: in process a scan is cheap (a few ms
@@ -324,7 +283,7 @@ impl FlowIndex for EmbeddedStore {
         let mut newest: BinaryHeap<Reverse<(Timestamp, String)>> = BinaryHeap::new();
         let mut entries: HashMap<String, FlowIndexEntry> = HashMap::new();
         for shard in self.inner.index.each() {
-            for entry in shard?.values() {
+            for entry in shard.values() {
                 if entry.phase != FlowPhase::Deactivated {
                     continue;
                 }
@@ -373,7 +332,7 @@ impl Leases for EmbeddedStore {
         ttl: Duration,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
-        let mut shard = self.inner.leases.lock(key)?;
+        let mut shard = self.inner.leases.lock(key);
         let free = shard
             .get(key)
             .is_none_or(|lease| lease.owner == owner || lease.expires_at <= now);
@@ -397,7 +356,7 @@ impl Leases for EmbeddedStore {
         ttl: Duration,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
-        let mut shard = self.inner.leases.lock(key)?;
+        let mut shard = self.inner.leases.lock(key);
         match shard.get_mut(key) {
             Some(lease) if lease.owner == owner => {
                 lease.expires_at = now.plus_millis(ttl_millis(ttl));
@@ -408,7 +367,7 @@ impl Leases for EmbeddedStore {
     }
 
     async fn release(&self, key: &str, owner: &str) -> Result<bool, StoreError> {
-        let mut shard = self.inner.leases.lock(key)?;
+        let mut shard = self.inner.leases.lock(key);
         if shard.get(key).is_some_and(|lease| lease.owner == owner) {
             shard.remove(key);
             return Ok(true);
@@ -425,7 +384,7 @@ impl Leases for EmbeddedStore {
         let mut lapsed = Vec::new();
         for shard in self.inner.leases.each() {
             lapsed.extend(
-                shard?
+                shard
                     .values()
                     .filter(|lease| lease.expires_at < now && lease.key.starts_with(key_prefix))
                     .cloned(),
@@ -439,7 +398,7 @@ impl Leases for EmbeddedStore {
 
 impl Timers for EmbeddedStore {
     async fn schedule(&self, timer: Timer) -> Result<(), StoreError> {
-        let mut queue = self.timers()?;
+        let mut queue = self.timers();
         queue.remove(&timer.key);
         queue.by_due.insert((timer.due, timer.key.clone()));
         queue.by_key.insert(timer.key.clone(), timer);
@@ -447,11 +406,11 @@ impl Timers for EmbeddedStore {
     }
 
     async fn cancel(&self, key: &str) -> Result<bool, StoreError> {
-        Ok(self.timers()?.remove(key).is_some())
+        Ok(self.timers().remove(key).is_some())
     }
 
     async fn take_due(&self, now: Timestamp, limit: usize) -> Result<Vec<Timer>, StoreError> {
-        let mut queue = self.timers()?;
+        let mut queue = self.timers();
         let mut due = Vec::new();
         while due.len() < limit {
             let Some((at, key)) = queue.by_due.first().cloned() else {
@@ -469,6 +428,6 @@ impl Timers for EmbeddedStore {
     }
 
     async fn next_due(&self) -> Result<Option<Timestamp>, StoreError> {
-        Ok(self.timers()?.by_due.first().map(|(at, _)| *at))
+        Ok(self.timers().by_due.first().map(|(at, _)| *at))
     }
 }

@@ -41,6 +41,7 @@
 
 mod embedded;
 mod error;
+mod sharded;
 mod traits;
 
 #[cfg(feature = "conformance")]
@@ -48,6 +49,7 @@ pub mod conformance;
 
 pub use embedded::{DEFAULT_FEED_CAPACITY, EmbeddedStore};
 pub use error::{StoreError, check_events_belong};
+pub use sharded::Sharded;
 pub use traits::{
     EventFeed, EventLog, FlowIndex, FlowIndexEntry, FlowOutcome, FlowPage, FlowPhase, FlowQuery,
     Lease, Leases, Loaded, MemoryUsage, Snapshot, Store, StoreInfo, Timer, Timers,

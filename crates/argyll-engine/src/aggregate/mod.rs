@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use argyll_events::{AggregateId, EngineEvent, Event, EventEnvelope, FlowEvent, Projection};
 use argyll_model::{EngineState, FlowState, Timestamp};
-use argyll_store::{EventLog, StoreError};
+use argyll_store::{EventLog, Sharded, StoreError};
 
 /// A projection stored as one aggregate kind.
 pub(crate) trait AggregateState: Projection + Clone + Send + Sync + 'static {
@@ -155,11 +155,11 @@ pub(crate) async fn load<S: EventLog, T: AggregateState>(
 /// first out: a flow that is evicted while still busy is simply loaded again. The state just
 /// inserted is never the one evicted, so a single state larger than a shard's byte budget is
 /// still cached (a large fan-out would otherwise replay its whole log at every command).
-/// Sharded mutexes over plain maps, because every command reads and replaces an entry and a
+/// Sharded mutexes ([`Sharded`]) over plain maps, because every command reads and replaces an entry and a
 /// general-purpose cache's bookkeeping cost more than the lookups (about a tenth of the
 /// engine's CPU in the fan-out benchmark).
 pub(crate) struct ProjectionCache<T> {
-    shards: [std::sync::Mutex<CacheShard<T>>; CACHE_SHARDS],
+    shards: Sharded<CacheShard<T>>,
     per_shard: usize,
     bytes_per_shard: u64,
     weigh: fn(&T) -> u64,
@@ -189,12 +189,10 @@ impl<T> ProjectionCache<T> {
     pub(crate) fn with_byte_budget(capacity: u64, max_bytes: u64, weigh: fn(&T) -> u64) -> Self {
         let capacity = usize::try_from(capacity).unwrap_or(usize::MAX);
         ProjectionCache {
-            shards: std::array::from_fn(|_| {
-                std::sync::Mutex::new(CacheShard {
-                    entries: std::collections::HashMap::new(),
-                    order: std::collections::VecDeque::new(),
-                    bytes: 0,
-                })
+            shards: Sharded::new_with(CACHE_SHARDS, || CacheShard {
+                entries: std::collections::HashMap::new(),
+                order: std::collections::VecDeque::new(),
+                bytes: 0,
             }),
             per_shard: capacity.div_ceil(CACHE_SHARDS).max(1),
             bytes_per_shard: (max_bytes / CACHE_SHARDS as u64).max(1),
@@ -211,16 +209,8 @@ impl<T> ProjectionCache<T> {
         self
     }
 
-    fn shard(&self, aggregate: &AggregateId) -> std::sync::MutexGuard<'_, CacheShard<T>> {
-        use std::hash::{Hash, Hasher};
-        let mut hasher = std::hash::DefaultHasher::new();
-        aggregate.hash(&mut hasher);
-        let index = usize::try_from(hasher.finish() % CACHE_SHARDS as u64).unwrap_or(0);
-        // The index is reduced modulo the array's length.
-        #[allow(clippy::indexing_slicing)]
-        self.shards[index % CACHE_SHARDS]
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn shard(&self, aggregate: &AggregateId) -> parking_lot::MutexGuard<'_, CacheShard<T>> {
+        self.shards.lock(aggregate)
     }
 
     /// The cached state of `aggregate`.
@@ -242,10 +232,7 @@ impl<T> ProjectionCache<T> {
     /// States cached, and their weight in bytes (all shards).
     #[cfg(test)]
     pub(crate) fn usage(&self) -> (usize, u64) {
-        self.shards.iter().fold((0, 0), |(count, bytes), shard| {
-            let shard = shard
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.shards.each().fold((0, 0), |(count, bytes), shard| {
             (count + shard.entries.len(), bytes + shard.bytes)
         })
     }
