@@ -26,12 +26,12 @@
 use std::io::{Read, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use argyll_events::{AggregateId, Event, EventEnvelope, Projection};
 use argyll_model::{BackoffType, FlowState, Timestamp};
 use argyll_retry::RetryPolicy;
-use argyll_store::{FlowIndexEntry, FlowPhase, FlowQuery, Store, StoreError};
+use argyll_store::{Clock, FlowIndexEntry, FlowPhase, FlowQuery, Store, StoreError, system_clock};
 use object_store::ObjectStore;
 use object_store::path::Path;
 use serde::{Deserialize, Serialize};
@@ -85,13 +85,6 @@ pub struct ArchivedFlow {
 pub struct Bucket {
     objects: Arc<dyn ObjectStore>,
     prefix: String,
-}
-
-fn now() -> Timestamp {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    Timestamp::from_unix_nanos(i64::try_from(nanos).unwrap_or(i64::MAX))
 }
 
 impl Bucket {
@@ -257,6 +250,7 @@ pub struct Archiver<S> {
     policy: ArchivePolicy,
     owner: String,
     pressure_off_logged: AtomicBool,
+    clock: Arc<dyn Clock>,
 }
 
 fn lease_key(flow_id: &str) -> String {
@@ -272,7 +266,14 @@ impl<S: Store> Archiver<S> {
             policy,
             owner: owner.to_owned(),
             pressure_off_logged: AtomicBool::new(false),
+            clock: system_clock(),
         }
+    }
+
+    /// The clock flows are aged by and leases stamped with (the system's by default).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Archives one flow (see the crate documentation for the steps).
@@ -286,7 +287,12 @@ impl<S: Store> Archiver<S> {
         let lease = lease_key(flow_id);
         if !self
             .store
-            .acquire(&lease, &self.owner, self.policy.lease_timeout, now())
+            .acquire(
+                &lease,
+                &self.owner,
+                self.policy.lease_timeout,
+                self.clock.now(),
+            )
             .await?
         {
             return Ok(JobOutcome::Skipped);
@@ -337,7 +343,7 @@ impl<S: Store> Archiver<S> {
             };
             let archived = ArchivedFlow {
                 flow_id: flow_id.to_owned(),
-                archived_at: now(),
+                archived_at: self.clock.now(),
                 state,
                 events: events.iter().map(|e| (**e).clone()).collect(),
             };
@@ -385,8 +391,13 @@ impl<S: Store> Archiver<S> {
     /// Returns how many were archived; failed jobs are logged and counted as not archived.
     pub async fn sweep_once(&self) -> Result<usize, ArchiveError> {
         let max_age = i64::try_from(self.policy.max_age.as_millis()).unwrap_or(i64::MAX);
-        let cutoff =
-            Timestamp::from_unix_millis(now().unix_millis().unwrap_or(0).saturating_sub(max_age));
+        let cutoff = Timestamp::from_unix_millis(
+            self.clock
+                .now()
+                .unix_millis()
+                .unwrap_or(0)
+                .saturating_sub(max_age),
+        );
         let candidates = self.candidates(Some(cutoff)).await?;
         self.archive_all(candidates.into_iter().take(self.policy.sweep_batch.max(1)))
             .await

@@ -16,7 +16,7 @@ use std::time::Duration;
 use argyll_archive::{ArchivePolicy, Archiver, Bucket, JobOutcome};
 use argyll_engine::{Engine, StartFlow};
 use argyll_model::{AttributeSpec, AttributeType, FlowState, ScriptLanguage, Step};
-use argyll_store::{FlowIndex, FlowPhase, FlowQuery, Leases};
+use argyll_store::{Clock, FlowIndex, FlowPhase, FlowQuery, Leases, ManualClock};
 use argyll_store_redis::{RedisConfig, RedisStore};
 use argyll_testkit::{MotoServer, RedisServer, unique};
 use serde_json::json;
@@ -157,9 +157,7 @@ async fn age_sweep_moves_every_finished_flow_to_the_bucket() {
     let store = store(&redis).await;
     let flows = finished_flows(&store, 500, 16).await;
     assert_eq!(redis_keys(&redis, "*flow:f-*:events"), 500);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-
-    let archiver = Archiver::new(store.clone(), bucket(&moto, "flows"), policy(), "a1");
+    let archiver = aged_archiver(store.clone(), bucket(&moto, "flows"), policy(), "a1");
     let mut sweeps = 0;
     while phase_count(&store, FlowPhase::Archived).await < 500 {
         sweeps += 1;
@@ -184,13 +182,12 @@ async fn two_archivers_never_archive_a_flow_twice() {
     moto.create_bucket("flows").unwrap();
     let store = store(&redis).await;
     finished_flows(&store, 200, 0).await;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
     let policy = ArchivePolicy {
         sweep_batch: 1000,
         ..policy()
     };
-    let first = Archiver::new(store.clone(), bucket(&moto, "flows"), policy.clone(), "a1");
-    let second = Archiver::new(store.clone(), bucket(&moto, "flows"), policy, "a2");
+    let first = aged_archiver(store.clone(), bucket(&moto, "flows"), policy.clone(), "a1");
+    let second = aged_archiver(store.clone(), bucket(&moto, "flows"), policy, "a2");
     let (a, b) = tokio::join!(first.sweep_once(), second.sweep_once());
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!(
@@ -209,8 +206,7 @@ async fn an_unreachable_bucket_deletes_nothing_and_archiving_resumes() {
     moto.create_bucket("flows").unwrap();
     let store = store(&redis).await;
     finished_flows(&store, 20, 0).await;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let archiver = Archiver::new(store.clone(), bucket(&moto, "flows"), policy(), "a1");
+    let archiver = aged_archiver(store.clone(), bucket(&moto, "flows"), policy(), "a1");
 
     moto.stop().unwrap();
     assert!(archiver.sweep_once().await.is_err(), "every job failed");
@@ -239,10 +235,9 @@ async fn a_job_that_died_after_writing_is_finished_once_by_the_next_archiver() {
     moto.create_bucket("flows").unwrap();
     let store = store(&redis).await;
     let flows = finished_flows(&store, 3, 0).await;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-
     // What a crashed archiver leaves: its lease, the flow marked archiving, the object written,
     // the events not yet deleted.
+    let clock = aged_clock();
     let crashed = "f-0001";
     assert!(
         store
@@ -250,7 +245,7 @@ async fn a_job_that_died_after_writing_is_finished_once_by_the_next_archiver() {
                 &format!("archive/{crashed}"),
                 "dead",
                 Duration::from_millis(300),
-                now()
+                clock.now()
             )
             .await
             .unwrap()
@@ -258,13 +253,15 @@ async fn a_job_that_died_after_writing_is_finished_once_by_the_next_archiver() {
     let mut entry = store.get_flow(crashed).await.unwrap().unwrap();
     entry.phase = FlowPhase::Archiving;
     store.put_flow(entry).await.unwrap();
-    let survivor = Archiver::new(store.clone(), bucket(&moto, "flows"), policy(), "alive");
+    let survivor = Archiver::new(store.clone(), bucket(&moto, "flows"), policy(), "alive")
+        .with_clock(Arc::new(clock.clone()));
     assert_eq!(
         survivor.archive_flow(crashed).await.unwrap(),
         JobOutcome::Skipped,
         "the dead archiver's lease still holds"
     );
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // The dead archiver's lease lapses.
+    clock.advance(Duration::from_millis(400));
     assert_eq!(survivor.sweep_once().await.unwrap(), 3);
     assert_eq!(
         survivor.sweep_once().await.unwrap(),
@@ -316,8 +313,22 @@ async fn memory_pressure_is_relieved() {
     );
 }
 
-fn now() -> argyll_model::Timestamp {
-    argyll_engine::now()
+/// A clock `policy().max_age` and a bit past the system's time: flows that just finished
+/// are old enough for the sweep, without waiting for them to age.
+fn aged_clock() -> ManualClock {
+    let clock = ManualClock::starting_now();
+    clock.advance(policy().max_age + Duration::from_millis(100));
+    clock
+}
+
+/// An archiver that sees the flows finished just now as due.
+fn aged_archiver<S: argyll_store::Store>(
+    store: S,
+    bucket: Bucket,
+    policy: ArchivePolicy,
+    owner: &str,
+) -> Archiver<S> {
+    Archiver::new(store, bucket, policy, owner).with_clock(Arc::new(aged_clock()))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -342,9 +353,8 @@ async fn the_embedded_store_is_swept_too_and_has_no_pressure_trigger() {
             .await
             .unwrap();
     }
-    tokio::time::sleep(Duration::from_millis(1100)).await;
     let bucket = Bucket::open("memory://", "archived/").unwrap();
-    let archiver = Archiver::new(store.clone(), bucket.clone(), policy(), "a1");
+    let archiver = aged_archiver(store.clone(), bucket.clone(), policy(), "a1");
     assert_eq!(archiver.memory_percent().await.unwrap(), None);
     assert_eq!(archiver.relieve_pressure_once().await.unwrap(), 0);
     let mut archived = 0;

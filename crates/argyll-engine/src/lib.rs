@@ -42,7 +42,7 @@ mod engine;
 mod flow;
 mod runner;
 
-pub use aggregate::{AggregateError, Current, now};
+pub use aggregate::{AggregateError, Current};
 pub use catalog::{CatalogError, Registration};
 pub use engine::{
     Engine, EngineBuilder, EngineConfig, EngineError, FlowStart, QUICK_SCRIPT_BUDGET, StartFlow,

@@ -8,7 +8,9 @@
 //! events every instance subscribes to ([`EventFeed`]), leases on in-flight work ([`Leases`]) and
 //! durable timers ([`Timers`]), together [`Store`]; the [`EmbeddedStore`]; and, behind the
 //! `conformance` feature, the checks every adapter must pass (the Redis adapter runs the same
-//! kit).
+//! kit). Beside them two small shared pieces: [`Sharded`] (hash-sharded mutexes) and [`Clock`]
+//! ([`SystemClock`], [`ManualClock`]), the time the engine and the archiver are given (stores
+//! take the time from their callers).
 //!
 //! **Must not depend on**: the engine, runners, HTTP or configuration. It stores events and
 //! index entries; deciding what they mean is the engine's job.
@@ -39,6 +41,7 @@
 //! # }
 //! ```
 
+mod clock;
 mod embedded;
 mod error;
 mod sharded;
@@ -47,6 +50,7 @@ mod traits;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
+pub use clock::{Clock, ManualClock, SystemClock, system_clock};
 pub use embedded::{DEFAULT_FEED_CAPACITY, EmbeddedStore};
 pub use error::{StoreError, check_events_belong};
 pub use sharded::Sharded;

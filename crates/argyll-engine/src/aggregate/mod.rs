@@ -4,11 +4,10 @@
 //! original's silent drops: an event that does not apply is an error, not skipped).
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use argyll_events::{AggregateId, EngineEvent, Event, EventEnvelope, FlowEvent, Projection};
 use argyll_model::{EngineState, FlowState, Timestamp};
-use argyll_store::{EventLog, Sharded, StoreError};
+use argyll_store::{Clock, EventLog, Sharded, StoreError};
 
 /// A projection stored as one aggregate kind.
 pub(crate) trait AggregateState: Projection + Clone + Send + Sync + 'static {
@@ -105,14 +104,6 @@ pub struct Current<T> {
     pub state: T,
     /// The expected sequence of the next append.
     pub next_sequence: u64,
-}
-
-/// The wall clock as an event timestamp.
-pub fn now() -> Timestamp {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    Timestamp::from_unix_nanos(i64::try_from(nanos).unwrap_or(i64::MAX))
 }
 
 /// Loads an aggregate's state: the latest snapshot, then the events after it.
@@ -371,6 +362,7 @@ pub(crate) struct Executed<T, R> {
 /// must be a pure decision on the state it is given.
 pub(crate) async fn execute<S, T, R, E>(
     store: &S,
+    clock: &dyn Clock,
     aggregate: &AggregateId,
     max_attempts: u32,
     mut command: impl FnMut(&T) -> Result<(Vec<T::Event>, R), E>,
@@ -382,6 +374,7 @@ where
     let mut invalid = None;
     let outcome = execute_applied(
         store,
+        clock,
         None,
         Uncached::Load,
         aggregate,
@@ -439,6 +432,7 @@ pub(crate) enum Uncached {
 /// answer is trusted. The state after a successful append is put in the cache.
 pub(crate) async fn execute_applied<S, T, R, E>(
     store: &S,
+    clock: &dyn Clock,
     cache: Option<&ProjectionCache<T>>,
     uncached: Uncached,
     aggregate: &AggregateId,
@@ -464,7 +458,7 @@ where
     };
     let mut conflicts = 0;
     while conflicts < max_attempts.max(1) {
-        let at = now();
+        let at = clock.now();
         let decided = command(&current.state, at);
         let writes = matches!(&decided, Ok((events, _, _)) if !events.is_empty());
         if !writes && !checked {

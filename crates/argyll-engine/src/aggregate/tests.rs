@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::{AggregateError, Current, ProjectionCache, execute, load};
 use argyll_events::{AggregateId, FlowEvent, FlowFailed, FlowStarted};
 use argyll_model::{Args, ExecutionPlan, FlowState, FlowStatus};
+use argyll_store::SystemClock;
 use argyll_store::{EmbeddedStore, EventLog, Snapshot};
 
 fn started(flow_id: &str) -> FlowEvent {
@@ -39,7 +40,7 @@ async fn a_hundred_racing_starts_record_exactly_one_flow_started() {
             let store = store.clone();
             let flow = flow.clone();
             tokio::spawn(async move {
-                execute(&store, &flow, 1000, start_once("race"))
+                execute(&store, &SystemClock, &flow, 1000, start_once("race"))
                     .await
                     .unwrap()
                     .unwrap()
@@ -78,7 +79,9 @@ async fn events_that_do_not_apply_are_refused_before_writing() {
             (),
         ))
     };
-    let error = execute(&store, &flow, 3, failed_first).await.unwrap_err();
+    let error = execute(&store, &SystemClock, &flow, 3, failed_first)
+        .await
+        .unwrap_err();
     assert!(
         matches!(error, AggregateError::InvalidEvent { .. }),
         "{error}"
@@ -87,6 +90,7 @@ async fn events_that_do_not_apply_are_refused_before_writing() {
 
     let rejected = execute(
         &store,
+        &SystemClock,
         &flow,
         3,
         |_: &Option<FlowState>| -> Result<(Vec<FlowEvent>, ()), String> {
@@ -103,7 +107,7 @@ async fn events_that_do_not_apply_are_refused_before_writing() {
 async fn snapshot_plus_tail_rebuilds_the_same_state_as_the_whole_log() {
     let store = EmbeddedStore::new();
     let flow = AggregateId::Flow("snap".into());
-    execute(&store, &flow, 3, start_once("snap"))
+    execute(&store, &SystemClock, &flow, 3, start_once("snap"))
         .await
         .unwrap()
         .unwrap();
@@ -127,7 +131,10 @@ async fn snapshot_plus_tail_rebuilds_the_same_state_as_the_whole_log() {
             (),
         ))
     };
-    let executed = execute(&store, &flow, 3, fail).await.unwrap().unwrap();
+    let executed = execute(&store, &SystemClock, &flow, 3, fail)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(executed.current.next_sequence, 2);
 
     let from_snapshot: Current<Option<FlowState>> = load(&store, &flow).await.unwrap();

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use argyll_http::HttpRunner;
 use argyll_script::ScriptRunner;
-use argyll_store::Store;
+use argyll_store::{Clock, Store, system_clock};
 
 use super::catalog::CatalogCache;
 use super::health::HealthChecks;
@@ -25,6 +25,7 @@ pub struct EngineBuilder<S> {
     runner: Option<Arc<dyn StepRunner>>,
     scripts: Option<Arc<ScriptRunner>>,
     local: LocalHandlers,
+    clock: Arc<dyn Clock>,
 }
 
 impl<S> std::fmt::Debug for EngineBuilder<S> {
@@ -54,6 +55,12 @@ impl<S: Store> EngineBuilder<S> {
     /// Shares a script runner (and its compile cache) with the caller.
     pub fn scripts(mut self, scripts: Arc<ScriptRunner>) -> Self {
         self.scripts = Some(scripts);
+        self
+    }
+
+    /// The clock (the system's by default; a [`argyll_store::ManualClock`] in tests).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
         self
     }
 
@@ -99,6 +106,7 @@ impl<S: Store> EngineBuilder<S> {
             inner: Arc::new(Inner {
                 store: self.store,
                 config: self.config,
+                clock: self.clock,
                 runner,
                 local: self.local,
                 flows,
@@ -124,6 +132,7 @@ impl<S: Store> Engine<S> {
             runner: None,
             scripts: None,
             local: LocalHandlers::new(),
+            clock: system_clock(),
         }
     }
 

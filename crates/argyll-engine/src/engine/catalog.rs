@@ -105,7 +105,14 @@ impl<S: Store> Engine<S> {
         command: impl FnMut(&EngineState) -> Result<(Vec<EngineEvent>, ()), CatalogError> + Send,
     ) -> Result<(), EngineError> {
         let attempts = self.inner.config.command_attempts;
-        execute(&self.inner.store, &AggregateId::Engine, attempts, command).await??;
+        execute(
+            &self.inner.store,
+            &*self.inner.clock,
+            &AggregateId::Engine,
+            attempts,
+            command,
+        )
+        .await??;
         Ok(())
     }
 

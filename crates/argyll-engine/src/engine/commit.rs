@@ -70,6 +70,7 @@ impl<S: Store> Engine<S> {
         let aggregate = AggregateId::Flow(flow_id.to_owned());
         let executed = execute_applied(
             &self.inner.store,
+            &*self.inner.clock,
             self.inner.flows.as_ref(),
             Uncached::Load,
             &aggregate,

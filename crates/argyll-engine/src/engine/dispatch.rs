@@ -11,7 +11,6 @@ use argyll_store::Store;
 
 use super::work_key::WorkKey;
 use super::{Engine, EngineError};
-use crate::aggregate::now;
 use crate::runner::{LOCAL_SCHEME, WorkOutcome, WorkRequest};
 
 /// Owner of the lease of a work item that was handed to an async step or a child flow and
@@ -59,7 +58,7 @@ impl<S: Store> Engine<S> {
                         &keys,
                         &config.instance_id,
                         config.lease_ttl,
-                        now(),
+                        self.now(),
                     )
                     .await?)
             })
@@ -128,7 +127,7 @@ impl<S: Store> Engine<S> {
                 tokio::select! {
                     outcome = &mut execution => break outcome,
                     _ = renew.tick() => {
-                        if let Ok(false) = store.renew(&lease, owner, config.lease_ttl, now()).await {
+                        if let Ok(false) = store.renew(&lease, owner, config.lease_ttl, self.now()).await {
                             // Another instance took the item over (this one was cut off for
                             // longer than the lease): its result decides; this one is refused.
                             tracing::warn!(%flow_id, step_id = %step.id, %token, "work lease lost while the call runs");
@@ -155,7 +154,7 @@ impl<S: Store> Engine<S> {
         // park the lease so sweeps and restarts do not call the step again meanwhile.
         let _ = store.release(&lease, owner).await;
         let _ = store
-            .acquire(&lease, AWAITING_RESULT, PARKED_LEASE, now())
+            .acquire(&lease, AWAITING_RESULT, PARKED_LEASE, self.now())
             .await;
         // The result may have arrived before the lease was parked: then nobody else
         // would unpark it.
@@ -183,14 +182,16 @@ impl<S: Store> Engine<S> {
         let owner = config.instance_id.as_str();
         let acquired = self
             .retrying_store(|| async {
-                Ok(store.acquire(lease, owner, config.lease_ttl, now()).await?)
+                Ok(store
+                    .acquire(lease, owner, config.lease_ttl, self.now())
+                    .await?)
             })
             .await;
         // A new attempt of an item whose previous attempt is parked waiting for a webhook
         // (which asked for a retry) takes the parked lease over.
         let acquired = match acquired {
             Ok(false) if store.release(lease, AWAITING_RESULT).await.unwrap_or(false) => store
-                .acquire(lease, owner, config.lease_ttl, now())
+                .acquire(lease, owner, config.lease_ttl, self.now())
                 .await
                 .map_err(EngineError::from),
             other => other,

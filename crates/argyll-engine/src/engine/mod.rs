@@ -50,7 +50,8 @@ mod work_key;
 
 use std::sync::Arc;
 
-use argyll_model::FlowState;
+use argyll_model::{FlowState, Timestamp};
+use argyll_store::Clock;
 
 pub use builder::EngineBuilder;
 pub use config::{EngineConfig, QUICK_SCRIPT_BUDGET};
@@ -75,6 +76,13 @@ impl<S> Clone for Engine<S> {
     }
 }
 
+impl<S> Engine<S> {
+    /// The time by the engine's clock.
+    pub fn now(&self) -> Timestamp {
+        self.inner.clock.now()
+    }
+}
+
 impl<S> std::fmt::Debug for Engine<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
@@ -87,6 +95,8 @@ impl<S> std::fmt::Debug for Engine<S> {
 struct Inner<S> {
     store: S,
     config: EngineConfig,
+    /// Where the time comes from (events, leases, timers, recovery's quiet check).
+    clock: Arc<dyn Clock>,
     runner: Arc<dyn StepRunner>,
     local: LocalHandlers,
     /// Flow states kept between commands.

@@ -13,7 +13,6 @@ use argyll_store::{FlowPhase, FlowQuery, Lease, Store};
 use super::dispatch::AWAITING_RESULT;
 use super::work_key::{WORK_LEASE_PREFIX, WorkKey};
 use super::{Engine, EngineError};
-use crate::aggregate::now;
 use crate::flow::is_settled;
 
 /// Flows read per page of a sweep.
@@ -86,7 +85,7 @@ impl<S: Store> Engine<S> {
             return Ok(());
         }
         let quiet_millis = i64::try_from(quiet.as_millis()).unwrap_or(i64::MAX);
-        if now().millis_since(state.last_updated) < quiet_millis {
+        if self.now().millis_since(state.last_updated) < quiet_millis {
             return Ok(());
         }
         let config = &self.inner.config;
@@ -101,7 +100,12 @@ impl<S: Store> Engine<S> {
                     }
                     let store = &self.inner.store;
                     if store
-                        .acquire(&key.lease(), &config.instance_id, config.lease_ttl, now())
+                        .acquire(
+                            &key.lease(),
+                            &config.instance_id,
+                            config.lease_ttl,
+                            self.now(),
+                        )
                         .await?
                         || self.child_lost(&state, &key).await?
                     {
@@ -144,7 +148,7 @@ impl<S: Store> Engine<S> {
         }
         tracing::error!(flow_id = %parent.id, %step_id, %token, child_flow_id = %child_id, "child flow lost from the store; starting it again");
         Ok(store
-            .acquire(&lease, &config.instance_id, config.lease_ttl, now())
+            .acquire(&lease, &config.instance_id, config.lease_ttl, self.now())
             .await?)
     }
 
@@ -217,7 +221,7 @@ impl<S: Store> Engine<S> {
             let lapsed = self
                 .inner
                 .store
-                .lapsed(WORK_LEASE_PREFIX, now(), LAPSED_PER_ROUND)
+                .lapsed(WORK_LEASE_PREFIX, self.now(), LAPSED_PER_ROUND)
                 .await;
             if let Ok(lapsed) = lapsed {
                 for lease in lapsed {
@@ -242,13 +246,23 @@ impl<S: Store> Engine<S> {
         if self.inner.running.contains(&item) {
             // Still running here; its renewal came late (a busy process). Renew, never re-run.
             let _ = store
-                .acquire(&lease.key, &config.instance_id, config.lease_ttl, now())
+                .acquire(
+                    &lease.key,
+                    &config.instance_id,
+                    config.lease_ttl,
+                    self.now(),
+                )
                 .await;
             return;
         }
         if !matches!(
             store
-                .acquire(&lease.key, &config.instance_id, config.lease_ttl, now())
+                .acquire(
+                    &lease.key,
+                    &config.instance_id,
+                    config.lease_ttl,
+                    self.now()
+                )
                 .await,
             Ok(true)
         ) {

@@ -14,7 +14,6 @@ use tokio::sync::oneshot;
 
 use super::work_key::WorkKey;
 use super::{Engine, EngineError};
-use crate::aggregate::now;
 use crate::flow::TxError;
 use crate::runner::WorkOutcome;
 
@@ -169,7 +168,9 @@ impl<S: Store> Engine<S> {
             .retrying_store(|| async {
                 if attempts.fetch_add(1, Ordering::Relaxed) > 0 {
                     for lease in &leases {
-                        let _ = store.renew(lease, owner, config.lease_ttl, now()).await;
+                        let _ = store
+                            .renew(lease, owner, config.lease_ttl, self.now())
+                            .await;
                     }
                 }
                 self.commit_flow_command(flow_id, |tx| {

@@ -108,6 +108,7 @@ impl<S: Store> Engine<S> {
         let large_init = request.init.values().any(is_large_value);
         let executed = execute_applied(
             &self.inner.store,
+            &*self.inner.clock,
             self.inner.flows.as_ref(),
             Uncached::PresumeNew,
             &aggregate,

@@ -9,7 +9,6 @@ use tokio::sync::Notify;
 
 use super::Engine;
 use super::work_key::{RetryTimer, WorkKey};
-use crate::aggregate::now;
 
 /// Longest the timer loop sleeps before asking the store again (another instance may have
 /// scheduled an earlier timer).
@@ -56,7 +55,7 @@ impl<S: Store> Engine<S> {
         loop {
             let sleep_for = match self.inner.store.next_due().await {
                 Ok(Some(due)) => {
-                    let millis = u64::try_from(due.millis_since(now())).unwrap_or(0);
+                    let millis = u64::try_from(due.millis_since(self.now())).unwrap_or(0);
                     Duration::from_millis(millis).min(TIMER_POLL)
                 }
                 _ => TIMER_POLL,
@@ -65,7 +64,12 @@ impl<S: Store> Engine<S> {
                 () = self.inner.timers.scheduled.notified() => {}
                 () = tokio::time::sleep(sleep_for) => {}
             }
-            let due = match self.inner.store.take_due(now(), TIMERS_PER_ROUND).await {
+            let due = match self
+                .inner
+                .store
+                .take_due(self.now(), TIMERS_PER_ROUND)
+                .await
+            {
                 Ok(due) => due,
                 Err(error) => {
                     tracing::error!(%error, "retry timers unavailable");
