@@ -127,22 +127,6 @@ impl ScriptStepRunner {
     pub fn new(scripts: Arc<ScriptRunner>) -> Self {
         ScriptStepRunner { scripts }
     }
-
-    /// Evaluates the step's predicate with `inputs`: `Ok(true)` without a predicate.
-    pub async fn evaluate_predicate(&self, step: &Step, inputs: Args) -> Result<bool, String> {
-        let Some(predicate) = step.predicate.as_ref().filter(|p| !p.script.is_empty()) else {
-            return Ok(true);
-        };
-        self.scripts
-            .evaluate_predicate(
-                predicate.language.as_str(),
-                &predicate.script,
-                &script_arg_names(step),
-                inputs,
-            )
-            .await
-            .map_err(|error| error.message)
-    }
 }
 
 impl StepRunner for ScriptStepRunner {

@@ -18,9 +18,7 @@ use argyll_engine::{
     WorkOutcome, WorkRequest,
 };
 use argyll_http::HttpRunner;
-use argyll_model::{
-    Args, AttributeSpec, AttributeType, ScriptConfig, ScriptLanguage, Step, StepType,
-};
+use argyll_model::{Args, AttributeSpec, AttributeType, ScriptLanguage, Step, StepType};
 use argyll_script::{ScriptLimits, ScriptRunner};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -130,47 +128,6 @@ async fn script_steps_run_with_sorted_runtime_inputs_and_fail_permanently() {
     assert_eq!(
         runners.run(work(lua, json!({}))).await,
         WorkOutcome::Failed("runtime error: no".into())
-    );
-}
-
-#[tokio::test]
-async fn predicates_use_the_step_inputs() {
-    let scripts = ScriptStepRunner::new(Arc::new(ScriptRunner::new(ScriptLimits::default())));
-    let mut step = Step::sync("pay", "http://svc")
-        .with_attribute("amount", AttributeSpec::required(AttributeType::Number));
-    assert_eq!(
-        scripts
-            .evaluate_predicate(&step, args(json!({"amount": 5})))
-            .await,
-        Ok(true),
-        "no predicate: run"
-    );
-    step.predicate = Some(ScriptConfig {
-        language: ScriptLanguage::Ale,
-        script: "(> amount 100)".into(),
-    });
-    assert_eq!(
-        scripts
-            .evaluate_predicate(&step, args(json!({"amount": 150})))
-            .await,
-        Ok(true)
-    );
-    assert_eq!(
-        scripts
-            .evaluate_predicate(&step, args(json!({"amount": 5})))
-            .await,
-        Ok(false)
-    );
-    step.predicate = Some(ScriptConfig {
-        language: ScriptLanguage::Lua,
-        script: "return amount.x > 1".into(),
-    });
-    assert!(
-        scripts
-            .evaluate_predicate(&step, args(json!({"amount": 5})))
-            .await
-            .unwrap_err()
-            .contains("attempt to index")
     );
 }
 

@@ -414,6 +414,66 @@ async fn optional_input_default_is_passed() {
     );
 }
 
+/// Decision 11 with a predicate that needs more than the quick budget (20,000 steps): it is
+/// evaluated on the blocking pool, outside the transaction that found the step ready, and its
+/// verdict decides the step as a quick one's would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_predicates_are_evaluated_outside_the_transaction_and_decide() {
+    let mock = MockRunner::new();
+    mock.outputs("yes", json!({"y": 1}));
+    mock.outputs("no", json!({"n": 1}));
+    let engine = engine(&mock).await;
+    let slow = |verdict: &str| {
+        ScriptConfig::new(
+            ScriptLanguage::Lua,
+            format!("local n = 0 for i = 1, 200000 do n = n + 1 end return n > 0 and {verdict}"),
+        )
+    };
+    let mut yes = step("yes", &[], &["y"]);
+    yes.predicate = Some(slow("true"));
+    let mut no = step("no", &[], &["n"]);
+    no.predicate = Some(slow("false"));
+    register(&engine, vec![yes, no]).await;
+    let flow = run(&engine, "f", &["yes", "no"], init(json!({}))).await;
+    assert_eq!(flow.status.to_string(), "completed");
+    assert_eq!(status(&flow, "yes"), "completed");
+    assert_eq!(status(&flow, "no"), "skipped");
+    assert_eq!(flow.executions["no"].error, "predicate returned false");
+    assert_eq!(
+        mock.calls().len(),
+        1,
+        "only the step whose predicate held ran"
+    );
+}
+
+/// Decision 11: the predicate sees the step's inputs; false skips, an error fails the step.
+#[tokio::test]
+async fn predicates_see_the_step_inputs() {
+    let mock = MockRunner::new();
+    mock.outputs("pay", json!({"paid": true}));
+    let engine = engine(&mock).await;
+    let mut pay = step("pay", &["amount"], &["paid"]);
+    pay.predicate = Some(ScriptConfig::new(ScriptLanguage::Ale, "(> amount 100)"));
+    let mut strict = step("strict", &["amount"], &["checked"]);
+    strict.predicate = Some(ScriptConfig::new(
+        ScriptLanguage::Lua,
+        "return amount.x > 1",
+    ));
+    register(&engine, vec![pay, strict]).await;
+    let big = run(&engine, "big", &["pay"], init(json!({"amount": 150}))).await;
+    assert_eq!(status(&big, "pay"), "completed");
+    let small = run(&engine, "small", &["pay"], init(json!({"amount": 5}))).await;
+    assert_eq!(status(&small, "pay"), "skipped");
+    assert_eq!(mock.calls().len(), 1);
+    let broken = run(&engine, "broken", &["strict"], init(json!({"amount": 5}))).await;
+    assert_eq!(status(&broken, "strict"), "failed");
+    let error = &broken.executions["strict"].error;
+    assert!(
+        error.starts_with("predicate evaluation failed:") && error.contains("attempt to index"),
+        "{error}"
+    );
+}
+
 #[tokio::test]
 async fn goal_skipped_by_predicate_completes_the_flow() {
     let mock = MockRunner::new();

@@ -9,6 +9,7 @@ use argyll_store::{Clock, Store, system_clock};
 use super::catalog::CatalogCache;
 use super::health::HealthChecks;
 use super::lifecycle::Lifecycle;
+use super::predicates::SlowPredicates;
 use super::results::ResultQueues;
 use super::running::RunningWork;
 use super::services::ServiceParts;
@@ -111,6 +112,7 @@ impl<S: Store> EngineBuilder<S> {
                 local: self.local,
                 flows,
                 services,
+                slow_predicates: SlowPredicates::default(),
                 catalog: CatalogCache::default(),
                 waiters: Waiters::default(),
                 results: ResultQueues::default(),

@@ -150,6 +150,9 @@ impl<S: Store> Engine<S> {
                     let key = WorkKey::new(&state.id, &step_id, &token);
                     self.schedule_retry(&key, due).await;
                 }
+                Effect::EvaluatePredicate { step_id, inputs } => {
+                    self.evaluate_predicate_later(state, step_id, inputs);
+                }
                 Effect::CancelRetry { step_id, token } => {
                     self.cancel_retry(&WorkKey::new(&state.id, &step_id, &token))
                         .await;

@@ -45,11 +45,12 @@ pub struct EngineConfig {
     /// fails its work item or step instead.
     pub max_state_bytes: u64,
     /// The budget within which a script step's work item is run inside the flow transaction
-    /// that starts it (no lease, no second commit; see `FlowTx::run_quick_work`). A script that
-    /// needs longer is dispatched as work and run on the blocking pool under
-    /// [`EngineConfig::script_limits`]. Predicates are tried within it too, and one that needs
-    /// longer runs again under its full limits off the async worker. `None` sends every script
-    /// item through the runner and runs every predicate under its full limits at once.
+    /// that starts it (no lease, no second commit; see `FlowTx::run_quick_work`), and within
+    /// which predicates are decided there. A script that needs longer is dispatched as work
+    /// and run on the blocking pool under [`EngineConfig::script_limits`]; a predicate that
+    /// needs longer is evaluated on the blocking pool under its full limits and its verdict
+    /// recorded by a command of its own (the step waits, pending). `None` sends every script
+    /// item and every predicate to the blocking pool.
     pub quick_script_budget: Option<ScriptLimits>,
     /// The most work items one step may expand to (`MAX_WORK_ITEMS`): a start that would
     /// exceed it is refused, a step that reaches it later fails.

@@ -10,6 +10,7 @@
 //! | `builder` | [`EngineBuilder`], the accessors |
 //! | `config`, `error` | [`EngineConfig`] and its defaults; [`EngineError`] |
 //! | `services` | the [`crate::flow::FlowServices`] the decision core calls (predicates, memo, quick scripts) |
+//! | `predicates` | predicates that need more than the quick budget, evaluated off the workers |
 //! | `catalog` | the catalog cache, step commands, shared plans |
 //! | `start` | flow starts (idempotent, decision 10) |
 //! | `reads` | reading a flow |
@@ -36,6 +37,7 @@ mod error;
 mod health;
 mod index;
 mod lifecycle;
+mod predicates;
 mod probes;
 mod reads;
 mod recovery;
@@ -102,6 +104,7 @@ struct Inner<S> {
     /// Flow states kept between commands.
     flows: Option<ProjectionCache<Option<FlowState>>>,
     services: services::ServiceParts,
+    slow_predicates: predicates::SlowPredicates,
     catalog: catalog::CatalogCache,
     waiters: waiters::Waiters,
     results: results::ResultQueues,

@@ -2,16 +2,18 @@
 //! predicates and quick script items (under the quick budget), the memo cache, retry policies,
 //! tokens and the bounds. Also the helper that moves heavy CPU work off the async worker.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use argyll_model::{Args, Step, StepType, args_hash};
 use argyll_retry::RetryPolicy;
-use argyll_script::{Phase, ScriptLimits, ScriptRunner};
+use argyll_script::{Phase, ScriptError, ScriptLimits, ScriptRunner};
 use argyll_store::Store;
+use parking_lot::Mutex;
 use serde_json::Value;
 
 use super::Engine;
-use crate::flow::{FlowServices, QuickFailure};
+use crate::flow::{FlowServices, PredicateCheck, QuickFailure};
 use crate::runner::script_arg_names;
 
 /// What the services own: the script runner (and its compile cache) and the memo cache.
@@ -42,6 +44,7 @@ impl<S: Store> Engine<S> {
             min_retry_delay_ms: u64::try_from(config.min_retry_delay.as_millis())
                 .unwrap_or(u64::MAX),
             max_state_bytes: config.max_state_bytes,
+            predicates: Mutex::default(),
         }
     }
 }
@@ -55,41 +58,47 @@ pub(super) struct Services<'a> {
     max_work_items: usize,
     min_retry_delay_ms: u64,
     max_state_bytes: u64,
+    /// The predicate checks this command made, by step and inputs.
+    predicates: Mutex<HashMap<(String, String), PredicateCheck>>,
+}
+
+/// The failure message of a predicate that did not compile or failed (the step's error).
+pub(super) fn predicate_failure(error: ScriptError) -> String {
+    match error.phase {
+        Phase::Compile => format!("predicate compilation failed: {}", error.message),
+        _ => format!("predicate evaluation failed: {}", error.message),
+    }
 }
 
 impl FlowServices for Services<'_> {
-    fn evaluate_predicate(&self, step: &Step, inputs: &Args) -> Result<bool, String> {
+    fn evaluate_predicate(&self, step: &Step, inputs: &Args) -> PredicateCheck {
         let Some(predicate) = step.predicate.as_ref() else {
-            return Ok(true);
+            return PredicateCheck::Decided(Ok(true));
         };
-        let (language, names) = (predicate.language.as_str(), script_arg_names(step));
-        // Predicates are decided inside the flow transaction, on an async worker: most take
-        // microseconds; one that needs longer runs again (predicates are pure) under its full
-        // limits with the worker's other tasks handed to another thread meanwhile.
+        // A command re-run after a write conflict asks again: the first answer stands
+        // (predicates are pure), so a predicate costs its budget once per command.
+        let key = (step.id.clone(), args_hash(inputs));
+        if let Some(known) = self.predicates.lock().get(&key) {
+            return known.clone();
+        }
+        // Decided inside the flow transaction, on an async worker, within the quick budget:
+        // most predicates take microseconds. One that needs longer is evaluated on the
+        // blocking pool under its full limits, outside the transaction.
         let quick = self.quick_script_budget.and_then(|budget| {
             self.scripts.evaluate_predicate_within(
                 budget,
-                language,
+                predicate.language.as_str(),
                 &predicate.script,
-                &names,
+                &script_arg_names(step),
                 inputs,
             )
         });
-        let result = match quick {
-            Some(result) => result,
-            None => offload(|| {
-                self.scripts.evaluate_predicate_blocking(
-                    language,
-                    &predicate.script,
-                    &names,
-                    inputs,
-                )
-            }),
+        let check = match quick {
+            Some(result) => PredicateCheck::Decided(result.map_err(predicate_failure)),
+            None => PredicateCheck::Deferred,
         };
-        result.map_err(|error| match error.phase {
-            Phase::Compile => format!("predicate compilation failed: {}", error.message),
-            _ => format!("predicate evaluation failed: {}", error.message),
-        })
+        self.predicates.lock().insert(key, check.clone());
+        check
     }
 
     fn memo_lookup(&self, step: &Step, inputs: &Args) -> Option<Args> {
@@ -180,5 +189,90 @@ pub(super) fn offload<T>(work: impl FnOnce() -> T) -> T {
         tokio::task::block_in_place(work)
     } else {
         work()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use argyll_model::{ScriptConfig, ScriptLanguage};
+    use argyll_script::{Attributes, CompiledScript, LimitKind, ScriptEngine};
+
+    use super::*;
+
+    /// An "ale" whose predicates count their runs and need more than 1,000,000 steps.
+    struct Counting(Arc<AtomicUsize>);
+
+    impl ScriptEngine for Counting {
+        fn language(&self) -> &'static str {
+            "ale"
+        }
+
+        fn compile(
+            &self,
+            _source: &str,
+            _arg_names: &[String],
+        ) -> Result<Arc<dyn CompiledScript>, ScriptError> {
+            Ok(Arc::new(Counting(self.0.clone())))
+        }
+    }
+
+    impl CompiledScript for Counting {
+        fn execute(
+            &self,
+            _inputs: &Attributes,
+            _limits: &ScriptLimits,
+        ) -> Result<Attributes, ScriptError> {
+            Ok(Attributes::new())
+        }
+
+        fn evaluate_predicate(
+            &self,
+            _inputs: &Attributes,
+            limits: &ScriptLimits,
+        ) -> Result<bool, ScriptError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            if limits.steps < 1_000_000 {
+                return Err(ScriptError::limit(LimitKind::Steps, "step limit exceeded"));
+            }
+            Ok(true)
+        }
+    }
+
+    #[test]
+    fn a_predicate_over_the_quick_budget_is_deferred_and_not_run_again_by_a_rerun_command() {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let scripts = ScriptRunner::with_engines(
+            ScriptLimits::default(),
+            vec![Arc::new(Counting(runs.clone()))],
+        );
+        let memo = moka::sync::Cache::new(8);
+        let retry = RetryPolicy::never();
+        let budget = crate::QUICK_SCRIPT_BUDGET;
+        let services = Services {
+            scripts: &scripts,
+            memo: &memo,
+            retry: &retry,
+            quick_script_budget: Some(&budget),
+            max_work_items: 10,
+            min_retry_delay_ms: 0,
+            max_state_bytes: 1 << 20,
+            predicates: Mutex::default(),
+        };
+        let mut step = Step::new("s", "s", StepType::Sync);
+        step.predicate = Some(ScriptConfig::new(ScriptLanguage::Ale, "slow"));
+        let inputs = Args::new();
+        assert_eq!(
+            services.evaluate_predicate(&step, &inputs),
+            PredicateCheck::Deferred
+        );
+        // The command is re-run after a write conflict: the first answer stands.
+        assert_eq!(
+            services.evaluate_predicate(&step, &inputs),
+            PredicateCheck::Deferred
+        );
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
     }
 }

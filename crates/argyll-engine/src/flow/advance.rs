@@ -14,8 +14,8 @@ use argyll_model::{Args, Step, StepStatus, WorkStatus};
 use serde_json::Value;
 
 use super::{
-    Effect, FlowTx, TxError, UNREACHABLE, aggregate, expand_work_items, state_too_large,
-    work_item_count,
+    Effect, FlowTx, PredicateCheck, TxError, UNREACHABLE, aggregate, expand_work_items,
+    state_too_large, work_item_count,
 };
 
 impl FlowTx<'_> {
@@ -45,10 +45,13 @@ impl FlowTx<'_> {
                 }
             }
             for step_id in self.pending_steps() {
-                if self.status_of(&step_id) == Some(StepStatus::Pending) && self.is_ready(&step_id)
+                if self.status_of(&step_id) == Some(StepStatus::Pending)
+                    && !self.awaiting_predicate.contains(&step_id)
+                    && self.is_ready(&step_id)
                 {
                     self.prepare(&step_id)?;
-                    progressed = true;
+                    // A step left pending waits for its predicate: not progress.
+                    progressed |= self.status_of(&step_id) != Some(StepStatus::Pending);
                 }
             }
             if self.check_terminal()? || !progressed {
@@ -167,23 +170,79 @@ impl FlowTx<'_> {
         let inputs = self.collect_inputs(step);
         if step.predicate.is_some() {
             match self.services.evaluate_predicate(step, &inputs) {
-                Err(error) => {
-                    return Ok(self.raise(StepFailed {
-                        flow_id: self.flow_id(),
+                PredicateCheck::Deferred => {
+                    self.awaiting_predicate.insert(step_id.to_owned());
+                    self.effects.push(Effect::EvaluatePredicate {
                         step_id: step_id.to_owned(),
-                        error,
-                    })?);
+                        inputs,
+                    });
+                    return Ok(());
                 }
-                Ok(false) => {
-                    return Ok(self.raise(StepSkipped {
-                        flow_id: self.flow_id(),
-                        step_id: step_id.to_owned(),
-                        reason: "predicate returned false".into(),
-                    })?);
+                PredicateCheck::Decided(verdict) => {
+                    if !self.apply_predicate_verdict(step_id, verdict)? {
+                        return Ok(());
+                    }
                 }
-                Ok(true) => {}
             }
         }
+        self.start_step(step, inputs)
+    }
+
+    /// A predicate evaluated outside the transaction that found the step ready: records its
+    /// verdict and advances the flow. A verdict for a step that is no longer pending (skipped
+    /// meanwhile, or decided by another instance) changes nothing.
+    pub(crate) fn decide_predicate(
+        &mut self,
+        step_id: &str,
+        verdict: Result<bool, String>,
+    ) -> Result<(), TxError> {
+        if self.state.is_terminal()
+            || self.status_of(step_id) != Some(StepStatus::Pending)
+            || !self.is_ready(step_id)
+        {
+            return Ok(());
+        }
+        let plan = Arc::clone(&self.state.plan);
+        let Some(step) = plan.steps.get(step_id) else {
+            return Ok(());
+        };
+        if self.apply_predicate_verdict(step_id, verdict)? {
+            let inputs = self.collect_inputs(step);
+            self.start_step(step, inputs)?;
+        }
+        self.advance()
+    }
+
+    /// Fails or skips the step for a failed or false predicate; whether the step goes on.
+    fn apply_predicate_verdict(
+        &mut self,
+        step_id: &str,
+        verdict: Result<bool, String>,
+    ) -> Result<bool, ApplyError> {
+        match verdict {
+            Ok(true) => Ok(true),
+            Ok(false) => {
+                self.raise(StepSkipped {
+                    flow_id: self.flow_id(),
+                    step_id: step_id.to_owned(),
+                    reason: "predicate returned false".into(),
+                })?;
+                Ok(false)
+            }
+            Err(error) => {
+                self.raise(StepFailed {
+                    flow_id: self.flow_id(),
+                    step_id: step_id.to_owned(),
+                    error,
+                })?;
+                Ok(false)
+            }
+        }
+    }
+
+    /// Expands `for_each` and starts the step whose predicate (if any) held.
+    fn start_step(&mut self, step: &Step, inputs: Args) -> Result<(), TxError> {
+        let step_id = step.id.as_str();
         let count = work_item_count(step, &inputs);
         let limit = self.services.max_work_items();
         if count > limit {

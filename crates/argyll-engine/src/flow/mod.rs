@@ -15,6 +15,7 @@
 mod advance;
 mod results;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use argyll_events::{ApplyError, FlowEvent, FlowStarted, Projection, WorkFailed};
@@ -56,9 +57,11 @@ pub(crate) enum TxError {
 
 /// What a flow transaction needs from the engine besides the state.
 pub(crate) trait FlowServices {
-    /// Evaluates the step's predicate with step-level inputs (`Ok(true)` without one). The
-    /// error is the step's failure message.
-    fn evaluate_predicate(&self, step: &Step, inputs: &Args) -> Result<bool, String>;
+    /// Evaluates the step's predicate with step-level inputs within the quick budget: its
+    /// verdict (the error is the step's failure message), or [`PredicateCheck::Deferred`] when
+    /// it needs longer — then it is evaluated outside the transaction
+    /// ([`Effect::EvaluatePredicate`]) and its verdict recorded by [`FlowTx::decide_predicate`].
+    fn evaluate_predicate(&self, step: &Step, inputs: &Args) -> PredicateCheck;
     /// A cached result of a memoizable step for these inputs.
     fn memo_lookup(&self, step: &Step, inputs: &Args) -> Option<Args>;
     /// Remembers a memoizable step's result (the first stored value wins). Called inside the
@@ -78,6 +81,15 @@ pub(crate) trait FlowServices {
     /// its outputs or its error message. `None` when the step is not a script or needs longer;
     /// then it is dispatched as work like any other.
     fn run_script_quickly(&self, step: &Step, inputs: &Args) -> Option<Result<Args, String>>;
+}
+
+/// What a predicate check inside a transaction found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum PredicateCheck {
+    /// `Ok(holds)`, or the error that fails the step.
+    Decided(Result<bool, String>),
+    /// It needs more than the quick budget: decided later, outside the transaction.
+    Deferred,
 }
 
 /// A work item that [`FlowTx::run_quick_work`] ran and that failed.
@@ -105,6 +117,9 @@ pub(crate) enum Effect {
     },
     /// A queued retry was cancelled.
     CancelRetry { step_id: String, token: String },
+    /// A predicate that needs more than the quick budget: evaluate it off the async workers
+    /// and record the verdict with [`FlowTx::decide_predicate`] (the step waits, pending).
+    EvaluatePredicate { step_id: String, inputs: Args },
 }
 
 /// One flow transaction in progress: the state with the events raised so far applied.
@@ -116,6 +131,9 @@ pub(crate) struct FlowTx<'s> {
     /// Set when a step of this transaction would have had more work items than allowed (the
     /// step fails; a flow start that hits it is refused instead).
     pub(crate) too_many_work_items: Option<String>,
+    /// Steps whose predicate is being evaluated outside this transaction: they stay pending
+    /// and are not prepared again by it.
+    awaiting_predicate: BTreeSet<String>,
     services: &'s dyn FlowServices,
 }
 
@@ -136,6 +154,7 @@ impl<'s> FlowTx<'s> {
             events: Vec::new(),
             effects: Vec::new(),
             too_many_work_items: None,
+            awaiting_predicate: BTreeSet::new(),
             services,
         }
     }

@@ -6,6 +6,115 @@ use super::*;
 
 pub(super) const CASES: &[Case] = &[
     (
+        "d11: a predicate that needs more than the quick budget is evaluated outside; the step waits",
+        || {
+            let fake = Fake {
+                slow_predicates: vec!["a".into()],
+                ..Fake::default()
+            };
+            let flow = start(
+                &fake,
+                &[with_predicate(step("a", &["x"], &["y"]))],
+                &["a"],
+                json!({"x": 1}),
+            );
+            assert_eq!(flow.step_status("a"), Some(StepStatus::Pending));
+            assert_eq!(
+                flow.tx.effects,
+                [Effect::EvaluatePredicate {
+                    step_id: "a".into(),
+                    inputs: args(json!({"x": 1})),
+                }]
+            );
+            assert_eq!(fake.predicate_calls.borrow().len(), 1, "asked once");
+            assert_eq!(flow.state().status, FlowStatus::Active);
+        },
+    ),
+    (
+        "d11: a slow predicate's true verdict starts the step",
+        || {
+            let fake = Fake {
+                slow_predicates: vec!["a".into()],
+                ..Fake::default()
+            };
+            let flow = start(
+                &fake,
+                &[with_predicate(step("a", &["x"], &["y"]))],
+                &["a"],
+                json!({"x": 1}),
+            );
+            let mut flow = flow.next(&fake);
+            flow.tx.decide_predicate("a", Ok(true)).unwrap();
+            assert_eq!(flow.step_status("a"), Some(StepStatus::Active));
+            assert_eq!(flow.runs(), ["a"]);
+            assert_eq!(
+                fake.predicate_calls.borrow().len(),
+                1,
+                "not evaluated again"
+            );
+        },
+    ),
+    (
+        "d11: a slow predicate's false verdict skips the step; a late second verdict changes nothing",
+        || {
+            let fake = Fake {
+                slow_predicates: vec!["a".into()],
+                ..Fake::default()
+            };
+            let flow = start(
+                &fake,
+                &[with_predicate(step("a", &["x"], &["y"]))],
+                &["a"],
+                json!({"x": 1}),
+            );
+            let mut flow = flow.next(&fake);
+            flow.tx.decide_predicate("a", Ok(false)).unwrap();
+            assert_eq!(flow.step_status("a"), Some(StepStatus::Skipped));
+            assert_eq!(flow.state().status, FlowStatus::Completed);
+            let events = flow.tx.events.len();
+            flow.tx.decide_predicate("a", Ok(true)).unwrap();
+            assert_eq!(flow.tx.events.len(), events);
+        },
+    ),
+    (
+        "d11: a slow predicate that fails fails the step with its error",
+        || {
+            let fake = Fake {
+                slow_predicates: vec!["a".into()],
+                ..Fake::default()
+            };
+            let flow = start(
+                &fake,
+                &[with_predicate(step("a", &["x"], &["y"]))],
+                &["a"],
+                json!({"x": 1}),
+            );
+            let mut flow = flow.next(&fake);
+            flow.tx
+                .decide_predicate("a", Err("predicate evaluation failed: boom".into()))
+                .unwrap();
+            assert_eq!(flow.step_status("a"), Some(StepStatus::Failed));
+            assert_eq!(flow.step_error("a"), "predicate evaluation failed: boom");
+            assert_eq!(flow.state().status, FlowStatus::Failed);
+        },
+    ),
+    (
+        "d1: a step waiting for its predicate does not keep others from starting",
+        || {
+            let fake = Fake {
+                slow_predicates: vec!["a".into()],
+                ..Fake::default()
+            };
+            let steps = [
+                with_predicate(step("a", &["x"], &["y"])),
+                step("b", &["x"], &["z"]),
+            ];
+            let flow = start(&fake, &steps, &["a", "b"], json!({"x": 1}));
+            assert_eq!(flow.step_status("a"), Some(StepStatus::Pending));
+            assert_eq!(flow.runs(), ["b"]);
+        },
+    ),
+    (
         "d1: a ready step starts with the flow and is sent to run",
         || {
             let fake = Fake::default();

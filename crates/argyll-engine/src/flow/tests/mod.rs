@@ -15,11 +15,13 @@ use argyll_model::{
 use argyll_retry::RetryPolicy;
 use serde_json::{Map, Value, json};
 
-use super::{Effect, FlowCommandError, FlowServices, FlowTx, TxError};
+use super::{Effect, FlowCommandError, FlowServices, FlowTx, PredicateCheck, TxError};
 
 /// The services a transaction gets, with every answer set by the case.
 struct Fake {
     predicates: HashMap<String, Result<bool, String>>,
+    /// Steps whose predicate needs more than the quick budget.
+    slow_predicates: Vec<String>,
     predicate_calls: RefCell<Vec<(String, Args)>>,
     memo: RefCell<HashMap<String, Args>>,
     retry: RetryPolicy,
@@ -35,6 +37,7 @@ impl Default for Fake {
     fn default() -> Self {
         Fake {
             predicates: HashMap::new(),
+            slow_predicates: Vec::new(),
             predicate_calls: RefCell::default(),
             memo: RefCell::default(),
             retry: RetryPolicy::never(),
@@ -52,14 +55,17 @@ fn memo_key(step: &Step, inputs: &Args) -> String {
 }
 
 impl FlowServices for Fake {
-    fn evaluate_predicate(&self, step: &Step, inputs: &Args) -> Result<bool, String> {
+    fn evaluate_predicate(&self, step: &Step, inputs: &Args) -> PredicateCheck {
         if step.predicate.is_none() {
-            return Ok(true);
+            return PredicateCheck::Decided(Ok(true));
         }
         self.predicate_calls
             .borrow_mut()
             .push((step.id.clone(), inputs.clone()));
-        self.predicates.get(&step.id).cloned().unwrap_or(Ok(true))
+        if self.slow_predicates.contains(&step.id) {
+            return PredicateCheck::Deferred;
+        }
+        PredicateCheck::Decided(self.predicates.get(&step.id).cloned().unwrap_or(Ok(true)))
     }
 
     fn memo_lookup(&self, step: &Step, inputs: &Args) -> Option<Args> {
