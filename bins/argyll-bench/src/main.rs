@@ -23,7 +23,6 @@
 //! first and the last 10 s.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -31,8 +30,12 @@ use std::time::{Duration, Instant};
 
 use axum::Json;
 use clap::Parser;
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use parking_lot::Mutex;
 use serde::Serialize;
 use serde_json::{Value, json};
+use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 
 #[derive(Clone, Debug)]
 struct Options {
@@ -206,22 +209,6 @@ fn start_engine(options: &Options) -> Result<(EngineProcess, String), String> {
         EngineProcess { child, pid },
         format!("http://127.0.0.1:{port}"),
     ))
-}
-
-/// CPU seconds (user + system) and RSS bytes of a process, from `/proc`.
-fn process_usage(pid: u32) -> Option<(f64, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let rss_kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()?;
-    Some((ticks / 100.0, rss_kib * 1024))
 }
 
 // ------------------------------------------------------------------ the step server
@@ -496,40 +483,47 @@ async fn one_flow(
     }
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
+/// Latencies in microseconds from 1 µs to an hour, to 3 significant digits: a run's memory
+/// does not grow with the flows it completes.
+fn latency_histogram() -> Result<Histogram<u64>, String> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).map_err(|e| format!("histogram: {e}"))
+}
+
+/// Records `elapsed` in `histogram` (clamped to its range).
+fn record(histogram: &Mutex<Histogram<u64>>, elapsed: Duration) {
+    let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+    histogram.lock().saturating_record(micros.max(1));
+}
+
+/// The `quantile` of `histogram` in milliseconds (0 when empty).
+fn quantile_ms(histogram: &Histogram<u64>, quantile: f64) -> f64 {
+    if histogram.is_empty() {
         return 0.0;
     }
-    #[allow(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        clippy::cast_precision_loss
-    )]
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted.get(index).copied().unwrap_or(0.0)
+    histogram.value_at_quantile(quantile) as f64 / 1000.0
 }
 
-/// `[#####-----]  50%` for a fraction done.
-#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-fn progress_bar(fraction: f64) -> String {
-    const WIDTH: usize = 20;
-    let fraction = fraction.clamp(0.0, 1.0);
-    let filled = (fraction * WIDTH as f64).round() as usize;
-    format!(
-        "[{}{}] {:>3.0}%",
-        "#".repeat(filled),
-        "-".repeat(WIDTH - filled),
-        fraction * 100.0
-    )
+/// The largest value of `histogram` in milliseconds (0 when empty).
+fn max_ms(histogram: &Histogram<u64>) -> f64 {
+    histogram.max() as f64 / 1000.0
 }
 
-/// CPU seconds and RSS bytes of several processes, summed.
+/// CPU seconds (user + system) and RSS bytes of several processes, summed (`sysinfo`).
 fn usage_of(pids: &[u32]) -> Option<(f64, u64)> {
     if pids.is_empty() {
         return None;
     }
+    let mut system = System::new().ok()?;
+    let pids: Vec<Pid> = pids.iter().map(|pid| Pid::from_u32(*pid)).collect();
+    system.refresh_processes_specifics(
+        ProcessesToUpdate::Some(&pids),
+        true,
+        ProcessRefreshKind::nothing().with_cpu().with_memory(),
+    );
     pids.iter().try_fold((0.0, 0), |(cpu, rss), pid| {
-        process_usage(*pid).map(|(c, r)| (cpu + c, rss + r))
+        let process = system.process(*pid)?;
+        let cpu_seconds = process.accumulated_cpu_time() as f64 / 1000.0;
+        Some((cpu + cpu_seconds, rss + process.memory()))
     })
 }
 
@@ -591,7 +585,7 @@ async fn run_scenario(
     scenario: Arc<Scenario>,
     run: &str,
     pids: &[u32],
-) -> Report {
+) -> Result<Report, String> {
     let redis_before = if options.redis_given || options.store == "redis" {
         redis_command_counts(&options.redis).await.ok()
     } else {
@@ -602,9 +596,9 @@ async fn run_scenario(
     let next = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicUsize::new(0));
     let errors = Arc::new(AtomicUsize::new(0));
-    let first_error = Arc::new(std::sync::Mutex::new(None::<String>));
-    let latencies = Arc::new(std::sync::Mutex::new(Vec::<f64>::new()));
-    let start_latencies = Arc::new(std::sync::Mutex::new(Vec::<f64>::new()));
+    let first_error = Arc::new(Mutex::new(None::<String>));
+    let latencies = Arc::new(Mutex::new(latency_histogram()?));
+    let start_latencies = Arc::new(Mutex::new(latency_histogram()?));
     let seconds_slots = options.duration.as_secs() as usize + 600;
     let timeline: Arc<Vec<AtomicU64>> =
         Arc::new((0..seconds_slots).map(|_| AtomicU64::new(0)).collect());
@@ -640,13 +634,8 @@ async fn run_scenario(
                 let t0 = Instant::now();
                 match one_flow(&client, engine, &scenario, &flow_id, index, poll).await {
                     Ok(start_ms) => {
-                        let ms = t0.elapsed().as_secs_f64() * 1000.0;
-                        if let Ok(mut l) = latencies.lock() {
-                            l.push(ms);
-                        }
-                        if let Ok(mut l) = start_latencies.lock() {
-                            l.push(start_ms);
-                        }
+                        record(&latencies, t0.elapsed());
+                        record(&start_latencies, Duration::from_secs_f64(start_ms / 1000.0));
                         let second = started.elapsed().as_secs() as usize;
                         if let Some(slot) = timeline.get(second) {
                             slot.fetch_add(1, Ordering::Relaxed);
@@ -655,37 +644,38 @@ async fn run_scenario(
                     }
                     Err(error) => {
                         errors.fetch_add(1, Ordering::Relaxed);
-                        if let Ok(mut first) = first_error.lock() {
-                            first.get_or_insert(error);
-                        }
+                        first_error.lock().get_or_insert(error);
                     }
                 }
             }
         });
     }
+    // On a terminal only (indicatif hides it otherwise): a bar by flows done (`--count`) or by
+    // time (`--duration`), with the flows per second of the last second.
+    let bar = match options.count {
+        Some(count) => ProgressBar::new(count as u64),
+        None => ProgressBar::new(u64::try_from(options.duration.as_millis()).unwrap_or(u64::MAX)),
+    };
+    if let Ok(style) = ProgressStyle::with_template("  {prefix} [{bar:20}] {percent:>3}% {msg}") {
+        bar.set_style(style.progress_chars("#-"));
+    }
+    bar.set_prefix(scenario.name.clone());
     let progress = {
-        let done = done.clone();
-        let name = scenario.name.clone();
-        let (count, duration) = (options.count, options.duration);
+        let (done, bar) = (done.clone(), bar.clone());
+        let by_count = options.count.is_some();
         tokio::spawn(async move {
-            let last = AtomicU64::new(0);
+            let mut last = 0;
             loop {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 let now = done.load(Ordering::Relaxed) as u64;
-                let rate = now - last.swap(now, Ordering::Relaxed);
-                let fraction = match count {
-                    Some(count) => now as f64 / count.max(1) as f64,
-                    None => started.elapsed().as_secs_f64() / duration.as_secs_f64(),
-                };
-                eprint!(
-                    "\r  {name} {} {now} flows, {rate}/s      ",
-                    progress_bar(fraction)
-                );
-                let _ = std::io::stderr().flush();
+                let elapsed = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                bar.set_position(if by_count { now } else { elapsed });
+                bar.set_message(format!("{now} flows, {}/s", now - last));
+                last = now;
             }
         })
     };
-    let health_answers = Arc::new(std::sync::Mutex::new(Vec::<f64>::new()));
+    let health_answers = Arc::new(Mutex::new(latency_histogram()?));
     let health = {
         let (client, engine) = (client.clone(), engines.first().cloned().unwrap_or_default());
         let answers = health_answers.clone();
@@ -695,10 +685,8 @@ async fn run_scenario(
             loop {
                 every.tick().await;
                 let t0 = Instant::now();
-                if client.get(format!("{engine}/health")).send().await.is_ok()
-                    && let Ok(mut answers) = answers.lock()
-                {
-                    answers.push(t0.elapsed().as_secs_f64() * 1000.0);
+                if client.get(format!("{engine}/health")).send().await.is_ok() {
+                    record(&answers, t0.elapsed());
                 }
             }
         })
@@ -706,20 +694,15 @@ async fn run_scenario(
     while clients.join_next().await.is_some() {}
     progress.abort();
     health.abort();
-    eprintln!();
+    bar.finish();
     let seconds = started.elapsed().as_secs_f64();
     let after = usage_of(pids);
-    let sorted_copy = |samples: &std::sync::Mutex<Vec<f64>>| {
-        let mut sorted = samples.lock().map(|l| l.clone()).unwrap_or_default();
-        sorted.sort_by(f64::total_cmp);
-        sorted
-    };
-    let sorted = sorted_copy(&latencies);
-    let starts = sorted_copy(&start_latencies);
-    let health_sorted = sorted_copy(&health_answers);
-    if let Ok(first) = first_error.lock()
-        && let Some(error) = first.as_ref()
-    {
+    let (latencies, starts, health) = (
+        latencies.lock().clone(),
+        start_latencies.lock().clone(),
+        health_answers.lock().clone(),
+    );
+    if let Some(error) = first_error.lock().as_ref() {
         eprintln!("  first error: {error}");
     }
     let flows = done.load(Ordering::Relaxed);
@@ -747,7 +730,7 @@ async fn run_scenario(
             })
             .collect::<BTreeMap<String, f64>>()
     });
-    Report {
+    Ok(Report {
         scenario: scenario.name.clone(),
         mode: if options.poll {
             "poll 100 ms"
@@ -764,14 +747,14 @@ async fn run_scenario(
         seconds,
         flows_per_second: flows as f64 / seconds,
         items_per_second: (flows * scenario.items) as f64 / seconds,
-        p50_ms: percentile(&sorted, 0.50),
-        p90_ms: percentile(&sorted, 0.90),
-        p99_ms: percentile(&sorted, 0.99),
-        max_ms: sorted.last().copied().unwrap_or(0.0),
-        start_p99_ms: percentile(&starts, 0.99),
-        start_max_ms: starts.last().copied().unwrap_or(0.0),
-        health_p99_ms: percentile(&health_sorted, 0.99),
-        health_max_ms: health_sorted.last().copied().unwrap_or(0.0),
+        p50_ms: quantile_ms(&latencies, 0.50),
+        p90_ms: quantile_ms(&latencies, 0.90),
+        p99_ms: quantile_ms(&latencies, 0.99),
+        max_ms: max_ms(&latencies),
+        start_p99_ms: quantile_ms(&starts, 0.99),
+        start_max_ms: max_ms(&starts),
+        health_p99_ms: quantile_ms(&health, 0.99),
+        health_max_ms: max_ms(&health),
         timeline,
         first_10s_per_second: first_10s,
         last_10s_per_second: last_10s,
@@ -779,7 +762,7 @@ async fn run_scenario(
         engine_rss_mb: after.map(|(_, rss)| rss as f64 / (1024.0 * 1024.0)),
         redis_commands_per_flow: redis_by_kind.as_ref().map(|kinds| kinds.values().sum()),
         redis_commands_by_kind: redis_by_kind,
-    }
+    })
 }
 
 fn print_table(reports: &[Report]) {
@@ -871,7 +854,7 @@ async fn bench(options: Options) -> Result<Vec<Report>, String> {
         let run = format!("{run}{n}");
         let scenario =
             Arc::new(setup(*which, &client, &first, &steps, &run, options.fan_out).await?);
-        reports.push(run_scenario(&options, &client, &engines, scenario, &run, &pids).await);
+        reports.push(run_scenario(&options, &client, &engines, scenario, &run, &pids).await?);
     }
     drop(processes);
     Ok(reports)
@@ -917,17 +900,5 @@ fn main() -> ExitCode {
             eprintln!("argyll-bench: {error}");
             ExitCode::FAILURE
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::progress_bar;
-
-    #[test]
-    fn the_progress_bar_fills_with_the_fraction_done() {
-        assert_eq!(progress_bar(0.0), "[--------------------]   0%");
-        assert_eq!(progress_bar(0.5), "[##########----------]  50%");
-        assert_eq!(progress_bar(1.7), "[####################] 100%");
     }
 }
