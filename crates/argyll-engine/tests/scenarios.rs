@@ -514,7 +514,8 @@ async fn retry_exhaustion_calls_one_plus_max_retries_times() {
     assert_eq!(status(&flow, "s"), "failed");
     let item = flow.executions["s"].work_items.values().next().unwrap();
     assert_eq!(item.retry_count, 3);
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Nothing is pending or running any more: no later call can come.
+    wait_settled(&engine, "f").await;
     assert_eq!(mock.calls().len(), 4);
     let tokens: std::collections::BTreeSet<_> = mock.calls().into_iter().map(|c| c.token).collect();
     assert_eq!(tokens.len(), 1, "retries keep the token");
@@ -592,7 +593,15 @@ async fn recovery_keeps_failed_flows_failed_and_finishes_the_others() {
     let failed = run(&first, "failed", &["failing"], init(json!({}))).await;
     assert_eq!(failed.status.to_string(), "failed");
     start(&first, "pending", &["fine"], init(json!({}))).await;
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    // Shut down while `fine` runs (it takes 100 ms), so the next engine must finish it.
+    for _ in 0..500 {
+        if !mock.calls_of("fine").is_empty() {
+            break;
+        }
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(mock.calls_of("fine").len(), 1);
     first.shutdown(Duration::from_millis(1)).await;
 
     mock.outputs("retrying", json!({"a": 1}));
