@@ -13,9 +13,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use argyll_archive::{ArchivePolicy, Archiver, Bucket};
-use argyll_config::{BackoffKind, LogFormat, RedisSettings, Settings, StoreMode};
+use argyll_config::{LogFormat, RedisSettings, Settings, StoreMode};
 use argyll_engine::{Engine, EngineConfig};
-use argyll_model::BackoffType;
 use argyll_retry::RetryPolicy;
 use argyll_script::ScriptLimits;
 use argyll_server::{ConnectionLimits, ServerConfig, WsLimits};
@@ -91,50 +90,50 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(settings: &Settings) {
-    let filter = tracing_subscriber::EnvFilter::new(settings.log_level.as_str());
+    let filter = tracing_subscriber::EnvFilter::new(settings.log.level.as_str());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
-    match settings.log_format {
+    match settings.log.format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Human => builder.init(),
     }
 }
 
+/// The engine's configuration: every setting from `settings`, the rest (not configurable) from
+/// the engine's defaults.
 fn engine_config(settings: &Settings) -> EngineConfig {
+    let (engine, retry) = (&settings.engine, &settings.retry);
     let defaults = EngineConfig::default();
+    let bytes = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
     EngineConfig {
         retry: RetryPolicy {
-            max_retries: settings.retry_max_retries,
-            backoff_ms: i64::try_from(settings.retry_backoff_ms).unwrap_or(i64::MAX),
-            max_backoff_ms: i64::try_from(settings.retry_max_backoff_ms).unwrap_or(i64::MAX),
-            backoff_type: match settings.retry_backoff_type {
-                BackoffKind::Fixed => BackoffType::Fixed,
-                BackoffKind::Linear => BackoffType::Linear,
-                BackoffKind::Exponential => BackoffType::Exponential,
-            },
+            max_retries: retry.max_retries,
+            backoff_ms: i64::try_from(retry.backoff_ms).unwrap_or(i64::MAX),
+            max_backoff_ms: i64::try_from(retry.max_backoff_ms).unwrap_or(i64::MAX),
+            backoff_type: retry.backoff_type.clone(),
             jitter: 0.0,
         },
-        memo_cache_size: u64::try_from(settings.memo_cache_size).unwrap_or(u64::MAX),
-        flow_cache_size: u64::try_from(settings.flow_cache_size).unwrap_or(u64::MAX),
-        flow_cache_bytes: u64::try_from(settings.flow_cache_max_bytes).unwrap_or(u64::MAX),
-        max_state_bytes: u64::try_from(settings.flow_max_state_bytes).unwrap_or(u64::MAX),
-        step_max_response_bytes: settings.step_max_response_bytes,
-        step_timeout: settings.step_timeout,
-        webhook_base_url: settings.webhook_base_url.clone(),
+        memo_cache_size: bytes(engine.memo_cache_size),
+        flow_cache_size: bytes(engine.flow_cache_size),
+        flow_cache_bytes: bytes(engine.flow_cache_max_bytes),
+        max_state_bytes: bytes(engine.flow_max_state_bytes),
+        step_max_response_bytes: engine.step_max_response_bytes,
+        step_timeout: engine.step_timeout,
+        webhook_base_url: settings.server.webhook_base_url(),
         script_limits: ScriptLimits {
-            memory_bytes: settings.script_memory_bytes,
-            steps: settings.script_step_limit,
-            timeout: settings.script_timeout,
+            memory_bytes: engine.script_memory_bytes,
+            steps: engine.script_step_limit,
+            timeout: engine.script_timeout,
         },
-        instance_id: settings.instance_id.clone().unwrap_or(defaults.instance_id),
-        lease_ttl: settings.work_lease_timeout,
-        max_work_items: settings.max_work_items,
-        max_id_length: settings.max_id_length,
-        engine_state_max_flows: settings.engine_state_max_flows,
-        flow_max_depth: settings.flow_max_depth,
-        min_retry_delay: std::time::Duration::from_millis(settings.retry_min_backoff_ms),
+        instance_id: engine.instance_id.clone().unwrap_or(defaults.instance_id),
+        lease_ttl: engine.work_lease_timeout,
+        max_work_items: engine.max_work_items,
+        max_id_length: engine.max_id_length,
+        engine_state_max_flows: engine.engine_state_max_flows,
+        flow_max_depth: engine.flow_max_depth,
+        min_retry_delay: std::time::Duration::from_millis(retry.min_backoff_ms),
         ..defaults
     }
 }
@@ -237,13 +236,13 @@ async fn serve<S: Store + Clone>(
         .build()
         .map_err(|e| e.to_string())?;
     engine.start().await.map_err(|e| e.to_string())?;
-    let address = format!("{}:{}", settings.host, settings.port);
+    let address = format!("{}:{}", settings.server.host, settings.server.port);
     let listener = TcpListener::bind(&address)
         .await
         .map_err(|e| format!("cannot listen on {address}: {e}"))?;
     tracing::info!(
         %address,
-        webhook_base_url = %settings.webhook_base_url,
+        webhook_base_url = %settings.server.webhook_base_url(),
         instance = %engine.config().instance_id,
         "argyll engine listening"
     );
@@ -252,20 +251,20 @@ async fn serve<S: Store + Clone>(
         bucket
     });
     let server = ServerConfig {
-        max_request_bytes: settings.max_request_bytes,
-        shutdown_timeout: settings.shutdown_timeout,
+        max_request_bytes: settings.server.max_request_bytes,
+        shutdown_timeout: settings.server.shutdown_timeout,
         archive: bucket,
         connections: ConnectionLimits {
             max_connections: {
                 let default = default_max_connections();
-                settings.max_connections.unwrap_or(default)
+                settings.server.max_connections.unwrap_or(default)
             },
-            header_timeout: settings.header_timeout,
+            header_timeout: settings.server.header_timeout,
         },
-        body_timeout: settings.body_timeout,
+        body_timeout: settings.server.body_timeout,
         websocket: WsLimits {
-            max_clients: settings.ws_max_clients,
-            send_queue: settings.ws_send_queue,
+            max_clients: settings.server.ws_max_clients,
+            send_queue: settings.server.ws_send_queue,
         },
         ..ServerConfig::default()
     };

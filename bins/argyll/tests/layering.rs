@@ -172,7 +172,13 @@ fn forbidden() -> Vec<(&'static str, Vec<&'static str>)> {
         ),
         (
             "argyll-config",
-            vec!["argyll-model", "argyll-engine", "argyll-store"],
+            vec![
+                "argyll-engine",
+                "argyll-store",
+                "argyll-script",
+                "argyll-http",
+                "tokio",
+            ],
         ),
         (
             "argyll-testkit",

@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use argyll_config::{
-    BackoffKind, ConfigError, LogFormat, LogLevel, SETTINGS, Settings, StoreMode, parse_duration,
+    BackoffType, ConfigError, LogFormat, LogLevel, SETTINGS, Settings, StoreMode, parse_duration,
 };
 
 fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
@@ -31,25 +31,32 @@ fn invalid(vars: &[(&str, &str)]) -> (String, String) {
 #[test]
 fn defaults_run_on_the_embedded_store() {
     let s = settings(&[("PATH", "/bin"), ("HOME", "/root")]).unwrap();
-    assert_eq!((s.host.as_str(), s.port), ("0.0.0.0", 8080));
-    assert_eq!(s.webhook_base_url, "http://localhost:8080");
+    assert_eq!((s.server.host.as_str(), s.server.port), ("0.0.0.0", 8080));
+    assert_eq!(s.server.webhook_base_url(), "http://localhost:8080");
     assert_eq!(
-        (s.log_level, s.log_format),
+        (s.log.level, s.log.format),
         (LogLevel::Info, LogFormat::Human)
     );
     assert_eq!(s.store_mode(), StoreMode::Embedded);
-    assert_eq!((s.memo_cache_size, s.flow_cache_size), (4096, 4096));
+    assert_eq!(
+        (s.engine.memo_cache_size, s.engine.flow_cache_size),
+        (4096, 4096)
+    );
     assert_eq!(
         (
-            s.retry_max_retries,
-            s.retry_backoff_ms,
-            s.retry_max_backoff_ms
+            s.retry.max_retries,
+            s.retry.backoff_ms,
+            s.retry.max_backoff_ms
         ),
         (10, 1000, 60_000)
     );
-    assert_eq!(s.retry_backoff_type, BackoffKind::Exponential);
+    assert_eq!(s.retry.backoff_type, BackoffType::Exponential);
     assert_eq!(
-        (s.script_memory_bytes, s.script_step_limit, s.script_timeout),
+        (
+            s.engine.script_memory_bytes,
+            s.engine.script_step_limit,
+            s.engine.script_timeout
+        ),
         (64 << 20, 100_000_000, Duration::from_secs(1))
     );
     assert_eq!(s.archive, None);
@@ -64,10 +71,10 @@ fn guide_names_and_original_aliases() {
     ])
     .unwrap();
     assert_eq!(
-        (s.port, s.log_level, s.host.as_str()),
+        (s.server.port, s.log.level, s.server.host.as_str()),
         (9000, LogLevel::Warn, "127.0.0.1")
     );
-    assert_eq!(s.webhook_base_url, "http://localhost:9000");
+    assert_eq!(s.server.webhook_base_url(), "http://localhost:9000");
     let s = settings(&[
         ("ENGINE_PORT", "9001"),
         ("API_PORT", "9000"),
@@ -76,12 +83,12 @@ fn guide_names_and_original_aliases() {
     ])
     .unwrap();
     assert_eq!(
-        (s.port, s.log_level),
+        (s.server.port, s.log.level),
         (9001, LogLevel::Error),
         "the guide's name wins over the alias"
     );
     let s = settings(&[("ENGINE_PORT", ""), ("API_PORT", "9002")]).unwrap();
-    assert_eq!(s.port, 9002, "an empty variable counts as unset");
+    assert_eq!(s.server.port, 9002, "an empty variable counts as unset");
 }
 
 #[test]
@@ -228,7 +235,12 @@ fn the_file_is_overridden_by_the_environment() {
     let toml = "engine_port = 7000\nlog_level = \"debug\"\nmemo_cache_size = 10\nscript_timeout = \"2s\"\n";
     let s = Settings::from_sources([("ENGINE_PORT", "7001")], Some(toml)).unwrap();
     assert_eq!(
-        (s.port, s.log_level, s.memo_cache_size, s.script_timeout),
+        (
+            s.server.port,
+            s.log.level,
+            s.engine.memo_cache_size,
+            s.engine.script_timeout
+        ),
         (7001, LogLevel::Debug, 10, Duration::from_secs(2))
     );
     let error =
@@ -291,5 +303,30 @@ fn the_documentation_lists_every_setting_with_its_default() {
                 spec.name
             );
         }
+    }
+}
+
+/// One source of truth: every default the table documents is what its section defaults to.
+/// Giving each setting its documented default changes nothing.
+#[test]
+fn every_documented_default_is_the_sections_default() {
+    let defaults = settings(&[]).unwrap();
+    assert_eq!(
+        defaults,
+        Settings::default(),
+        "no variable set: the sections' defaults"
+    );
+    for spec in SETTINGS {
+        // Defaults that are not a value: unset, derived or computed at start-up.
+        if spec.default.starts_with('(') || spec.default.contains('<') || spec.default.is_empty() {
+            continue;
+        }
+        let given = settings(&[(spec.name, spec.default)])
+            .unwrap_or_else(|error| panic!("{}'s documented default: {error}", spec.name));
+        assert_eq!(
+            given, defaults,
+            "{}={} is not the default",
+            spec.name, spec.default
+        );
     }
 }

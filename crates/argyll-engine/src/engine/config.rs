@@ -6,7 +6,8 @@ use std::time::Duration;
 use argyll_retry::RetryPolicy;
 use argyll_script::ScriptLimits;
 
-/// Engine settings.
+/// Engine settings. The defaults are the documented ones (`argyll-config`'s sections, checked
+/// by `tests/defaults.rs`), so an embedded engine behaves as the server does.
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
     /// Retry policy of steps without a `work_config`.
@@ -88,7 +89,7 @@ impl Default for EngineConfig {
             webhook_base_url: "http://localhost:8080".into(),
             script_limits: ScriptLimits::default(),
             instance_id: format!("argyll-{}", uuid::Uuid::new_v4()),
-            lease_ttl: Duration::from_secs(30),
+            lease_ttl: Duration::from_secs(5),
             health_check_interval: Duration::from_secs(30),
             command_attempts: 64,
             flow_cache_size: 4096,
