@@ -8,16 +8,8 @@ pub(super) const CASES: &[Case] = &[
     (
         "d11: a predicate that needs more than the quick budget is evaluated outside; the step waits",
         || {
-            let fake = Fake {
-                slow_predicates: vec!["a".into()],
-                ..Fake::default()
-            };
-            let flow = start(
-                &fake,
-                &[with_predicate(step("a", &["x"], &["y"]))],
-                &["a"],
-                json!({"x": 1}),
-            );
+            let fake = slow_predicate_of_a();
+            let flow = start_guarded_a(&fake);
             assert_eq!(flow.step_status("a"), Some(StepStatus::Pending));
             assert_eq!(
                 flow.tx.effects,
@@ -33,16 +25,8 @@ pub(super) const CASES: &[Case] = &[
     (
         "d11: a slow predicate's true verdict starts the step",
         || {
-            let fake = Fake {
-                slow_predicates: vec!["a".into()],
-                ..Fake::default()
-            };
-            let flow = start(
-                &fake,
-                &[with_predicate(step("a", &["x"], &["y"]))],
-                &["a"],
-                json!({"x": 1}),
-            );
+            let fake = slow_predicate_of_a();
+            let flow = start_guarded_a(&fake);
             let mut flow = flow.next(&fake);
             flow.tx.decide_predicate("a", Ok(true)).unwrap();
             assert_eq!(flow.step_status("a"), Some(StepStatus::Active));
@@ -57,16 +41,8 @@ pub(super) const CASES: &[Case] = &[
     (
         "d11: a slow predicate's false verdict skips the step; a late second verdict changes nothing",
         || {
-            let fake = Fake {
-                slow_predicates: vec!["a".into()],
-                ..Fake::default()
-            };
-            let flow = start(
-                &fake,
-                &[with_predicate(step("a", &["x"], &["y"]))],
-                &["a"],
-                json!({"x": 1}),
-            );
+            let fake = slow_predicate_of_a();
+            let flow = start_guarded_a(&fake);
             let mut flow = flow.next(&fake);
             flow.tx.decide_predicate("a", Ok(false)).unwrap();
             assert_eq!(flow.step_status("a"), Some(StepStatus::Skipped));
@@ -79,16 +55,8 @@ pub(super) const CASES: &[Case] = &[
     (
         "d11: a slow predicate that fails fails the step with its error",
         || {
-            let fake = Fake {
-                slow_predicates: vec!["a".into()],
-                ..Fake::default()
-            };
-            let flow = start(
-                &fake,
-                &[with_predicate(step("a", &["x"], &["y"]))],
-                &["a"],
-                json!({"x": 1}),
-            );
+            let fake = slow_predicate_of_a();
+            let flow = start_guarded_a(&fake);
             let mut flow = flow.next(&fake);
             flow.tx
                 .decide_predicate("a", Err("predicate evaluation failed: boom".into()))
@@ -101,10 +69,7 @@ pub(super) const CASES: &[Case] = &[
     (
         "d1: a step waiting for its predicate does not keep others from starting",
         || {
-            let fake = Fake {
-                slow_predicates: vec!["a".into()],
-                ..Fake::default()
-            };
+            let fake = slow_predicate_of_a();
             let steps = [
                 with_predicate(step("a", &["x"], &["y"])),
                 step("b", &["x"], &["z"]),
@@ -118,7 +83,7 @@ pub(super) const CASES: &[Case] = &[
         "d1: a ready step starts with the flow and is sent to run",
         || {
             let fake = Fake::default();
-            let flow = start(&fake, &[step("a", &["x"], &["y"])], &["a"], json!({"x": 1}));
+            let flow = start_a(&fake);
             assert_eq!(flow.step_status("a"), Some(StepStatus::Active));
             assert_eq!(flow.runs(), ["a"]);
             assert_eq!(flow.state().status, FlowStatus::Active);
@@ -128,7 +93,7 @@ pub(super) const CASES: &[Case] = &[
         "d1: the start raises flow_started, step_started, work_started in that order",
         || {
             let fake = Fake::default();
-            let flow = start(&fake, &[step("a", &["x"], &["y"])], &["a"], json!({"x": 1}));
+            let flow = start_a(&fake);
             assert_eq!(
                 flow.event_types(),
                 ["flow_started", "step_started", "work_started"]
@@ -139,7 +104,7 @@ pub(super) const CASES: &[Case] = &[
         "d1: a flow whose only goal completes is completed in the same transaction",
         || {
             let fake = Fake::default();
-            let mut flow = start(&fake, &[step("a", &["x"], &["y"])], &["a"], json!({"x": 1}));
+            let mut flow = start_a(&fake);
             flow.complete("a", json!({"y": 2})).unwrap();
             assert_eq!(flow.step_status("a"), Some(StepStatus::Completed));
             assert_eq!(flow.state().status, FlowStatus::Completed);
@@ -150,7 +115,7 @@ pub(super) const CASES: &[Case] = &[
         "d1: a goal that fails fails the flow, naming the goal and its error",
         || {
             let fake = Fake::default();
-            let mut flow = start(&fake, &[step("a", &["x"], &["y"])], &["a"], json!({"x": 1}));
+            let mut flow = start_a(&fake);
             flow.fail("a", "boom").unwrap();
             assert_eq!(flow.state().status, FlowStatus::Failed);
             assert_eq!(flow.state().error, "step a failed: boom");
@@ -434,12 +399,7 @@ pub(super) const CASES: &[Case] = &[
     ("d11: a false predicate skips the step, saying so", || {
         let mut fake = Fake::default();
         fake.predicates.insert("a".into(), Ok(false));
-        let flow = start(
-            &fake,
-            &[with_predicate(step("a", &["x"], &["y"]))],
-            &["a"],
-            json!({"x": 1}),
-        );
+        let flow = start_guarded_a(&fake);
         assert_eq!(flow.step_status("a"), Some(StepStatus::Skipped));
         assert_eq!(flow.step_error("a"), "predicate returned false");
         assert!(flow.runs().is_empty());
@@ -449,12 +409,7 @@ pub(super) const CASES: &[Case] = &[
         || {
             let mut fake = Fake::default();
             fake.predicates.insert("a".into(), Ok(false));
-            let flow = start(
-                &fake,
-                &[with_predicate(step("a", &["x"], &["y"]))],
-                &["a"],
-                json!({"x": 1}),
-            );
+            let flow = start_guarded_a(&fake);
             assert_eq!(flow.state().status, FlowStatus::Completed);
         },
     ),
@@ -464,12 +419,7 @@ pub(super) const CASES: &[Case] = &[
             let mut fake = Fake::default();
             fake.predicates
                 .insert("a".into(), Err("predicate evaluation failed: x".into()));
-            let flow = start(
-                &fake,
-                &[with_predicate(step("a", &["x"], &["y"]))],
-                &["a"],
-                json!({"x": 1}),
-            );
+            let flow = start_guarded_a(&fake);
             assert_eq!(flow.step_status("a"), Some(StepStatus::Failed));
             assert_eq!(flow.step_error("a"), "predicate evaluation failed: x");
             assert_eq!(flow.state().status, FlowStatus::Failed);

@@ -177,6 +177,36 @@ fn start<'f>(fake: &'f Fake, steps: &[Step], goals: &[&str], init: Value) -> Flo
     Flow { tx }
 }
 
+/// The one-step flow most cases start: goal `a` needs `x` and makes `y`, started with `x = 1`.
+fn start_a(fake: &Fake) -> Flow<'_> {
+    start(fake, &[step("a", &["x"], &["y"])], &["a"], json!({"x": 1}))
+}
+
+/// The same flow with a predicate on `a`.
+fn start_guarded_a(fake: &Fake) -> Flow<'_> {
+    start(
+        fake,
+        &[with_predicate(step("a", &["x"], &["y"]))],
+        &["a"],
+        json!({"x": 1}),
+    )
+}
+
+/// A fake whose predicate of `a` needs more than the quick budget.
+fn slow_predicate_of_a() -> Fake {
+    Fake {
+        slow_predicates: vec!["a".into()],
+        ..Fake::default()
+    }
+}
+
+/// The flow of one script step `s` (needs `x`, makes `y`), started with `x = 1`.
+fn start_script(fake: &Fake) -> Flow<'_> {
+    let mut script = step("s", &["x"], &["y"]);
+    script.step_type = StepType::Script;
+    start(fake, &[script], &["s"], json!({"x": 1}))
+}
+
 impl<'f> Flow<'f> {
     /// The state after this transaction, in a new transaction (as the next command sees it).
     fn next(self, fake: &'f Fake) -> Flow<'f> {

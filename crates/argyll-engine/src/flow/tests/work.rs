@@ -145,7 +145,7 @@ pub(super) const CASES: &[Case] = &[
                 max_state_bytes: 2_000,
                 ..Fake::default()
             };
-            let mut flow = start(&fake, &[step("a", &["x"], &["y"])], &["a"], json!({"x": 1}));
+            let mut flow = start_a(&fake);
             flow.complete("a", json!({"y": "z".repeat(5_000)})).unwrap();
             assert_eq!(flow.step_status("a"), Some(StepStatus::Failed));
             assert!(
@@ -160,7 +160,7 @@ pub(super) const CASES: &[Case] = &[
         "results: a result for a step outside the plan is refused",
         || {
             let fake = Fake::default();
-            let mut flow = start(&fake, &[step("a", &["x"], &["y"])], &["a"], json!({"x": 1}));
+            let mut flow = start_a(&fake);
             let refused = flow.tx.complete_work("nope", "t1", Args::new());
             assert!(matches!(
                 refused,
@@ -170,7 +170,7 @@ pub(super) const CASES: &[Case] = &[
     ),
     ("results: a result for an unknown token is refused", || {
         let fake = Fake::default();
-        let mut flow = start(&fake, &[step("a", &["x"], &["y"])], &["a"], json!({"x": 1}));
+        let mut flow = start_a(&fake);
         let refused = flow.tx.complete_work("a", "not-a-token", Args::new());
         assert!(matches!(
             refused,
@@ -181,7 +181,7 @@ pub(super) const CASES: &[Case] = &[
         "results: a second result for a finished item is refused as an invalid transition",
         || {
             let fake = Fake::default();
-            let mut flow = start(&fake, &[step("a", &["x"], &["y"])], &["a"], json!({"x": 1}));
+            let mut flow = start_a(&fake);
             flow.complete("a", json!({"y": 1})).unwrap();
             let token = flow.token("a");
             let refused = flow.tx.fail_work("a", &token, "late");
@@ -212,7 +212,7 @@ pub(super) const CASES: &[Case] = &[
     ),
     ("d22: re-dispatching a running item sends it again", || {
         let fake = Fake::default();
-        let flow = start(&fake, &[step("a", &["x"], &["y"])], &["a"], json!({"x": 1}));
+        let flow = start_a(&fake);
         let token = flow.token("a");
         let mut flow = flow.next(&fake);
         assert!(flow.tx.redispatch("a", &token).unwrap());
@@ -237,9 +237,7 @@ pub(super) const CASES: &[Case] = &[
         || {
             let mut fake = Fake::default();
             fake.quick.insert("s".into(), Ok(args(json!({"y": 3}))));
-            let mut script = step("s", &["x"], &["y"]);
-            script.step_type = StepType::Script;
-            let mut flow = start(&fake, &[script], &["s"], json!({"x": 1}));
+            let mut flow = start_script(&fake);
             let failures = flow.tx.run_quick_work(10).unwrap();
             assert!(failures.is_empty());
             assert!(flow.runs().is_empty());
@@ -251,9 +249,7 @@ pub(super) const CASES: &[Case] = &[
         || {
             let mut fake = Fake::default();
             fake.quick.insert("s".into(), Err("script error".into()));
-            let mut script = step("s", &["x"], &["y"]);
-            script.step_type = StepType::Script;
-            let mut flow = start(&fake, &[script], &["s"], json!({"x": 1}));
+            let mut flow = start_script(&fake);
             let failures = flow.tx.run_quick_work(10).unwrap();
             assert_eq!(failures.len(), 1);
             assert_eq!(failures[0].error, "script error");
@@ -265,9 +261,7 @@ pub(super) const CASES: &[Case] = &[
         || {
             let mut fake = Fake::default();
             fake.quick.insert("s".into(), Ok(args(json!({"y": 3}))));
-            let mut script = step("s", &["x"], &["y"]);
-            script.step_type = StepType::Script;
-            let mut flow = start(&fake, &[script], &["s"], json!({"x": 1}));
+            let mut flow = start_script(&fake);
             flow.tx.run_quick_work(0).unwrap();
             assert_eq!(flow.runs(), ["s"]);
         },
