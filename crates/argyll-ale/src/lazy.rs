@@ -1,6 +1,8 @@
 //! Lazy sequences: memoised, realised one cell at a time.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use crate::error::{AleError, AleResult};
 use crate::eval::Ctx;
@@ -25,10 +27,7 @@ impl Drop for LazySeq {
     /// Unlinks realised cells iteratively, so dropping a long realised sequence does not
     /// recurse once per element.
     fn drop(&mut self) {
-        let state = match self.state.get_mut() {
-            Ok(state) => std::mem::replace(state, LazyState::Forcing),
-            Err(_) => return,
-        };
+        let state = std::mem::replace(self.state.get_mut(), LazyState::Forcing);
         let LazyState::Done(Some((_, mut rest))) = state else {
             return;
         };
@@ -37,10 +36,7 @@ impl Drop for LazySeq {
                 Value::Lazy(next) => match Arc::try_unwrap(next) {
                     Ok(seq) => {
                         let mut seq = seq;
-                        let inner = match seq.state.get_mut() {
-                            Ok(state) => std::mem::replace(state, LazyState::Forcing),
-                            Err(_) => return,
-                        };
+                        let inner = std::mem::replace(seq.state.get_mut(), LazyState::Forcing);
                         match inner {
                             LazyState::Done(Some((_, tail))) => rest = tail,
                             _ => return,
@@ -65,10 +61,7 @@ impl LazySeq {
     /// The first cell, computing it once.
     pub fn force(&self, ctx: &mut Ctx) -> AleResult<Option<(Value, Value)>> {
         let thunk = {
-            let mut state = self
-                .state
-                .lock()
-                .map_err(|_| AleError::runtime("lazy sequence poisoned"))?;
+            let mut state = self.state.lock();
             match std::mem::replace(&mut *state, LazyState::Forcing) {
                 LazyState::Pending(thunk) => thunk,
                 LazyState::Done(cell) => {
@@ -85,10 +78,7 @@ impl LazySeq {
             }
         };
         let outcome = thunk(ctx);
-        let mut state = self
-            .state
-            .lock()
-            .map_err(|_| AleError::runtime("lazy sequence poisoned"))?;
+        let mut state = self.state.lock();
         *state = match &outcome {
             Ok(cell) => LazyState::Done(cell.clone()),
             Err(error) => LazyState::Failed(error.clone()),
@@ -101,7 +91,7 @@ impl LazySeq {
     pub fn realized_prefix(&self) -> Option<Vec<Value>> {
         let mut items = Vec::new();
         let mut rest = {
-            let state = self.state.lock().ok()?;
+            let state = self.state.lock();
             match &*state {
                 LazyState::Done(None) => return Some(items),
                 LazyState::Done(Some((first, rest))) => {
@@ -119,7 +109,7 @@ impl LazySeq {
                     return Some(items);
                 }
                 Value::Lazy(next) => {
-                    let state = next.state.lock().ok()?;
+                    let state = next.state.lock();
                     match &*state {
                         LazyState::Done(None) => return Some(items),
                         LazyState::Done(Some((first, tail))) => {

@@ -1,6 +1,8 @@
 //! Procedures: builtins written in Rust, closures made by builtins, and compiled lambdas.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use crate::compile::Node;
 use crate::error::{AleError, AleResult};
@@ -263,18 +265,13 @@ impl Promise {
 
     /// Whether the value has been computed.
     pub fn is_resolved(&self) -> bool {
-        self.state
-            .lock()
-            .is_ok_and(|s| matches!(*s, PromiseState::Done(_)))
+        matches!(*self.state.lock(), PromiseState::Done(_))
     }
 
     /// The value, computing it once.
     pub fn force(&self, ctx: &mut Ctx) -> AleResult<Value> {
         let thunk = {
-            let mut state = self
-                .state
-                .lock()
-                .map_err(|_| AleError::runtime("promise poisoned"))?;
+            let mut state = self.state.lock();
             match std::mem::replace(&mut *state, PromiseState::Forcing) {
                 PromiseState::Pending(thunk) => thunk,
                 PromiseState::Done(value) => {
@@ -291,10 +288,7 @@ impl Promise {
             }
         };
         let outcome = ctx.apply(&thunk, Vec::new());
-        let mut state = self
-            .state
-            .lock()
-            .map_err(|_| AleError::runtime("promise poisoned"))?;
+        let mut state = self.state.lock();
         *state = match &outcome {
             Ok(value) => PromiseState::Done(value.clone()),
             Err(error) => PromiseState::Failed(error.clone()),
