@@ -18,8 +18,10 @@
 //! * Side effects run after the commit: work is executed under a lease in the store (decision
 //!   22; the leases of one commit's work are taken in one call), retries wait on durable store
 //!   timers, the flow index is updated, settled child flows complete their parent's work item.
-//!   Results of one flow that arrive together are recorded in one command. Script items that
-//!   finish within [`QUICK_SCRIPT_BUDGET`] run inside the transaction that starts them.
+//!   Results of one flow that arrive together are recorded in one command. Script items and
+//!   predicates that finish within [`QUICK_SCRIPT_BUDGET`] run inside the transaction; a
+//!   predicate that needs longer is evaluated on the blocking pool and its verdict recorded by a
+//!   command of its own. Time comes from an injected clock ([`EngineBuilder::clock`]).
 //! * Bounds (contract decision 25): `MAX_WORK_ITEMS` per step, `FLOW_MAX_STATE_BYTES` per
 //!   flow (sizes counted by the reducers), `FLOW_MAX_DEPTH` of child flows and flow steps
 //!   that reach themselves refused at registration, ids within `MAX_ID_LENGTH`, a retry
