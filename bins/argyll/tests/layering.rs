@@ -150,6 +150,10 @@ fn forbidden() -> Vec<(&'static str, Vec<&'static str>)> {
             vec!["argyll-engine", "argyll-server", "argyll-config"],
         ),
         (
+            "argyll-store-local",
+            vec!["argyll-engine", "argyll-server", "argyll-config"],
+        ),
+        (
             "argyll-archive",
             vec!["argyll-engine", "argyll-server", "argyll-config"],
         ),
