@@ -38,12 +38,25 @@ fn fail(message: impl Into<String>) -> HarnessError {
     HarnessError(message.into())
 }
 
-/// A free TCP port on 127.0.0.1 (free when asked; good enough for tests).
+/// A free TCP port on 127.0.0.1 (free when asked), never one this process was given before: two
+/// servers started at once by one test binary once got the same port, and the second one's
+/// readiness check was answered by the first.
 pub fn free_port() -> Result<u16, HarnessError> {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .map_err(|e| fail(format!("no free port: {e}")))
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    for _ in 0..64 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .map(|addr| addr.port())
+            .map_err(|e| fail(format!("no free port: {e}")))?;
+        let mut given = GIVEN
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !given.contains(&port) {
+            given.push(port);
+            return Ok(port);
+        }
+    }
+    Err(fail("no free port that this process was not given before"))
 }
 
 /// A unique name for keys or files of one test.
@@ -103,10 +116,12 @@ fn spawn_guarded(command: &str) -> Result<Child, HarnessError> {
 
 /// Stops a guarded process and waits until its port is closed.
 fn stop_guarded(guard: &mut Option<Child>, port: u16) -> Result<(), HarnessError> {
-    if let Some(mut guard) = guard.take() {
-        drop(guard.stdin.take());
-        let _ = guard.wait();
-    }
+    // Nothing of ours runs (never started, or stopped already): the port is not ours to watch.
+    let Some(mut guard) = guard.take() else {
+        return Ok(());
+    };
+    drop(guard.stdin.take());
+    let _ = guard.wait();
     wait_until(
         &format!("port {port} to close"),
         Duration::from_secs(10),
@@ -137,6 +152,18 @@ impl RedisServer {
 
     /// A server with extra `redis-server` arguments.
     pub fn start_with(extra: &[&str]) -> Result<Self, HarnessError> {
+        // A port taken by someone else between asking and binding: try another one.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match Self::start_on_a_free_port(extra) {
+                Err(error) if attempt < 3 && error.0.contains("is held by another") => continue,
+                other => return other,
+            }
+        }
+    }
+
+    fn start_on_a_free_port(extra: &[&str]) -> Result<Self, HarnessError> {
         let port = free_port()?;
         let dir = std::env::temp_dir().join(unique("argyll-redis"));
         std::fs::create_dir_all(&dir).map_err(|e| fail(format!("{}: {e}", dir.display())))?;
@@ -176,7 +203,28 @@ impl RedisServer {
             &format!("redis-server on port {port}"),
             Duration::from_secs(10),
             || redis_command(port, &["PING"]).is_ok_and(|reply| reply.contains("PONG")),
-        )
+        )?;
+        // The server that answers must be this one (its own directory), not another process
+        // that holds the port.
+        let dir = self.dir.display().to_string();
+        let name = self
+            .dir
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let answered = redis_command(port, &["CONFIG", "GET", "dir"])?;
+        if answered.contains(&name) {
+            Ok(())
+        } else {
+            // Ours exited when it could not bind; its guard goes, the other server stays.
+            if let Some(mut guard) = self.guard.take() {
+                drop(guard.stdin.take());
+                let _ = guard.wait();
+            }
+            Err(fail(format!(
+                "port {port} is held by another redis-server (it answers dir {answered:?}, not {dir})"
+            )))
+        }
     }
 
     /// The server's port.
@@ -368,4 +416,39 @@ fn http_request(port: u16, method: &str, path: &str) -> Result<String, HarnessEr
         .read_to_string(&mut reply)
         .map_err(|e| fail(e.to_string()))?;
     Ok(reply)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_port_is_given_twice() {
+        let ports: Vec<u16> = (0..200).map(|_| free_port().unwrap()).collect();
+        let distinct: std::collections::BTreeSet<_> = ports.iter().collect();
+        assert_eq!(distinct.len(), ports.len());
+    }
+
+    /// What made a cluster node out of a plain server: a second server on a port the first
+    /// holds was taken for started, because the first answered its PING.
+    #[test]
+    fn a_server_whose_port_is_held_by_another_is_not_taken_for_started() {
+        let first = RedisServer::start().unwrap();
+        let dir = std::env::temp_dir().join(unique("argyll-redis"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut second = RedisServer {
+            port: first.port(),
+            dir,
+            extra: Vec::new(),
+            guard: None,
+        };
+        let error = second.launch().unwrap_err();
+        assert!(error.0.contains("is held by another"), "{error}");
+        assert!(
+            redis_command(first.port(), &["PING"])
+                .unwrap()
+                .contains("PONG")
+        );
+    }
 }
