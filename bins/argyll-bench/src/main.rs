@@ -1,7 +1,7 @@
 //! `argyll-bench`: a load harness for Argyll.
 //!
 //! Drives an engine over its HTTP API — one given by `--url`, or an `argyll` process it starts
-//! itself on the embedded store or on Redis — with concurrent clients, and reports completed
+//! itself on the local store (its default), in memory or on Redis — with concurrent clients, and reports completed
 //! flows per second (client-observed, start → terminal), latency percentiles, errors, and the
 //! engine process's CPU time and RSS when it started the engine.
 //!
@@ -41,6 +41,7 @@ use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 struct Options {
     url: Option<String>,
     store: String,
+    local_sync: String,
     redis: String,
     scenarios: Vec<char>,
     clients: usize,
@@ -71,9 +72,13 @@ struct Cli {
     /// Drive the engine already running at this URL instead of starting one.
     #[arg(long, conflicts_with_all = ["engines", "engine_bin"])]
     url: Option<String>,
-    /// The store of the engine it starts.
-    #[arg(long, value_parser = ["embedded", "redis"], default_value = "embedded")]
+    /// The store of the engine it starts: `local` (a fresh data directory, removed afterwards),
+    /// `memory` (`embedded` is the same) or `redis`.
+    #[arg(long, value_parser = ["local", "memory", "embedded", "redis"], default_value = "local")]
     store: String,
+    /// `LOCAL_STORE_SYNC` of the engine it starts on `--store local`.
+    #[arg(long, value_parser = ["always", "interval", "never"], default_value = "always")]
+    local_sync: String,
     /// The Redis/Valkey address for `--store redis` (default 127.0.0.1:6379). When given, Redis
     /// commands per flow are reported (from `INFO commandstats`: give it a server of its own).
     #[arg(long, value_name = "HOST:PORT")]
@@ -135,6 +140,7 @@ fn parse_options() -> Result<Options, String> {
     Ok(Options {
         url: cli.url,
         store: cli.store,
+        local_sync: cli.local_sync,
         redis_given: cli.redis.is_some(),
         redis: cli.redis.unwrap_or_else(|| "127.0.0.1:6379".into()),
         scenarios: cli.scenarios,
@@ -155,12 +161,17 @@ fn parse_options() -> Result<Options, String> {
 struct EngineProcess {
     child: Child,
     pid: u32,
+    /// The data directory of an engine on the local store, removed after it.
+    data_dir: Option<std::path::PathBuf>,
 }
 
 impl Drop for EngineProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(dir) = &self.data_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -190,6 +201,21 @@ fn start_engine(options: &Options) -> Result<(EngineProcess, String), String> {
         .env("ARGYLL_CONFIG", "/nonexistent/argyll.toml")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
+    let mut data_dir = None;
+    match options.store.as_str() {
+        "local" => {
+            let dir =
+                std::env::temp_dir().join(format!("argyll-bench-{}-{port}", std::process::id()));
+            command
+                .env("ARGYLL_DATA_DIR", &dir)
+                .env("LOCAL_STORE_SYNC", &options.local_sync);
+            data_dir = Some(dir);
+        }
+        "memory" | "embedded" => {
+            command.env("ARGYLL_STORE", "memory");
+        }
+        _ => {}
+    }
     if options.store == "redis" {
         command.env("ENGINE_REDIS_ADDR", &options.redis);
         command.env(
@@ -206,7 +232,11 @@ fn start_engine(options: &Options) -> Result<(EngineProcess, String), String> {
     })?;
     let pid = child.id();
     Ok((
-        EngineProcess { child, pid },
+        EngineProcess {
+            child,
+            pid,
+            data_dir,
+        },
         format!("http://127.0.0.1:{port}"),
     ))
 }

@@ -13,12 +13,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use argyll_archive::{ArchivePolicy, Archiver, Bucket};
-use argyll_config::{LogFormat, RedisSettings, Settings, StoreMode};
+use argyll_config::{LocalStoreSettings, LocalSync, LogFormat, RedisSettings, Settings, StoreMode};
 use argyll_engine::{Engine, EngineConfig};
 use argyll_retry::RetryPolicy;
 use argyll_script::ScriptLimits;
 use argyll_server::{ConnectionLimits, ServerConfig, WsLimits};
 use argyll_store::{EmbeddedStore, Store};
+use argyll_store_local::{LocalConfig, LocalStore, SyncMode};
 use argyll_store_redis::{RedisConfig, RedisStore};
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
@@ -28,7 +29,7 @@ use tokio::sync::watch;
 ///
 /// Every setting comes from the environment (or an `argyll.toml` beside it, which the
 /// environment overrides); `docs/configuration.md` lists them with their defaults. Without
-/// `ENGINE_REDIS_ADDR` the state is kept in memory.
+/// `ENGINE_REDIS_ADDR` the state is kept in the local store in `ARGYLL_DATA_DIR`.
 #[derive(Debug, Parser)]
 #[command(name = "argyll", version)]
 struct Cli {
@@ -90,7 +91,11 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(settings: &Settings) {
-    let filter = tracing_subscriber::EnvFilter::new(settings.log.level.as_str());
+    // The storage engine's own progress lines (recovering each tree...) only at warn and up.
+    let filter = tracing_subscriber::EnvFilter::new(format!(
+        "{},fjall=warn,lsm_tree=warn",
+        settings.log.level.as_str()
+    ));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
@@ -140,9 +145,9 @@ fn engine_config(settings: &Settings) -> EngineConfig {
 
 async fn run(settings: Settings, mode: Command) -> Result<(), String> {
     match settings.store_mode() {
-        StoreMode::Embedded => {
+        StoreMode::Memory => {
             tracing::warn!(
-                "using the embedded store: state is kept in memory only and is lost when the process exits (set ENGINE_REDIS_ADDR for a persistent store)"
+                "using the in-memory store (ARGYLL_STORE=memory): state is not kept, everything is lost when the process exits"
             );
             serve(
                 EmbeddedStore::new(),
@@ -151,6 +156,27 @@ async fn run(settings: Settings, mode: Command) -> Result<(), String> {
                 EMBEDDED_CACHE_MIN_EVENTS,
             )
             .await
+        }
+        StoreMode::Local(local) => {
+            let config = local_config(&local);
+            let dir = std::path::absolute(&config.data_dir).unwrap_or(config.data_dir.clone());
+            tracing::info!(
+                data_dir = %dir.display(),
+                sync = ?config.sync,
+                cache_mb = config.cache_bytes >> 20,
+                "using the local store"
+            );
+            let opened = std::time::Instant::now();
+            let store = tokio::task::spawn_blocking(move || LocalStore::open(&config))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("ARGYLL_DATA_DIR={}: {e}", local.data_dir))?;
+            tracing::info!(
+                disk_bytes = store.disk_bytes().unwrap_or(0),
+                took_ms = opened.elapsed().as_millis(),
+                "local store opened"
+            );
+            serve(store, &settings, mode, 0).await
         }
         StoreMode::Redis { engine, flow } => {
             tracing::info!(
@@ -193,6 +219,18 @@ fn archiver<S: Store>(
         bucket.clone(),
         Archiver::new(store, bucket, policy, owner),
     )))
+}
+
+fn local_config(settings: &LocalStoreSettings) -> LocalConfig {
+    LocalConfig {
+        sync: match settings.sync {
+            LocalSync::Always => SyncMode::Always,
+            LocalSync::Interval => SyncMode::Interval(settings.sync_interval),
+            LocalSync::Never => SyncMode::Never,
+        },
+        cache_bytes: u64::try_from(settings.cache_bytes).unwrap_or(u64::MAX),
+        ..LocalConfig::new(&settings.data_dir)
+    }
 }
 
 fn redis_config(settings: &RedisSettings) -> RedisConfig {

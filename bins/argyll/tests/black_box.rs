@@ -1,5 +1,6 @@
 //! The binary as users run it: the black-box acceptance suite (`../shared/acceptance/`) and
-//! the README quickstart, each against a freshly started `argyll` on the embedded store.
+//! the README quickstart, each against a freshly started `argyll` on its default store (the
+//! local store, in a data directory of its own), on the in-memory store and on Redis.
 
 // Test helpers outside #[test] functions may panic on broken fixtures: that is a test failure.
 #![allow(
@@ -22,6 +23,8 @@ struct Server {
     port: u16,
     first_line: String,
     lines: mpsc::Receiver<String>,
+    /// The server's data directory, removed after it (unless the test chose its own).
+    _data: Option<tempfile::TempDir>,
 }
 
 impl Server {
@@ -70,9 +73,27 @@ fn start_server() -> Server {
     start_server_with(&[])
 }
 
+/// A server with `settings` over the defaults of these tests; on a data directory of its own
+/// unless `settings` name one.
 fn start_server_with(settings: &[(&str, String)]) -> Server {
+    match try_start_server_with(settings) {
+        Ok(server) => server,
+        Err(log) => panic!("the server did not start:\n{log}"),
+    }
+}
+
+/// [`start_server_with`], or what the server printed when it exited instead of serving.
+fn try_start_server_with(settings: &[(&str, String)]) -> Result<Server, String> {
     let port = free_port();
+    let data = if settings.iter().any(|(name, _)| *name == "ARGYLL_DATA_DIR") {
+        None
+    } else {
+        Some(tempfile::tempdir().unwrap())
+    };
     let mut command = Command::new(env!("CARGO_BIN_EXE_argyll"));
+    if let Some(data) = &data {
+        command.env("ARGYLL_DATA_DIR", data.path().join("argyll-data"));
+    }
     command
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -107,18 +128,23 @@ fn start_server_with(settings: &[(&str, String)]) -> Server {
     };
     let started = Instant::now();
     while get(port, "/health").is_none() {
+        if let Ok(Some(_)) = child.try_wait() {
+            let rest: Vec<String> = lines_rx.try_iter().collect();
+            return Err(format!("{first_line}\n{}", rest.join("\n")));
+        }
         assert!(
             started.elapsed() < Duration::from_secs(30),
             "server never answered"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    Server {
+    Ok(Server {
         child,
         port,
         first_line,
         lines: lines_rx,
-    }
+        _data: data,
+    })
 }
 
 /// The black-box acceptance suite of the shared specification; `None` (the test is skipped,
@@ -129,14 +155,63 @@ fn acceptance_suite() -> Option<PathBuf> {
 }
 
 #[test]
-fn first_log_line_says_the_store_is_embedded_and_in_memory() {
-    let server = start_server();
+fn first_log_line_names_the_local_store_and_its_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let server = start_server_with(&[("ARGYLL_DATA_DIR", data_dir.display().to_string())]);
     assert!(
-        server.first_line.contains("embedded store") && server.first_line.contains("memory"),
+        server.first_line.contains("using the local store")
+            && server.first_line.contains(&data_dir.display().to_string()),
+        "{}",
+        server.first_line
+    );
+    assert!(
+        data_dir.join("FORMAT").exists(),
+        "the data directory is created"
+    );
+}
+
+#[test]
+fn first_log_line_on_the_memory_store_says_state_is_not_kept() {
+    let server = start_server_with(&[("ARGYLL_STORE", "memory".into())]);
+    assert!(
+        server.first_line.contains("in-memory store") && server.first_line.contains("not kept"),
         "{}",
         server.first_line
     );
     assert!(server.first_line.contains("WARN"), "{}", server.first_line);
+}
+
+#[test]
+fn a_data_dir_in_use_by_another_server_is_refused_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = ("ARGYLL_DATA_DIR", dir.path().display().to_string());
+    let _first = start_server_with(std::slice::from_ref(&data_dir));
+    let log = try_start_server_with(&[data_dir])
+        .err()
+        .expect("a second server on the same directory fails");
+    assert!(
+        log.contains("ARGYLL_DATA_DIR=") && log.contains("locked by another running process"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_data_dir_that_cannot_be_created_is_refused_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    // A file where the directory should be: nothing can be created under it.
+    let blocker = dir.path().join("a-file");
+    std::fs::write(&blocker, b"not a directory").unwrap();
+    let log = try_start_server_with(&[(
+        "ARGYLL_DATA_DIR",
+        blocker.join("data").display().to_string(),
+    )])
+    .err()
+    .expect("the server refuses to start");
+    assert!(
+        log.contains("ARGYLL_DATA_DIR=") && log.contains("is not writable"),
+        "{log}"
+    );
 }
 
 /// The acceptance runs share two cores; run one at a time so that the suite's timing
@@ -162,11 +237,22 @@ fn run_acceptance_suite(suite: &Path, server: &Server) {
 }
 
 #[test]
-fn acceptance_suite_passes() {
+fn acceptance_suite_passes_on_the_default_local_store() {
     let Some(suite) = acceptance_suite() else {
         return;
     };
     run_acceptance_suite(&suite, &start_server());
+}
+
+#[test]
+fn acceptance_suite_passes_on_the_memory_store() {
+    let Some(suite) = acceptance_suite() else {
+        return;
+    };
+    run_acceptance_suite(
+        &suite,
+        &start_server_with(&[("ARGYLL_STORE", "memory".into())]),
+    );
 }
 
 #[test]

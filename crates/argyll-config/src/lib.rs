@@ -23,7 +23,7 @@
 //! let settings = Settings::from_sources([("ENGINE_PORT", "9090"), ("LOG_LEVEL", "debug")], None)?;
 //! assert_eq!(settings.server.port, 9090);
 //! assert_eq!(settings.log.level.as_str(), "debug");
-//! assert_eq!(settings.store_mode(), StoreMode::Embedded);
+//! assert!(matches!(settings.store_mode(), StoreMode::Local(local) if local.data_dir == "./argyll-data"));
 //! let error = Settings::from_sources([("ENGINE_PORT", "eighty")], None).unwrap_err();
 //! assert_eq!(error.to_string(), "invalid ENGINE_PORT=\"eighty\": expected a port number from 1 to 65535");
 //! # Ok::<(), argyll_config::ConfigError>(())
@@ -43,8 +43,8 @@ use serde::de::DeserializeOwned;
 
 pub use argyll_model::BackoffType;
 pub use sections::{
-    ArchiveSettings, EngineSettings, LogFormat, LogLevel, LogSettings, RedisSettings,
-    RetrySettings, ServerSettings,
+    ArchiveSettings, EngineSettings, LocalStoreSettings, LocalSync, LogFormat, LogLevel,
+    LogSettings, RedisSettings, RetrySettings, ServerSettings, StoreChoice,
 };
 pub use table::{SETTINGS, SettingSpec};
 pub use values::parse_duration;
@@ -77,8 +77,10 @@ pub enum ConfigError {
 /// Where state lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StoreMode {
-    /// In memory, in this process.
-    Embedded,
+    /// In memory, in this process: lost when it exits (`ARGYLL_STORE=memory`).
+    Memory,
+    /// The durable local store in a data directory (the default).
+    Local(LocalStoreSettings),
     /// On Redis/Valkey.
     Redis {
         /// The engine store.
@@ -105,6 +107,8 @@ pub struct Settings {
     pub flow_redis: Option<RedisSettings>,
     /// Archiving, when a bucket is configured.
     pub archive: Option<ArchiveSettings>,
+    /// The store choice and the local store.
+    pub local: LocalStoreSettings,
 }
 
 impl Settings {
@@ -152,8 +156,14 @@ impl Settings {
         Sources::by_primary_name(merged).settings()
     }
 
-    /// Embedded unless a Redis address is configured.
+    /// The local store unless a Redis address is configured or `ARGYLL_STORE` says otherwise
+    /// (a contradiction between the two was refused when the settings were read).
     pub fn store_mode(&self) -> StoreMode {
+        match self.local.store {
+            StoreChoice::Memory => return StoreMode::Memory,
+            StoreChoice::Local => return StoreMode::Local(self.local.clone()),
+            StoreChoice::Auto | StoreChoice::Redis => {}
+        }
         match (&self.engine_redis, &self.flow_redis) {
             (Some(engine), Some(flow)) => StoreMode::Redis {
                 engine: engine.clone(),
@@ -163,7 +173,7 @@ impl Settings {
                 engine: one.clone(),
                 flow: one.clone(),
             },
-            (None, None) => StoreMode::Embedded,
+            (None, None) => StoreMode::Local(self.local.clone()),
         }
     }
 }
@@ -224,6 +234,8 @@ impl Sources {
             (engine, _) => engine,
         };
         let archive: ArchiveKeys = self.section(&self.values, "")?;
+        let local: LocalStoreSettings = self.section(&self.values, "")?;
+        self.check_store_choice(local.store, engine_redis.is_some())?;
         Ok(Settings {
             server,
             log: self.section(&self.values, "")?,
@@ -232,6 +244,32 @@ impl Sources {
             engine_redis,
             flow_redis,
             archive: archive.settings(),
+            local,
+        })
+    }
+
+    /// Refuses an `ARGYLL_STORE` that contradicts the Redis addresses.
+    fn check_store_choice(&self, store: StoreChoice, redis: bool) -> Result<(), ConfigError> {
+        let reason = match (store, redis) {
+            (StoreChoice::Redis, false) => "needs ENGINE_REDIS_ADDR or FLOW_REDIS_ADDR",
+            (StoreChoice::Local | StoreChoice::Memory, true) => {
+                "contradicts the Redis address that is set (unset ENGINE_REDIS_ADDR and FLOW_REDIS_ADDR, or choose redis)"
+            }
+            _ => return Ok(()),
+        };
+        let value = self
+            .values
+            .get("argyll_store")
+            .map(text_of)
+            .unwrap_or_default();
+        Err(ConfigError::Invalid {
+            variable: self
+                .given
+                .get("argyll_store")
+                .cloned()
+                .unwrap_or_else(|| "ARGYLL_STORE".into()),
+            value,
+            reason: reason.into(),
         })
     }
 

@@ -383,3 +383,63 @@ impl ArchiveKeys {
         })
     }
 }
+
+/// Which store the server uses (`ARGYLL_STORE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreChoice {
+    /// Redis when an address is set, else the local store (the default).
+    Auto,
+    /// The durable local store in `ARGYLL_DATA_DIR`.
+    Local,
+    /// In memory: nothing is kept when the process exits.
+    Memory,
+    /// Redis/Valkey (needs `ENGINE_REDIS_ADDR` or `FLOW_REDIS_ADDR`).
+    Redis,
+}
+
+/// When the local store syncs its journal (`LOCAL_STORE_SYNC`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LocalSync {
+    /// Before acknowledging a write (group commit).
+    Always,
+    /// Every `LOCAL_STORE_SYNC_INTERVAL`.
+    Interval,
+    /// Never (the operating system decides).
+    Never,
+}
+
+/// The store choice and the local store (`ARGYLL_STORE`, `ARGYLL_DATA_DIR`, `LOCAL_STORE_*`).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct LocalStoreSettings {
+    /// Which store (`ARGYLL_STORE`).
+    #[serde(rename = "argyll_store", deserialize_with = "de::store_choice")]
+    pub store: StoreChoice,
+    /// The data directory (`ARGYLL_DATA_DIR`).
+    #[serde(rename = "argyll_data_dir", deserialize_with = "de::text")]
+    pub data_dir: String,
+    /// When writes are synced (`LOCAL_STORE_SYNC`).
+    #[serde(rename = "local_store_sync", deserialize_with = "de::local_sync")]
+    pub sync: LocalSync,
+    /// The sync interval of `LOCAL_STORE_SYNC=interval` (`LOCAL_STORE_SYNC_INTERVAL`).
+    #[serde(
+        rename = "local_store_sync_interval",
+        deserialize_with = "de::positive_duration"
+    )]
+    pub sync_interval: Duration,
+    /// The block cache in bytes (`LOCAL_STORE_CACHE_MB`).
+    #[serde(rename = "local_store_cache_mb", deserialize_with = "de::megabytes")]
+    pub cache_bytes: usize,
+}
+
+impl Default for LocalStoreSettings {
+    fn default() -> Self {
+        LocalStoreSettings {
+            store: StoreChoice::Auto,
+            data_dir: "./argyll-data".into(),
+            sync: LocalSync::Always,
+            sync_interval: Duration::from_millis(100),
+            cache_bytes: 64 << 20,
+        }
+    }
+}

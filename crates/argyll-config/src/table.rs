@@ -33,7 +33,12 @@ settings_table! {
     "WEBHOOK_BASE_URL" = "http://localhost:<port>" : "Base URL async steps receive for their webhook (`<base>/webhook/<flow>/<step>/<token>`).";
     "ENGINE_LOGGING_LEVEL" ["LOG_LEVEL"] = "info" : "Log level: `debug`, `info`, `warn` or `error`.";
     "ENGINE_LOG_FORMAT" = "human" : "Log format: `human` or `json`.";
-    "ENGINE_REDIS_ADDR" = "(unset: embedded store)" : "Redis/Valkey address (`host:port`) of the engine store, or a comma-separated list of Redis Cluster nodes; when neither this nor `FLOW_REDIS_ADDR` is set, state is kept in memory.";
+    "ARGYLL_STORE" = "(local, or redis when a Redis address is set)" : "The store: `local` (durable, in `ARGYLL_DATA_DIR`; one process), `memory` (nothing is kept when the process exits; for tests and trials) or `redis` (Redis/Valkey; many instances). Contradicting the Redis addresses is an error.";
+    "ARGYLL_DATA_DIR" = "./argyll-data" : "The local store's directory, created if missing. One process at a time: a second one fails at start-up naming the directory.";
+    "LOCAL_STORE_SYNC" = "always" : "When the local store syncs its journal to the disk: `always` (a write is acknowledged once synced; concurrent writes share one sync), `interval` (every `LOCAL_STORE_SYNC_INTERVAL`; a machine crash loses at most that much) or `never` (the operating system decides). In every mode an acknowledged write survives the process being killed.";
+    "LOCAL_STORE_SYNC_INTERVAL" = "100ms" : "Sync interval of `LOCAL_STORE_SYNC=interval` (> 0).";
+    "LOCAL_STORE_CACHE_MB" = "64" : "The local store's block cache in MiB (> 0); with its write buffers (8 MiB per keyspace) it bounds the store's memory.";
+    "ENGINE_REDIS_ADDR" = "(unset: local store)" : "Redis/Valkey address (`host:port`) of the engine store, or a comma-separated list of Redis Cluster nodes; when neither this nor `FLOW_REDIS_ADDR` is set, the local store is used.";
     "ENGINE_REDIS_PASSWORD" = "" : "Password of the engine store.";
     "ENGINE_REDIS_DB" = "0" : "Database number of the engine store.";
     "ENGINE_REDIS_PREFIX" = "argyll:engine" : "Key prefix of the engine store.";

@@ -9,7 +9,7 @@ use argyll_model::BackoffType;
 use serde::Deserializer;
 use serde::de::{Error as _, Visitor};
 
-use crate::{LogFormat, LogLevel};
+use crate::{LocalSync, LogFormat, LogLevel, StoreChoice};
 
 /// A scalar setting value as text: numbers and booleans from a file are read as they are written.
 struct Text;
@@ -108,6 +108,8 @@ pub(crate) mod de {
         log_level -> LogLevel = super::log_level;
         log_format -> LogFormat = super::log_format;
         backoff -> BackoffType = super::backoff;
+        store_choice -> StoreChoice = super::store_choice;
+        local_sync -> LocalSync = super::local_sync;
     }
 
     /// An optional value: absent is `None` (empty variables never reach here).
@@ -178,6 +180,25 @@ fn log_format(text: &str) -> Result<LogFormat, String> {
         "human" | "text" => Ok(LogFormat::Human),
         "json" => Ok(LogFormat::Json),
         _ => Err("expected human or json".into()),
+    }
+}
+
+fn store_choice(text: &str) -> Result<StoreChoice, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "auto" => Ok(StoreChoice::Auto),
+        "local" => Ok(StoreChoice::Local),
+        "memory" => Ok(StoreChoice::Memory),
+        "redis" => Ok(StoreChoice::Redis),
+        _ => Err("expected local, memory, redis or auto".into()),
+    }
+}
+
+fn local_sync(text: &str) -> Result<LocalSync, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "always" => Ok(LocalSync::Always),
+        "interval" => Ok(LocalSync::Interval),
+        "never" => Ok(LocalSync::Never),
+        _ => Err("expected always, interval or never".into()),
     }
 }
 

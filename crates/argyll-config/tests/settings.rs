@@ -12,7 +12,8 @@
 use std::time::Duration;
 
 use argyll_config::{
-    BackoffType, ConfigError, LogFormat, LogLevel, SETTINGS, Settings, StoreMode, parse_duration,
+    BackoffType, ConfigError, LocalSync, LogFormat, LogLevel, SETTINGS, Settings, StoreMode,
+    parse_duration,
 };
 
 fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
@@ -29,7 +30,7 @@ fn invalid(vars: &[(&str, &str)]) -> (String, String) {
 }
 
 #[test]
-fn defaults_run_on_the_embedded_store() {
+fn defaults_run_on_the_local_store() {
     let s = settings(&[("PATH", "/bin"), ("HOME", "/root")]).unwrap();
     assert_eq!((s.server.host.as_str(), s.server.port), ("0.0.0.0", 8080));
     assert_eq!(s.server.webhook_base_url(), "http://localhost:8080");
@@ -37,7 +38,14 @@ fn defaults_run_on_the_embedded_store() {
         (s.log.level, s.log.format),
         (LogLevel::Info, LogFormat::Human)
     );
-    assert_eq!(s.store_mode(), StoreMode::Embedded);
+    let StoreMode::Local(local) = s.store_mode() else {
+        panic!("the default store is the local store");
+    };
+    assert_eq!(
+        (local.data_dir.as_str(), local.sync, local.cache_bytes),
+        ("./argyll-data", LocalSync::Always, 64 << 20)
+    );
+    assert_eq!(local.sync_interval, Duration::from_millis(100));
     assert_eq!(
         (s.engine.memo_cache_size, s.engine.flow_cache_size),
         (4096, 4096)
@@ -329,4 +337,68 @@ fn every_documented_default_is_the_sections_default() {
             spec.name, spec.default
         );
     }
+}
+
+#[test]
+fn argyll_store_chooses_the_store_and_contradictions_are_refused() {
+    let memory = settings(&[("ARGYLL_STORE", "memory")]).unwrap();
+    assert_eq!(memory.store_mode(), StoreMode::Memory);
+    let local = settings(&[
+        ("ARGYLL_STORE", "local"),
+        ("ARGYLL_DATA_DIR", "/var/lib/argyll"),
+        ("LOCAL_STORE_SYNC", "interval"),
+        ("LOCAL_STORE_SYNC_INTERVAL", "250ms"),
+        ("LOCAL_STORE_CACHE_MB", "16"),
+    ])
+    .unwrap();
+    let StoreMode::Local(local) = local.store_mode() else {
+        panic!("ARGYLL_STORE=local");
+    };
+    assert_eq!(
+        (
+            local.data_dir.as_str(),
+            local.sync,
+            local.sync_interval,
+            local.cache_bytes
+        ),
+        (
+            "/var/lib/argyll",
+            LocalSync::Interval,
+            Duration::from_millis(250),
+            16 << 20
+        )
+    );
+    let redis = settings(&[("ARGYLL_STORE", "redis"), ("ENGINE_REDIS_ADDR", "r:6379")]).unwrap();
+    assert!(matches!(redis.store_mode(), StoreMode::Redis { .. }));
+    let auto = settings(&[("FLOW_REDIS_ADDR", "r:6379")]).unwrap();
+    assert!(matches!(auto.store_mode(), StoreMode::Redis { .. }));
+
+    let (variable, reason) = invalid(&[("ARGYLL_STORE", "redis")]);
+    assert_eq!(variable, "ARGYLL_STORE");
+    assert!(reason.contains("ENGINE_REDIS_ADDR"), "{reason}");
+    let (variable, reason) = invalid(&[("ARGYLL_STORE", "memory"), ("ENGINE_REDIS_ADDR", "r:1")]);
+    assert_eq!(variable, "ARGYLL_STORE");
+    assert!(reason.contains("contradicts"), "{reason}");
+    assert_eq!(
+        invalid(&[("ARGYLL_STORE", "disk")]),
+        (
+            "ARGYLL_STORE".into(),
+            "expected local, memory, redis or auto".into()
+        )
+    );
+    assert_eq!(
+        invalid(&[("LOCAL_STORE_SYNC", "sometimes")]),
+        (
+            "LOCAL_STORE_SYNC".into(),
+            "expected always, interval or never".into()
+        )
+    );
+    assert_eq!(
+        invalid(&[("LOCAL_STORE_CACHE_MB", "0")]).0,
+        "LOCAL_STORE_CACHE_MB"
+    );
+    assert_eq!(
+        invalid(&[("LOCAL_STORE_SYNC_INTERVAL", "0")]).0,
+        "LOCAL_STORE_SYNC_INTERVAL"
+    );
 }

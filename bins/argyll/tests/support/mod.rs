@@ -28,6 +28,8 @@ pub struct EngineProcess {
     child: Option<Child>,
     pub base: String,
     log: PathBuf,
+    /// The data directory made for it (removed with it); `None` when the test chose one.
+    data: Option<PathBuf>,
 }
 
 impl EngineProcess {
@@ -47,7 +49,8 @@ impl EngineProcess {
         Self::launch(name, &all, subcommand, &[])
     }
 
-    /// An engine on the embedded store (unless `settings` name a Redis), run under `prlimit`
+    /// An engine on the local store in a fresh data directory (unless `settings` name a Redis,
+    /// another store or directory), run under `prlimit`
     /// with `limits` (e.g. `--as=2000000000`, `--nofile=256`) when there are any. `settings`
     /// override the defaults of these tests (short leases, JSON logs at `warn`).
     pub fn launch(
@@ -84,6 +87,13 @@ impl EngineProcess {
             .env("ENGINE_LOG_FORMAT", "json")
             .env("ARGYLL_CONFIG", "/nonexistent/argyll.toml")
             .env("PATH", std::env::var("PATH").unwrap_or_default());
+        let data = if settings.iter().any(|(name, _)| *name == "ARGYLL_DATA_DIR") {
+            None
+        } else {
+            let dir = std::env::temp_dir().join(unique(&format!("argyll-{name}-data")));
+            command.env("ARGYLL_DATA_DIR", &dir);
+            Some(dir)
+        };
         for (name, value) in settings {
             command.env(name, value);
         }
@@ -96,6 +106,7 @@ impl EngineProcess {
             child: Some(child),
             base: format!("http://127.0.0.1:{port}"),
             log,
+            data,
         }
     }
 
@@ -170,6 +181,9 @@ impl Drop for EngineProcess {
     fn drop(&mut self) {
         self.kill();
         let _ = std::fs::remove_file(&self.log);
+        if let Some(data) = &self.data {
+            let _ = std::fs::remove_dir_all(data);
+        }
     }
 }
 
