@@ -165,6 +165,12 @@ impl LocalStore {
         check_format(&dir)?;
         let storage = |error: fjall::Error| match error {
             fjall::Error::Locked => OpenError::Locked { dir: dir.clone() },
+            fjall::Error::JournalRecovery(damage) => OpenError::Storage {
+                dir: dir.clone(),
+                reason: format!(
+                    "its journal is damaged ({damage:?}): the disk holds other bytes than were written, so the store refuses to guess what is lost; restore the directory from a backup, or move it aside to start empty"
+                ),
+            },
             other => OpenError::Storage {
                 dir: dir.clone(),
                 reason: other.to_string(),

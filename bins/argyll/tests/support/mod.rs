@@ -59,7 +59,11 @@ impl EngineProcess {
         subcommand: Option<&str>,
         limits: &[&str],
     ) -> Self {
-        let port = free_port().unwrap();
+        // A restart on the same port keeps the clients' URLs (and the webhook URLs) valid.
+        let port = settings
+            .iter()
+            .find(|(name, _)| *name == "ENGINE_PORT")
+            .map_or_else(|| free_port().unwrap(), |(_, port)| port.parse().unwrap());
         let log = std::env::temp_dir().join(unique(&format!("argyll-{name}")) + ".log");
         let file = std::fs::File::create(&log).unwrap();
         let mut command = if limits.is_empty() {
