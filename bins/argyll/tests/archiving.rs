@@ -202,3 +202,89 @@ async fn a_stopped_bucket_is_logged_and_archiving_resumes() {
     assert_eq!(wait_until_archived(&redis).await, 0, "archiving resumed");
     assert_eq!(listed(&client, &engine.base, true).await, 10);
 }
+
+/// Waits (up to 30 s) until the engine lists none of the test's flows as unarchived (the
+/// listing with `archived=true` has them all, archived or not).
+async fn wait_until_listed_archived(client: &reqwest::Client, engine: &str, count: usize) {
+    for _ in 0..300 {
+        if listed(client, engine, false).await == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(listed(client, engine, true).await, count);
+    assert_eq!(listed(client, engine, false).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_on_its_local_store_archives_finished_flows_and_still_serves_them() {
+    let moto = MotoServer::start().unwrap();
+    moto.create_bucket("flows").unwrap();
+    let client = reqwest::Client::new();
+    let engine = EngineProcess::launch("local", &archive_settings(&moto), None, &[]);
+    engine.wait_healthy(&client).await;
+    let flows = run_flows(&client, &engine.base, 100).await;
+    wait_until_listed_archived(&client, &engine.base, 100).await;
+    for (id, before) in &flows {
+        let (status, mut after) = send(
+            &client,
+            reqwest::Method::GET,
+            &format!("{}/engine/flow/{id}", engine.base),
+            &Value::Null,
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(after["archived"], true, "{id} is read from the bucket");
+        after.as_object_mut().unwrap().remove("archived");
+        assert_eq!(&after, before, "{id} reads back identical");
+    }
+}
+
+/// The local store belongs to one process: `argyll archive` beside a running server is
+/// refused naming the directory, and archives the directory of a stopped server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn argyll_archive_on_the_local_store_archives_a_stopped_servers_flows() {
+    let moto = MotoServer::start().unwrap();
+    moto.create_bucket("flows").unwrap();
+    let client = reqwest::Client::new();
+    let data = tempfile::tempdir().unwrap();
+    let dir = ("ARGYLL_DATA_DIR", data.path().display().to_string());
+    let mut server = EngineProcess::launch("server", std::slice::from_ref(&dir), None, &[]);
+    server.wait_healthy(&client).await;
+    run_flows(&client, &server.base, 10).await;
+
+    let mut settings = archive_settings(&moto);
+    settings.push(dir.clone());
+    settings.push(("ENGINE_LOGGING_LEVEL", "info".into()));
+    let mut beside = EngineProcess::launch("archiver", &settings, Some("archive"), &[]);
+    let refused = wait_for_log(&mut beside, "locked by another running process").await;
+    assert!(refused.contains("ARGYLL_DATA_DIR="), "{refused}");
+
+    assert!(
+        server.terminate(Duration::from_secs(10)),
+        "the server stops"
+    );
+    let mut archiver = EngineProcess::launch("archiver", &settings, Some("archive"), &[]);
+    let swept = wait_for_log(&mut archiver, "archive sweep").await;
+    assert!(swept.contains("\"archived\":10"), "{swept}");
+    assert!(
+        archiver.terminate(Duration::from_secs(10)),
+        "the archiver stops"
+    );
+
+    let server = EngineProcess::launch("server", &[dir], None, &[]);
+    server.wait_healthy(&client).await;
+    assert_eq!(listed(&client, &server.base, true).await, 10);
+    assert_eq!(listed(&client, &server.base, false).await, 0);
+}
+
+/// The first log line of `process` containing `needle`, waiting for it (up to 30 s).
+async fn wait_for_log(process: &mut EngineProcess, needle: &str) -> String {
+    for _ in 0..300 {
+        if let Some(line) = process.log().lines().find(|line| line.contains(needle)) {
+            return line.to_owned();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no `{needle}` in:\n{}", process.log());
+}
