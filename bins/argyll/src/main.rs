@@ -139,6 +139,9 @@ fn engine_config(settings: &Settings) -> EngineConfig {
         engine_state_max_flows: engine.engine_state_max_flows,
         flow_max_depth: engine.flow_max_depth,
         min_retry_delay: std::time::Duration::from_millis(retry.min_backoff_ms),
+        // With archiving, finished flows leave the store through the bucket instead (the
+        // archiver's age is capped by the retention): nothing unarchived is deleted.
+        flow_retention: engine.flow_retention.filter(|_| settings.archive.is_none()),
         ..defaults
     }
 }
@@ -206,7 +209,10 @@ fn archiver<S: Store>(
     let bucket = Bucket::open(&archive.bucket_url, &archive.prefix).map_err(|e| e.to_string())?;
     let policy = ArchivePolicy {
         memory_percent: archive.memory_percent,
-        max_age: archive.max_age,
+        max_age: settings
+            .engine
+            .flow_retention
+            .map_or(archive.max_age, |retention| retention.min(archive.max_age)),
         memory_check_interval: archive.memory_check_interval,
         sweep_interval: archive.sweep_interval,
         lease_timeout: archive.lease_timeout,

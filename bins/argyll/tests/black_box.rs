@@ -475,3 +475,54 @@ fn help_names_the_commands_and_the_configuration() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// `FLOW_RETENTION` bounds a long-running server on every store: on the in-memory and the
+/// local store, finished flows leave once they are older than it.
+#[test]
+fn finished_flows_leave_after_flow_retention_on_the_memory_and_local_stores() {
+    for store in ["memory", "local"] {
+        let server = start_server_with(&[
+            ("ARGYLL_STORE", store.into()),
+            ("FLOW_RETENTION", "1s".into()),
+        ]);
+        let step = r#"{"id":"double","name":"double","type":"script",
+            "attributes":{"x":{"role":"required"},"y":{"role":"output"}},
+            "script":{"language":"ale","script":"{:y (* 2 x)}"}}"#;
+        let (status, body) = request(server.port, "POST", "/engine/step", step).unwrap();
+        assert_eq!(status, 201, "{body}");
+        for n in 0..3 {
+            let start = format!(r#"{{"id":"kept-{n}","goals":["double"],"init":{{"x":{n}}}}}"#);
+            let (status, body) = request(server.port, "POST", "/engine/flow", &start).unwrap();
+            assert_eq!(status, 201, "{body}");
+            let (_, flow) = request(
+                server.port,
+                "GET",
+                &format!("/engine/flow/kept-{n}?wait=10s"),
+                "",
+            )
+            .unwrap();
+            assert!(flow.contains(r#""status":"completed""#), "{flow}");
+        }
+        // Waits for the signal (the listing), a second of retention plus a round.
+        let started = Instant::now();
+        loop {
+            let (_, listing) = request(server.port, "GET", "/engine/flow", "").unwrap();
+            if listing.contains(r#""count":0"#) {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "{store}: still listed: {listing}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let (status, _) = request(server.port, "GET", "/engine/flow/kept-0", "").unwrap();
+        assert_eq!(status, 404, "{store}: a deleted flow is not found");
+        assert!(
+            server
+                .log_line_containing("deleted finished flows past their retention")
+                .is_ok(),
+            "{store}: the deletion is logged"
+        );
+    }
+}

@@ -361,29 +361,31 @@ impl<S: Store> Archiver<S> {
         Ok(JobOutcome::Archived)
     }
 
-    /// Deactivated (and abandoned `archiving`) flows, oldest completion first.
+    /// Up to `limit` flows to archive, oldest first: jobs left half done (`archiving`, their
+    /// lease lapsed) and deactivated flows, finished before `completed_before` when given.
+    /// Reads about `limit` index entries, however many flows are stored.
     async fn candidates(
         &self,
         completed_before: Option<Timestamp>,
+        limit: usize,
     ) -> Result<Vec<FlowIndexEntry>, ArchiveError> {
-        let mut query = FlowQuery {
-            phases: vec![FlowPhase::Deactivated, FlowPhase::Archiving],
-            limit: 1000,
-            ..FlowQuery::default()
-        };
-        let mut found = Vec::new();
-        loop {
-            let page = self.store.list_flows(&query).await?;
-            found.extend(page.entries.into_iter().filter(|entry| {
-                let completed = entry.completed_at.unwrap_or(entry.created_at);
-                completed_before.is_none_or(|limit| completed < limit)
-            }));
-            match page.next_after {
-                Some(after) => query.after = Some(after),
-                None => break,
-            }
-        }
-        found.sort_by_key(|entry| entry.completed_at.unwrap_or(entry.created_at));
+        let finished = |entry: &FlowIndexEntry| entry.completed_at.unwrap_or(entry.created_at);
+        let before = completed_before.unwrap_or(Timestamp::from_unix_nanos(i64::MAX));
+        let mut found: Vec<FlowIndexEntry> = self
+            .store
+            .list_flows(&FlowQuery {
+                phases: vec![FlowPhase::Archiving],
+                limit,
+                ..FlowQuery::default()
+            })
+            .await?
+            .entries
+            .into_iter()
+            .filter(|entry| finished(entry) < before)
+            .collect();
+        found.extend(self.store.deactivated_before(before, limit).await?);
+        found.sort_by_key(finished);
+        found.truncate(limit);
         Ok(found)
     }
 
@@ -398,9 +400,9 @@ impl<S: Store> Archiver<S> {
                 .unwrap_or(0)
                 .saturating_sub(max_age),
         );
-        let candidates = self.candidates(Some(cutoff)).await?;
-        self.archive_all(candidates.into_iter().take(self.policy.sweep_batch.max(1)))
-            .await
+        let batch = self.policy.sweep_batch.max(1);
+        let candidates = self.candidates(Some(cutoff), batch).await?;
+        self.archive_all(candidates.into_iter()).await
     }
 
     /// The store's memory use in percent of its limit, when it has one.
@@ -431,7 +433,7 @@ impl<S: Store> Archiver<S> {
                 break;
             }
             let batch = self.policy.pressure_batch.max(1);
-            let oldest = self.candidates(None).await?;
+            let oldest = self.candidates(None, batch.saturating_mul(5)).await?;
             let mut sized = Vec::new();
             for entry in oldest.into_iter().take(batch.saturating_mul(5)) {
                 let aggregate = AggregateId::Flow(entry.flow_id.clone());

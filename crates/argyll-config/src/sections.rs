@@ -185,6 +185,9 @@ pub struct EngineSettings {
     /// Most work items per step (`MAX_WORK_ITEMS`).
     #[serde(rename = "max_work_items", deserialize_with = "de::count")]
     pub max_work_items: usize,
+    /// How long finished flows are kept (`FLOW_RETENTION`; `None`: forever).
+    #[serde(rename = "flow_retention", deserialize_with = "de::some_retention")]
+    pub flow_retention: Option<Duration>,
 }
 
 impl Default for EngineSettings {
@@ -205,6 +208,7 @@ impl Default for EngineSettings {
             flow_max_depth: 16,
             engine_state_max_flows: 1000,
             max_work_items: 100_000,
+            flow_retention: None,
         }
     }
 }

@@ -74,6 +74,7 @@ settings_table! {
     "MAX_ID_LENGTH" = "256" : "Longest step id, step name, attribute name, flow id and goal in characters (> 0); longer ones get 400 naming the field. Child flow ids (`parent:step:token`) longer than this become `<hash>:<token>` (69 characters).";
     "FLOW_MAX_DEPTH" = "16" : "Deepest nesting of child flows (> 0): a flow step whose child flow would be deeper fails with `child flow depth limit reached`. Registration already refuses flow steps that reach themselves.";
     "ENGINE_STATE_MAX_FLOWS" = "1000" : "Finished flows `GET /engine` lists in `deactivated` and `flow_digests`, the most recently finished ones (besides every active flow); the full list is the paged `GET /engine/flow`.";
+    "FLOW_RETENTION" = "(unset: keep)" : "How long finished flows are kept, e.g. `7d`, `12h` (> 0): older ones are deleted from the store, events and index entry (in batches, checked every tenth of it, at most every minute). With archiving configured they are archived instead, at `ARCHIVE_MAX_AGE` or this, whichever is shorter, and nothing unarchived is deleted. Set it where the archiver runs, not on engines beside a separate `argyll archive`.";
     "MAX_WORK_ITEMS" = "100000" : "Most work items one step may expand to with `for_each` (> 0); a start that would exceed it gets 400, a step that exceeds it later fails with `too many work items`.";
     "ARCHIVE_BUCKET_URL" = "(unset: no archiving)" : "Bucket of archived flows (`s3://bucket`); archiving runs when set.";
     "ARCHIVE_PREFIX" = "archived/" : "Key prefix of archived flows in the bucket.";

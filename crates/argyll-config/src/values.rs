@@ -122,6 +122,13 @@ pub(crate) mod de {
         count(d).map(Some)
     }
 
+    /// An optional retention: a duration greater than zero, days allowed (`7d`).
+    pub(crate) fn some_retention<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        parsed(d, super::retention).map(Some)
+    }
+
     /// An optional Redis address list.
     pub(crate) fn some_redis_addrs<'de, D: Deserializer<'de>>(
         d: D,
@@ -181,6 +188,25 @@ fn log_format(text: &str) -> Result<LogFormat, String> {
         "json" => Ok(LogFormat::Json),
         _ => Err("expected human or json".into()),
     }
+}
+
+/// `FLOW_RETENTION`: a duration greater than zero, in Go syntax or whole days (`7d`).
+fn retention(text: &str) -> Result<Duration, String> {
+    const EXPECTED: &str =
+        "expected a duration greater than zero such as 7d, 12h or 30m (unset it to keep flows)";
+    let duration = match text.strip_suffix('d') {
+        Some(days) => days
+            .parse::<u64>()
+            .ok()
+            .and_then(|days| days.checked_mul(86_400))
+            .map(Duration::from_secs)
+            .ok_or_else(|| EXPECTED.to_owned())?,
+        None => parse_duration(text).map_err(|_| EXPECTED.to_owned())?,
+    };
+    if duration.is_zero() {
+        return Err(EXPECTED.into());
+    }
+    Ok(duration)
 }
 
 fn store_choice(text: &str) -> Result<StoreChoice, String> {

@@ -402,3 +402,28 @@ fn argyll_store_chooses_the_store_and_contradictions_are_refused() {
         "LOCAL_STORE_SYNC_INTERVAL"
     );
 }
+
+#[test]
+fn flow_retention_takes_days_or_durations_and_refuses_zero() {
+    assert_eq!(settings(&[]).unwrap().engine.flow_retention, None);
+    for (text, expected) in [
+        ("7d", Duration::from_secs(7 * 86_400)),
+        ("12h", Duration::from_secs(12 * 3_600)),
+        ("1h30m", Duration::from_secs(5_400)),
+        ("500ms", Duration::from_millis(500)),
+    ] {
+        assert_eq!(
+            settings(&[("FLOW_RETENTION", text)])
+                .unwrap()
+                .engine
+                .flow_retention,
+            Some(expected),
+            "{text}"
+        );
+    }
+    for bad in ["0", "0d", "-1d", "1.5d", "week", "10"] {
+        let (variable, reason) = invalid(&[("FLOW_RETENTION", bad)]);
+        assert_eq!(variable, "FLOW_RETENTION", "{bad}");
+        assert!(reason.contains("unset it to keep flows"), "{bad}: {reason}");
+    }
+}

@@ -84,6 +84,10 @@ fn the_engine_defaults_are_the_documented_settings() {
         "RETRY_MIN_BACKOFF_MS"
     );
     assert_eq!(
+        engine.flow_retention, documented.flow_retention,
+        "FLOW_RETENTION"
+    );
+    assert_eq!(
         engine.retry,
         RetryPolicy {
             max_retries: retry.max_retries,

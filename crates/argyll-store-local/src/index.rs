@@ -7,7 +7,7 @@ use std::iter::Peekable;
 use argyll_store::{FlowIndex, FlowIndexEntry, FlowPage, FlowPhase, FlowQuery, StoreError};
 
 use crate::error::unavailable;
-use crate::keys::{deactivated_key, flow_of_deactivated_key, phase_byte, phase_key};
+use crate::keys::{deactivated_key, flow_of_deactivated_key, phase_byte, phase_key, sortable_time};
 use crate::records::{decode_entry, encode_entry};
 use crate::store::{Inner, LocalStore};
 
@@ -250,5 +250,39 @@ impl FlowIndex for LocalStore {
             }
         }
         Ok(newest)
+    }
+
+    /// Reads the by-completion keys from the oldest: costs about `limit` reads.
+    async fn deactivated_before(
+        &self,
+        before: argyll_model::Timestamp,
+        limit: usize,
+    ) -> Result<Vec<FlowIndexEntry>, StoreError> {
+        let inner = &self.inner;
+        let mut oldest = Vec::with_capacity(limit.min(1024));
+        if limit == 0 {
+            return Ok(oldest);
+        }
+        for guard in inner
+            .spaces
+            .deactivated
+            .range(..sortable_time(before).to_vec())
+        {
+            let key = guard.key().map_err(unavailable)?;
+            let Some(flow_id) = flow_of_deactivated_key(&key) else {
+                return Err(StoreError::Corrupt(
+                    "a deactivated key without a flow id".into(),
+                ));
+            };
+            if let Some(entry) = inner.entry(flow_id)?
+                && entry.phase == FlowPhase::Deactivated
+            {
+                oldest.push(entry);
+                if oldest.len() == limit {
+                    break;
+                }
+            }
+        }
+        Ok(oldest)
     }
 }

@@ -139,6 +139,7 @@ struct Scripts {
     index_remove: Script,
     index_range: Script,
     index_recent: Script,
+    index_oldest: Script,
     lease_acquire: Script,
     lease_renew: Script,
     lease_release: Script,
@@ -162,6 +163,7 @@ impl Scripts {
             index_remove: Script::from_lua(scripts::INDEX_REMOVE),
             index_range: Script::from_lua(scripts::INDEX_RANGE),
             index_recent: Script::from_lua(scripts::INDEX_RECENT),
+            index_oldest: Script::from_lua(scripts::INDEX_OLDEST),
             lease_acquire: Script::from_lua(scripts::LEASE_ACQUIRE),
             lease_renew: Script::from_lua(scripts::LEASE_RENEW),
             lease_release: Script::from_lua(scripts::LEASE_RELEASE),
@@ -173,7 +175,7 @@ impl Scripts {
         }
     }
 
-    fn all(&self) -> [&Script; 18] {
+    fn all(&self) -> [&Script; 19] {
         [
             &self.delete,
             &self.append,
@@ -185,6 +187,7 @@ impl Scripts {
             &self.index_remove,
             &self.index_range,
             &self.index_recent,
+            &self.index_oldest,
             &self.lease_acquire,
             &self.lease_renew,
             &self.lease_release,
@@ -993,6 +996,55 @@ impl FlowIndex for RedisStore {
                 entries.push(entry);
             }
         }
+        Ok(entries)
+    }
+
+    async fn deactivated_before(
+        &self,
+        before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<FlowIndexEntry>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let keys = self.index_keys();
+        let by_time = vec![
+            keys.first().cloned().unwrap_or_default(),
+            keys.last().cloned().unwrap_or_default(),
+        ];
+        // Scores are whole milliseconds: ask up to the next one, then keep the exact ones.
+        let reply = array(
+            self.inner
+                .flow
+                .eval(
+                    &self.inner.scripts.index_oldest,
+                    by_time,
+                    vec![
+                        Value::from(millis_up(before)),
+                        Value::from(i64::try_from(limit).unwrap_or(i64::MAX)),
+                    ],
+                )
+                .await?,
+        );
+        let mut entries = Vec::new();
+        let mut items = reply.into_iter();
+        while let (Some(id), Some(json)) = (items.next(), items.next()) {
+            let (id, json) = (text(id)?, text(json)?);
+            if json.is_empty() {
+                continue;
+            }
+            let entry = decode_entry(id, &json)?;
+            if entry.phase == FlowPhase::Deactivated
+                && entry.completed_at.unwrap_or(entry.created_at) < before
+            {
+                entries.push(entry);
+            }
+        }
+        // Within one millisecond the zset orders by id; the contract orders by the instant.
+        entries.sort_by(|a, b| {
+            let finished = |entry: &FlowIndexEntry| entry.completed_at.unwrap_or(entry.created_at);
+            (finished(a), &a.flow_id).cmp(&(finished(b), &b.flow_id))
+        });
         Ok(entries)
     }
 }

@@ -109,6 +109,12 @@ return out
 pub(crate) const INDEX_RECENT: &str =
     ids_with_entries!("local ids = redis.call('ZREVRANGE', KEYS[2], 0, tonumber(ARGV[1]) - 1)");
 
+/// The oldest deactivated flows that finished before a time. KEYS: entries hash, the recency
+/// zset. ARGV: the time (ms, exclusive), count. Returns `{id, entry, ...}` oldest first.
+pub(crate) const INDEX_OLDEST: &str = ids_with_entries!(
+    "local ids = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))"
+);
+
 /// Index remove. KEYS as [`INDEX_INSERT`]. ARGV: id.
 pub(crate) const INDEX_REMOVE: &str = r#"
 for i = 2, #KEYS do

@@ -551,6 +551,75 @@ pub async fn recently_deactivated<S: Store>(store: &S) {
     assert_eq!(store.recently_deactivated(0).await.unwrap(), Vec::new());
 }
 
+/// The oldest deactivated flows finished before a time, oldest first (ties by id), without
+/// active, archiving or archived ones; a sub-millisecond bound is exact.
+pub async fn deactivated_before<S: Store>(store: &S) {
+    let finished = |id: &str, nanos: i64| FlowIndexEntry {
+        completed_at: Some(Timestamp::from_unix_nanos(nanos)),
+        ..entry(id, None, FlowOutcome::Completed, FlowPhase::Deactivated)
+    };
+    let ms = 1_000_000;
+    assert!(
+        store
+            .deactivated_before(at(1_000), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    store
+        .insert_flow(entry(
+            "running",
+            None,
+            FlowOutcome::Active,
+            FlowPhase::Active,
+        ))
+        .await
+        .unwrap();
+    for (id, nanos) in [
+        ("b-tie", 200 * ms),
+        ("late", 900 * ms),
+        ("first", 100 * ms),
+        ("a-tie", 200 * ms),
+        ("just-before", 500 * ms + 300_000),
+        ("just-after", 500 * ms + 700_000),
+        ("archiving", 50 * ms),
+    ] {
+        store.insert_flow(finished(id, nanos)).await.unwrap();
+    }
+    store
+        .put_flow(FlowIndexEntry {
+            phase: FlowPhase::Archiving,
+            ..finished("archiving", 50 * ms)
+        })
+        .await
+        .unwrap();
+    let ids = |entries: Vec<FlowIndexEntry>| {
+        entries
+            .into_iter()
+            .map(|entry| entry.flow_id)
+            .collect::<Vec<_>>()
+    };
+    let bound = Timestamp::from_unix_nanos(500 * ms + 500_000);
+    assert_eq!(
+        ids(store.deactivated_before(bound, 10).await.unwrap()),
+        vec!["first", "a-tie", "b-tie", "just-before"]
+    );
+    assert_eq!(
+        ids(store.deactivated_before(bound, 2).await.unwrap()),
+        vec!["first", "a-tie"]
+    );
+    assert!(store.remove_flow("first").await.unwrap());
+    store.put_flow(finished("a-tie", 950 * ms)).await.unwrap();
+    assert_eq!(
+        ids(store.deactivated_before(at(1_000), 10).await.unwrap()),
+        vec!["b-tie", "just-before", "just-after", "late", "a-tie"]
+    );
+    assert_eq!(
+        store.deactivated_before(bound, 0).await.unwrap(),
+        Vec::new()
+    );
+}
+
 /// Leases: one owner at a time, renewable by the owner, free after lapsing or release.
 pub async fn leases<S: Store>(store: &S) {
     let ttl = Duration::from_secs(10);
@@ -841,6 +910,7 @@ where
     feed_carries_every_append(&make().await).await;
     flow_index(&make().await).await;
     recently_deactivated(&make().await).await;
+    deactivated_before(&make().await).await;
     leases(&make().await).await;
     many_leases(&make().await).await;
     lease_races(&make().await).await;

@@ -312,6 +312,53 @@ impl FlowIndex for EmbeddedStore {
             .filter_map(|(_, flow_id)| entries.remove(&flow_id))
             .collect())
     }
+
+    async fn deactivated_before(
+        &self,
+        before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<FlowIndexEntry>, StoreError> {
+        Ok(self.oldest_deactivated(before, limit))
+    }
+}
+
+impl EmbeddedStore {
+    /// A scan keeping the `limit` oldest deactivated before `before` (as
+    /// `recently_deactivated`, a scan is cheap in process).
+    fn oldest_deactivated(&self, before: Timestamp, limit: usize) -> Vec<FlowIndexEntry> {
+        use std::collections::BinaryHeap;
+        if limit == 0 {
+            return Vec::new();
+        }
+        // The oldest `limit` seen so far, newest on top.
+        let mut oldest: BinaryHeap<(Timestamp, String)> = BinaryHeap::new();
+        let mut entries: HashMap<String, FlowIndexEntry> = HashMap::new();
+        for shard in self.inner.index.each() {
+            for entry in shard.values() {
+                let finished = entry.completed_at.unwrap_or(entry.created_at);
+                if entry.phase != FlowPhase::Deactivated || finished >= before {
+                    continue;
+                }
+                let key = (finished, entry.flow_id.clone());
+                if oldest.len() < limit {
+                    oldest.push(key);
+                } else if oldest.peek().is_some_and(|newest| *newest > key) {
+                    if let Some((_, dropped)) = oldest.pop() {
+                        entries.remove(&dropped);
+                    }
+                    oldest.push(key);
+                } else {
+                    continue;
+                }
+                entries.insert(entry.flow_id.clone(), entry.clone());
+            }
+        }
+        oldest
+            .into_sorted_vec()
+            .into_iter()
+            .filter_map(|(_, flow_id)| entries.remove(&flow_id))
+            .collect()
+    }
 }
 
 impl EventFeed for EmbeddedStore {

@@ -196,6 +196,15 @@ pub trait FlowIndex: Send + Sync + 'static {
         &self,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<FlowIndexEntry>, StoreError>> + Send;
+
+    /// Deactivated flows that finished (`completed_at`, else `created_at`) before `before`,
+    /// oldest first (then by id), at most `limit`: what retention deletes and the archiver's
+    /// age sweep archives, without reading every finished flow.
+    fn deactivated_before(
+        &self,
+        before: Timestamp,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<FlowIndexEntry>, StoreError>> + Send;
 }
 
 /// The feed of committed events: every subscriber sees every appended event, from any writer.

@@ -20,6 +20,7 @@ check!(
     feed_carries_every_append,
     flow_index,
     recently_deactivated,
+    deactivated_before,
     leases,
     many_leases,
     lease_races,

@@ -69,6 +69,9 @@ pub struct EngineConfig {
     /// The shortest delay before a retry (`RETRY_MIN_BACKOFF_MS`), whatever a step's
     /// `work_config` says: a zero backoff does not turn into a busy loop.
     pub min_retry_delay: Duration,
+    /// How long finished flows are kept (`FLOW_RETENTION`; `None`: forever). Older ones are
+    /// deleted from the store by a background loop (module `retention`).
+    pub flow_retention: Option<Duration>,
 }
 
 /// The default [`EngineConfig::quick_script_budget`]: tens of microseconds of typical
@@ -102,6 +105,7 @@ impl Default for EngineConfig {
             max_id_length: argyll_model::DEFAULT_MAX_ID_LENGTH,
             min_retry_delay: Duration::from_millis(20),
             engine_state_max_flows: 1000,
+            flow_retention: None,
         }
     }
 }

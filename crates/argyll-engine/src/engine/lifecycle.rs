@@ -21,7 +21,8 @@ pub(super) struct Lifecycle {
 
 impl<S: Store> Engine<S> {
     /// Recovers unfinished flows (re-dispatching work whose executor is gone, starting what is
-    /// due) and starts the background loops: retry timers, lapsed leases, health checks.
+    /// due) and starts the background loops: retry timers, lapsed leases, health checks,
+    /// retention.
     pub async fn start(&self) -> Result<(), EngineError> {
         // Subscribed before waiters may rely on it, so no terminal event falls in between.
         let feed = self.inner.store.subscribe();
@@ -30,6 +31,7 @@ impl<S: Store> Engine<S> {
         self.spawn_background(|engine| async move { engine.timer_loop().await });
         self.spawn_background(|engine| async move { engine.lease_loop().await });
         self.spawn_background(|engine| async move { engine.health_loop().await });
+        self.spawn_background(|engine| async move { engine.retention_loop().await });
         Ok(())
     }
 

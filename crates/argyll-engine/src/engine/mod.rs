@@ -23,6 +23,7 @@
 //! | `waiters` | long-poll waiters for a flow's end |
 //! | `timers` | durable retry timers |
 //! | `recovery` | start-up recovery, sweeps, lapsed-lease takeover |
+//! | `retention` | deleting finished flows past `FLOW_RETENTION` |
 //! | `health`, `probes` | step health checks and when to repeat them |
 //! | `store_retry` | riding out a store outage |
 //! | `lifecycle` | start, tracked tasks and graceful shutdown |
@@ -42,6 +43,7 @@ mod probes;
 mod reads;
 mod recovery;
 mod results;
+mod retention;
 mod running;
 mod services;
 mod start;
