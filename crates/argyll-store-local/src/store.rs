@@ -67,7 +67,7 @@ impl LocalConfig {
             data_dir: data_dir.into(),
             sync: SyncMode::Always,
             cache_bytes: 64 * 1024 * 1024,
-            memtable_bytes: 8 * 1024 * 1024,
+            memtable_bytes: 4 * 1024 * 1024,
             events_memtable_bytes: 32 * 1024 * 1024,
             feed_capacity: argyll_store::DEFAULT_FEED_CAPACITY,
             sequence_cache_entries: 100_000,
