@@ -91,9 +91,6 @@ fn try_start_server_with(settings: &[(&str, String)]) -> Result<Server, String> 
         Some(tempfile::tempdir().unwrap())
     };
     let mut command = Command::new(env!("CARGO_BIN_EXE_argyll"));
-    if let Some(data) = &data {
-        command.env("ARGYLL_DATA_DIR", data.path().join("argyll-data"));
-    }
     command
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -102,6 +99,9 @@ fn try_start_server_with(settings: &[(&str, String)]) -> Result<Server, String> 
         .env("WEBHOOK_BASE_URL", format!("http://127.0.0.1:{port}"))
         .env("ENGINE_LOGGING_LEVEL", "info")
         .env("ARGYLL_CONFIG", "/nonexistent/argyll.toml");
+    if let Some(data) = &data {
+        command.env("ARGYLL_DATA_DIR", data.path().join("argyll-data"));
+    }
     for (name, value) in settings {
         command.env(name, value);
     }
@@ -241,7 +241,16 @@ fn acceptance_suite_passes_on_the_default_local_store() {
     let Some(suite) = acceptance_suite() else {
         return;
     };
-    run_acceptance_suite(&suite, &start_server());
+    let server = start_server();
+    assert!(
+        server.first_line.contains("using the local store")
+            && server
+                .first_line
+                .contains(&std::env::temp_dir().display().to_string()),
+        "on a data directory of its own: {}",
+        server.first_line
+    );
+    run_acceptance_suite(&suite, &server);
 }
 
 #[test]
@@ -489,7 +498,11 @@ fn finished_flows_leave_after_flow_retention_on_the_memory_and_local_stores() {
             "attributes":{"x":{"role":"required"},"y":{"role":"output"}},
             "script":{"language":"ale","script":"{:y (* 2 x)}"}}"#;
         let (status, body) = request(server.port, "POST", "/engine/step", step).unwrap();
-        assert_eq!(status, 201, "{body}");
+        assert_eq!(
+            status, 201,
+            "{store}: {body} (first line {})",
+            server.first_line
+        );
         for n in 0..3 {
             let start = format!(r#"{{"id":"kept-{n}","goals":["double"],"init":{{"x":{n}}}}}"#);
             let (status, body) = request(server.port, "POST", "/engine/flow", &start).unwrap();
