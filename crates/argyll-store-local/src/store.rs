@@ -1,7 +1,7 @@
 //! [`LocalStore`]: opening a data directory (lock, format, keyspaces, the leases and timers
 //! kept in memory) and the parts every trait implementation shares.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -9,8 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use argyll_events::{AggregateId, EventEnvelope};
-use argyll_model::Timestamp;
-use argyll_store::{Lease, Sharded, StoreError, Timer};
+use argyll_store::{LeaseTable, Sharded, StoreError, TimerQueue};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 use parking_lot::Mutex;
 use tokio::sync::broadcast;
@@ -76,27 +75,6 @@ impl LocalConfig {
     }
 }
 
-/// Timers in memory, by key and by due time (loaded from the disk on open).
-#[derive(Default)]
-pub(crate) struct TimerQueue {
-    pub(crate) by_key: HashMap<String, Timer>,
-    pub(crate) by_due: BTreeSet<(Timestamp, String)>,
-}
-
-impl TimerQueue {
-    pub(crate) fn remove(&mut self, key: &str) -> Option<Timer> {
-        let timer = self.by_key.remove(key)?;
-        self.by_due.remove(&(timer.due, timer.key.clone()));
-        Some(timer)
-    }
-
-    pub(crate) fn insert(&mut self, timer: Timer) {
-        self.remove(&timer.key);
-        self.by_due.insert((timer.due, timer.key.clone()));
-        self.by_key.insert(timer.key.clone(), timer);
-    }
-}
-
 /// The keyspaces of a data directory (see `keys.rs`).
 pub(crate) struct Keyspaces {
     pub(crate) events: Keyspace,
@@ -120,7 +98,7 @@ pub(crate) struct Inner {
     /// Orders the read-modify-write of one flow's index entry and its phase keys.
     pub(crate) index_locks: Sharded<()>,
     /// Every lease (in-flight work only, so bounded by it); written through to the disk.
-    pub(crate) leases: Sharded<HashMap<String, Lease>>,
+    pub(crate) leases: LeaseTable,
     pub(crate) timers: Mutex<TimerQueue>,
     pub(crate) feed: broadcast::Sender<Arc<EventEnvelope>>,
     /// Held for the store's life: the directory's lock.
@@ -204,16 +182,14 @@ impl LocalStore {
             timers: keyspace("timers")?,
         };
         write_format(&dir)?;
-        let leases: Sharded<HashMap<String, Lease>> = Sharded::new(SHARDS);
+        let leases = LeaseTable::default();
         for pair in spaces.leases.iter() {
             let (key, value) = pair.into_inner().map_err(storage)?;
             let lease = decode_lease(&key, &value).map_err(|error| OpenError::Storage {
                 dir: dir.clone(),
                 reason: error.to_string(),
             })?;
-            leases
-                .lock(lease.key.as_str())
-                .insert(lease.key.clone(), lease);
+            leases.insert(lease);
         }
         let mut timers = TimerQueue::default();
         for pair in spaces.timers.iter() {

@@ -27,7 +27,7 @@ impl Timers for LocalStore {
     async fn cancel(&self, key: &str) -> Result<bool, StoreError> {
         let inner = &self.inner;
         let mut queue = inner.timers.lock();
-        if queue.by_key.contains_key(key) {
+        if queue.contains(key) {
             inner.spaces.timers.remove(key).map_err(unavailable)?;
             queue.remove(key);
             return Ok(true);
@@ -38,13 +38,7 @@ impl Timers for LocalStore {
     async fn take_due(&self, now: Timestamp, limit: usize) -> Result<Vec<Timer>, StoreError> {
         let inner = &self.inner;
         let mut queue = inner.timers.lock();
-        let keys: Vec<String> = queue
-            .by_due
-            .iter()
-            .take_while(|(at, _)| *at <= now)
-            .take(limit)
-            .map(|(_, key)| key.clone())
-            .collect();
+        let keys = queue.due_keys(now, limit);
         if keys.is_empty() {
             return Ok(Vec::new());
         }
@@ -60,6 +54,6 @@ impl Timers for LocalStore {
     }
 
     async fn next_due(&self) -> Result<Option<Timestamp>, StoreError> {
-        Ok(self.inner.timers.lock().by_due.first().map(|(at, _)| *at))
+        Ok(self.inner.timers.lock().next_due())
     }
 }

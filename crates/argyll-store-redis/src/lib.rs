@@ -492,6 +492,24 @@ fn decode_entry(flow_id: String, json: &str) -> Result<FlowIndexEntry, StoreErro
     })
 }
 
+/// The still-deactivated entries of an `{id, entry, ...}` reply (entries gone meanwhile are
+/// `''` and skipped; so are flows that moved on).
+fn deactivated_entries(
+    reply: Vec<Value>,
+) -> Result<impl Iterator<Item = FlowIndexEntry>, StoreError> {
+    let mut entries = Vec::new();
+    let mut items = reply.into_iter();
+    while let (Some(id), Some(json)) = (items.next(), items.next()) {
+        let (id, json) = (text(id)?, text(json)?);
+        if !json.is_empty() {
+            entries.push(decode_entry(id, &json)?);
+        }
+    }
+    Ok(entries
+        .into_iter()
+        .filter(|entry| entry.phase == FlowPhase::Deactivated))
+}
+
 /// The store on Redis/Valkey; cheap to clone (clones share connections and the feed).
 #[derive(Clone)]
 pub struct RedisStore {
@@ -984,19 +1002,7 @@ impl FlowIndex for RedisStore {
                 )
                 .await?,
         );
-        let mut entries = Vec::new();
-        let mut items = reply.into_iter();
-        while let (Some(id), Some(json)) = (items.next(), items.next()) {
-            let (id, json) = (text(id)?, text(json)?);
-            if json.is_empty() {
-                continue;
-            }
-            let entry = decode_entry(id, &json)?;
-            if entry.phase == FlowPhase::Deactivated {
-                entries.push(entry);
-            }
-        }
-        Ok(entries)
+        Ok(deactivated_entries(reply)?.collect())
     }
 
     async fn deactivated_before(
@@ -1026,20 +1032,9 @@ impl FlowIndex for RedisStore {
                 )
                 .await?,
         );
-        let mut entries = Vec::new();
-        let mut items = reply.into_iter();
-        while let (Some(id), Some(json)) = (items.next(), items.next()) {
-            let (id, json) = (text(id)?, text(json)?);
-            if json.is_empty() {
-                continue;
-            }
-            let entry = decode_entry(id, &json)?;
-            if entry.phase == FlowPhase::Deactivated
-                && entry.completed_at.unwrap_or(entry.created_at) < before
-            {
-                entries.push(entry);
-            }
-        }
+        let mut entries: Vec<FlowIndexEntry> = deactivated_entries(reply)?
+            .filter(|entry| entry.completed_at.unwrap_or(entry.created_at) < before)
+            .collect();
         // Within one millisecond the zset orders by id; the contract orders by the instant.
         entries.sort_by(|a, b| {
             let finished = |entry: &FlowIndexEntry| entry.completed_at.unwrap_or(entry.created_at);

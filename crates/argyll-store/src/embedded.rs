@@ -3,7 +3,7 @@
 //! Logs, index entries and leases live in shards keyed by hash, so concurrent flows never wait
 //! on one global lock; events are kept as shared envelopes and never re-serialised.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +13,7 @@ use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::broadcast;
 
 use crate::error::{StoreError, check_events_belong};
+use crate::memory::{LeaseTable, TimerQueue};
 use crate::sharded::Sharded;
 use crate::traits::{
     EventFeed, EventLog, FlowIndex, FlowIndexEntry, FlowPage, FlowPhase, FlowQuery, Lease, Leases,
@@ -29,24 +30,10 @@ struct Log {
     snapshot: Option<Snapshot>,
 }
 
-#[derive(Default)]
-struct TimerQueue {
-    by_key: HashMap<String, Timer>,
-    by_due: BTreeSet<(Timestamp, String)>,
-}
-
-impl TimerQueue {
-    fn remove(&mut self, key: &str) -> Option<Timer> {
-        let timer = self.by_key.remove(key)?;
-        self.by_due.remove(&(timer.due, timer.key.clone()));
-        Some(timer)
-    }
-}
-
 struct Inner {
     logs: Sharded<HashMap<AggregateId, Log>>,
     index: Sharded<BTreeMap<String, FlowIndexEntry>>,
-    leases: Sharded<HashMap<String, Lease>>,
+    leases: LeaseTable,
     timers: Mutex<TimerQueue>,
     feed: broadcast::Sender<Arc<EventEnvelope>>,
 }
@@ -85,7 +72,7 @@ impl EmbeddedStore {
             inner: Arc::new(Inner {
                 logs: Sharded::new(SHARDS),
                 index: Sharded::new(SHARDS),
-                leases: Sharded::new(SHARDS),
+                leases: LeaseTable::default(),
                 timers: Mutex::new(TimerQueue::default()),
                 feed,
             }),
@@ -367,8 +354,9 @@ impl EventFeed for EmbeddedStore {
     }
 }
 
-fn ttl_millis(ttl: Duration) -> u64 {
-    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)
+/// Nothing to persist: the table is the store.
+fn in_memory(_: &Lease) -> Result<(), StoreError> {
+    Ok(())
 }
 
 impl Leases for EmbeddedStore {
@@ -379,21 +367,7 @@ impl Leases for EmbeddedStore {
         ttl: Duration,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
-        let mut shard = self.inner.leases.lock(key);
-        let free = shard
-            .get(key)
-            .is_none_or(|lease| lease.owner == owner || lease.expires_at <= now);
-        if free {
-            shard.insert(
-                key.to_owned(),
-                Lease {
-                    key: key.to_owned(),
-                    owner: owner.to_owned(),
-                    expires_at: now.plus_millis(ttl_millis(ttl)),
-                },
-            );
-        }
-        Ok(free)
+        self.inner.leases.acquire(key, owner, ttl, now, in_memory)
     }
 
     async fn renew(
@@ -403,23 +377,11 @@ impl Leases for EmbeddedStore {
         ttl: Duration,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
-        let mut shard = self.inner.leases.lock(key);
-        match shard.get_mut(key) {
-            Some(lease) if lease.owner == owner => {
-                lease.expires_at = now.plus_millis(ttl_millis(ttl));
-                Ok(true)
-            }
-            _ => Ok(false),
-        }
+        self.inner.leases.renew(key, owner, ttl, now, in_memory)
     }
 
     async fn release(&self, key: &str, owner: &str) -> Result<bool, StoreError> {
-        let mut shard = self.inner.leases.lock(key);
-        if shard.get(key).is_some_and(|lease| lease.owner == owner) {
-            shard.remove(key);
-            return Ok(true);
-        }
-        Ok(false)
+        self.inner.leases.release(key, owner, |_| Ok(()))
     }
 
     async fn lapsed(
@@ -428,27 +390,13 @@ impl Leases for EmbeddedStore {
         now: Timestamp,
         limit: usize,
     ) -> Result<Vec<Lease>, StoreError> {
-        let mut lapsed = Vec::new();
-        for shard in self.inner.leases.each() {
-            lapsed.extend(
-                shard
-                    .values()
-                    .filter(|lease| lease.expires_at < now && lease.key.starts_with(key_prefix))
-                    .cloned(),
-            );
-        }
-        lapsed.sort_by(|a, b| (a.expires_at, &a.key).cmp(&(b.expires_at, &b.key)));
-        lapsed.truncate(limit);
-        Ok(lapsed)
+        Ok(self.inner.leases.lapsed(key_prefix, now, limit))
     }
 }
 
 impl Timers for EmbeddedStore {
     async fn schedule(&self, timer: Timer) -> Result<(), StoreError> {
-        let mut queue = self.timers();
-        queue.remove(&timer.key);
-        queue.by_due.insert((timer.due, timer.key.clone()));
-        queue.by_key.insert(timer.key.clone(), timer);
+        self.timers().insert(timer);
         Ok(())
     }
 
@@ -458,23 +406,11 @@ impl Timers for EmbeddedStore {
 
     async fn take_due(&self, now: Timestamp, limit: usize) -> Result<Vec<Timer>, StoreError> {
         let mut queue = self.timers();
-        let mut due = Vec::new();
-        while due.len() < limit {
-            let Some((at, key)) = queue.by_due.first().cloned() else {
-                break;
-            };
-            if at > now {
-                break;
-            }
-            queue.by_due.remove(&(at, key.clone()));
-            if let Some(timer) = queue.by_key.remove(&key) {
-                due.push(timer);
-            }
-        }
-        Ok(due)
+        let keys = queue.due_keys(now, limit);
+        Ok(keys.iter().filter_map(|key| queue.remove(key)).collect())
     }
 
     async fn next_due(&self) -> Result<Option<Timestamp>, StoreError> {
-        Ok(self.timers().by_due.first().map(|(at, _)| *at))
+        Ok(self.timers().next_due())
     }
 }

@@ -8,7 +8,8 @@
 //! events every instance subscribes to ([`EventFeed`]), leases on in-flight work ([`Leases`]) and
 //! durable timers ([`Timers`]), together [`Store`]; the [`EmbeddedStore`]; and, behind the
 //! `conformance` feature, the checks every adapter must pass (the Redis adapter runs the same
-//! kit). Beside them two small shared pieces: [`Sharded`] (hash-sharded mutexes) and [`Clock`]
+//! kit). Beside them small shared pieces: [`LeaseTable`] and [`TimerQueue`] (leases and timers
+//! decided in process, by the embedded and the local store), [`Sharded`] (hash-sharded mutexes) and [`Clock`]
 //! ([`SystemClock`], [`ManualClock`]), the time the engine and the archiver are given (stores
 //! take the time from their callers).
 //!
@@ -44,6 +45,7 @@
 mod clock;
 mod embedded;
 mod error;
+mod memory;
 mod sharded;
 mod traits;
 
@@ -53,6 +55,7 @@ pub mod conformance;
 pub use clock::{Clock, ManualClock, SystemClock, system_clock};
 pub use embedded::{DEFAULT_FEED_CAPACITY, EmbeddedStore};
 pub use error::{StoreError, check_events_belong};
+pub use memory::{LeaseTable, TimerQueue};
 pub use sharded::Sharded;
 pub use traits::{
     EventFeed, EventLog, FlowIndex, FlowIndexEntry, FlowOutcome, FlowPage, FlowPhase, FlowQuery,

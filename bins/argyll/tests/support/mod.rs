@@ -12,6 +12,8 @@
     missing_docs
 )]
 
+pub mod chain;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
