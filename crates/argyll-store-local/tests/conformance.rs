@@ -32,38 +32,6 @@ macro_rules! check {
     };
 }
 
-check!(
-    synced,
-    SyncMode::Always,
-    append_and_read,
-    stale_appends_conflict,
-    concurrent_conflicting_appends,
-    snapshots,
-    feed_carries_every_append,
-    flow_index,
-    recently_deactivated,
-    deactivated_before,
-    leases,
-    many_leases,
-    lease_races,
-    timers,
-    delete_aggregates,
-);
+argyll_store::for_each_conformance_check!(check!(synced, SyncMode::Always,));
 
-check!(
-    unsynced,
-    SyncMode::Never,
-    append_and_read,
-    stale_appends_conflict,
-    concurrent_conflicting_appends,
-    snapshots,
-    feed_carries_every_append,
-    flow_index,
-    recently_deactivated,
-    deactivated_before,
-    leases,
-    many_leases,
-    lease_races,
-    timers,
-    delete_aggregates,
-);
+argyll_store::for_each_conformance_check!(check!(unsynced, SyncMode::Never,));

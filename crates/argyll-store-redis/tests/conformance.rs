@@ -50,41 +50,9 @@ macro_rules! check {
     };
 }
 
-check!(
-    single,
-    server().addr(),
-    append_and_read,
-    stale_appends_conflict,
-    concurrent_conflicting_appends,
-    snapshots,
-    feed_carries_every_append,
-    flow_index,
-    recently_deactivated,
-    deactivated_before,
-    leases,
-    many_leases,
-    lease_races,
-    timers,
-    delete_aggregates,
-);
+argyll_store::for_each_conformance_check!(check!(single, server().addr(),));
 
-check!(
-    cluster,
-    cluster().addrs(),
-    append_and_read,
-    stale_appends_conflict,
-    concurrent_conflicting_appends,
-    snapshots,
-    feed_carries_every_append,
-    flow_index,
-    recently_deactivated,
-    deactivated_before,
-    leases,
-    many_leases,
-    lease_races,
-    timers,
-    delete_aggregates,
-);
+argyll_store::for_each_conformance_check!(check!(cluster, cluster().addrs(),));
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_whole_kit_runs_on_fresh_stores() {

@@ -896,6 +896,31 @@ pub async fn delete_aggregates<S: Store>(store: &S) {
     assert_eq!(store.read(&kept, 0).await.unwrap().len(), 2);
 }
 
+/// Calls `callback!(args..., check, check, ...)` with the name of every check, so that an
+/// adapter's tests list them once and gain new checks without editing:
+/// `argyll_store::for_each_conformance_check!(check!(single, server().addr(),));`
+#[macro_export]
+macro_rules! for_each_conformance_check {
+    ($callback:ident ! ( $($args:tt)* )) => {
+        $callback!(
+            $($args)*
+            append_and_read,
+            stale_appends_conflict,
+            concurrent_conflicting_appends,
+            snapshots,
+            feed_carries_every_append,
+            flow_index,
+            recently_deactivated,
+            deactivated_before,
+            leases,
+            many_leases,
+            lease_races,
+            timers,
+            delete_aggregates,
+        );
+    };
+}
+
 /// Runs every check, each on a fresh store from `make`.
 pub async fn run_all<S, F, Fut>(make: F)
 where

@@ -12,21 +12,7 @@ macro_rules! check {
     )*};
 }
 
-check!(
-    append_and_read,
-    stale_appends_conflict,
-    concurrent_conflicting_appends,
-    snapshots,
-    feed_carries_every_append,
-    flow_index,
-    recently_deactivated,
-    deactivated_before,
-    leases,
-    many_leases,
-    lease_races,
-    timers,
-    delete_aggregates,
-);
+argyll_store::for_each_conformance_check!(check!());
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_whole_kit_runs_on_fresh_stores() {
