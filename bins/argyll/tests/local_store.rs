@@ -239,3 +239,97 @@ async fn parked_async_work_waits_for_its_webhook_across_a_restart() {
         "the parked step was not called again"
     );
 }
+
+/// A step that fails its first call with a retryable error (a 503) and succeeds after,
+/// counting calls.
+async fn flaky_step(State(calls): State<Arc<Mutex<u32>>>) -> (axum::http::StatusCode, Json<Value>) {
+    let call = {
+        let mut calls = calls.lock().unwrap();
+        *calls += 1;
+        *calls
+    };
+    if call == 1 {
+        (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": "not yet"})),
+        )
+    } else {
+        (
+            axum::http::StatusCode::OK,
+            Json(json!({"success": true, "outputs": {"y": call}})),
+        )
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_scheduled_before_a_kill_fires_after_the_restart() {
+    let _serial = SERIAL.lock().await;
+    let data = tempfile::tempdir().unwrap();
+    let port = argyll_testkit::free_port().unwrap();
+    let calls: Arc<Mutex<u32>> = Arc::default();
+    let app = axum::Router::new()
+        .route("/flaky", axum::routing::post(flaky_step))
+        .with_state(calls.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let steps = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = reqwest::Client::new();
+
+    let mut engine = EngineProcess::launch("local-retry", &settings(data.path(), port), None, &[]);
+    engine.wait_healthy(&client).await;
+    // The retry is due 3 s after the failure: long enough to kill and restart before it.
+    let step = json!({
+        "id": "flaky", "name": "flaky", "type": "sync",
+        "http": {"endpoint": format!("{steps}/flaky")},
+        "attributes": {"x": {"role": "required"}, "y": {"role": "output"}},
+        "work_config": {"max_retries": 3, "backoff_ms": 3000, "max_backoff_ms": 3000, "backoff_type": "fixed"}
+    });
+    register(&client, &engine.base, &step).await;
+    let (status, body) = send(
+        &client,
+        reqwest::Method::POST,
+        &format!("{}/engine/flow", engine.base),
+        &json!({"id": "retried", "goals": ["flaky"], "init": {"x": 1}}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    // Wait for the failure to be recorded (the retry is then scheduled in the same command).
+    let started = Instant::now();
+    loop {
+        let (_, flow) = send(
+            &client,
+            reqwest::Method::GET,
+            &format!("{}/engine/flow/retried", engine.base),
+            &Value::Null,
+        )
+        .await;
+        if flow.to_string().contains("next_retry_at")
+            && !flow
+                .to_string()
+                .contains("\"next_retry_at\":\"0001-01-01T00:00:00Z\"")
+        {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{flow}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    engine.kill();
+    assert_eq!(*calls.lock().unwrap(), 1, "killed before the retry");
+    let restarted = EngineProcess::launch("local-retry", &settings(data.path(), port), None, &[]);
+    restarted.wait_healthy(&client).await;
+    let (status, flow) = send(
+        &client,
+        reqwest::Method::GET,
+        &format!("{}/engine/flow/retried?wait=20s", restarted.base),
+        &Value::Null,
+    )
+    .await;
+    assert_eq!(status, 200, "{flow}");
+    assert_eq!(flow["status"], "completed", "{flow}");
+    assert_eq!(flow["attributes"]["y"]["value"], json!(2), "{flow}");
+    assert_eq!(
+        *calls.lock().unwrap(),
+        2,
+        "one retry, fired by the restarted engine"
+    );
+}
