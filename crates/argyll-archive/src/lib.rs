@@ -416,7 +416,7 @@ impl<S: Store> Archiver<S> {
             _ => {
                 if !self.pressure_off_logged.swap(true, Ordering::Relaxed) {
                     tracing::info!(
-                        "archiving by memory pressure is off: the store has no memory limit (maxmemory 0)"
+                        "archiving by memory pressure is off: the store has no memory limit (Redis maxmemory 0, or an in-process or local store)"
                     );
                 }
                 Ok(None)

