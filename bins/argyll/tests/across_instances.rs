@@ -22,7 +22,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use support::{EngineProcess, send};
+use support::{EngineProcess, send, serve_steps};
 use tokio_tungstenite::tungstenite::Message;
 
 #[derive(Clone, Default)]
@@ -61,9 +61,7 @@ async fn service() -> (String, Service) {
     let app = axum::Router::new()
         .route("/{step}", axum::routing::post(handle))
         .with_state(service.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let base = serve_steps(app).await;
     (base, service)
 }
 

@@ -97,6 +97,27 @@ async fn wait_until_archived(redis: &RedisServer) -> usize {
     redis_keys(redis, "*flow:arch-*:events")
 }
 
+/// Each flow reads back from the bucket (`archived: true`) as it was before archiving.
+async fn assert_served_from_the_bucket(
+    client: &reqwest::Client,
+    engine: &str,
+    flows: &[(String, Value)],
+) {
+    for (id, before) in flows {
+        let (status, mut after) = send(
+            client,
+            reqwest::Method::GET,
+            &format!("{engine}/engine/flow/{id}"),
+            &Value::Null,
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(after["archived"], true, "{id} is read from the bucket");
+        after.as_object_mut().unwrap().remove("archived");
+        assert_eq!(&after, before, "{id} reads back identical");
+    }
+}
+
 async fn listed(client: &reqwest::Client, engine: &str, archived: bool) -> usize {
     let url = format!("{engine}/engine/flow?archived={archived}");
     let (_, page) = send(client, reqwest::Method::GET, &url, &Value::Null).await;
@@ -121,18 +142,8 @@ async fn the_server_archives_finished_flows_and_still_serves_them() {
     assert_eq!(listed(&client, &engine.base, false).await, 0);
     assert_eq!(listed(&client, &engine.base, true).await, 500);
 
-    for (id, before) in &flows {
-        let (status, mut after) = send(
-            &client,
-            reqwest::Method::GET,
-            &format!("{}/engine/flow/{id}", engine.base),
-            &Value::Null,
-        )
-        .await;
-        assert_eq!(status, 200);
-        assert_eq!(after["archived"], true);
-        after.as_object_mut().unwrap().remove("archived");
-        assert_eq!(&after, before, "{id} reads back identical");
+    assert_served_from_the_bucket(&client, &engine.base, &flows).await;
+    for (id, _) in &flows {
         let (status, events) = send(
             &client,
             reqwest::Method::GET,
@@ -225,19 +236,7 @@ async fn the_server_on_its_local_store_archives_finished_flows_and_still_serves_
     engine.wait_healthy(&client).await;
     let flows = run_flows(&client, &engine.base, 100).await;
     wait_until_listed_archived(&client, &engine.base, 100).await;
-    for (id, before) in &flows {
-        let (status, mut after) = send(
-            &client,
-            reqwest::Method::GET,
-            &format!("{}/engine/flow/{id}", engine.base),
-            &Value::Null,
-        )
-        .await;
-        assert_eq!(status, 200);
-        assert_eq!(after["archived"], true, "{id} is read from the bucket");
-        after.as_object_mut().unwrap().remove("archived");
-        assert_eq!(&after, before, "{id} reads back identical");
-    }
+    assert_served_from_the_bucket(&client, &engine.base, &flows).await;
 }
 
 /// The local store belongs to one process: `argyll archive` beside a running server is

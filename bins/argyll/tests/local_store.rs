@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 use support::chain::{
     call_histogram, register_chain, start_flows, step_server, wait_all_completed,
 };
-use support::{EngineProcess, send};
+use support::{EngineProcess, send, serve_steps};
 
 fn flows() -> usize {
     std::env::var("LOCAL_CRASH_FLOWS")
@@ -163,9 +163,7 @@ async fn parked_async_work_waits_for_its_webhook_across_a_restart() {
     let app = axum::Router::new()
         .route("/async", axum::routing::post(async_step))
         .with_state(calls.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let steps = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let steps = serve_steps(app).await;
     let client = reqwest::Client::new();
 
     let mut engine = EngineProcess::launch("local-async", &settings(data.path(), port), None, &[]);
@@ -270,9 +268,7 @@ async fn a_retry_scheduled_before_a_kill_fires_after_the_restart() {
     let app = axum::Router::new()
         .route("/flaky", axum::routing::post(flaky_step))
         .with_state(calls.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let steps = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let steps = serve_steps(app).await;
     let client = reqwest::Client::new();
 
     let mut engine = EngineProcess::launch("local-retry", &settings(data.path(), port), None, &[]);

@@ -582,6 +582,22 @@ impl RedisStore {
         keys
     }
 
+    /// Runs an index script over the entries hash and the deactivated-by-time zset that
+    /// answers `{id, entry, ...}`; the entries that are still deactivated.
+    async fn by_completion(
+        &self,
+        script: &Script,
+        args: Vec<Value>,
+    ) -> Result<Vec<FlowIndexEntry>, StoreError> {
+        let keys = self.index_keys();
+        let by_time = vec![
+            keys.first().cloned().unwrap_or_default(),
+            keys.last().cloned().unwrap_or_default(),
+        ];
+        let reply = array(self.inner.flow.eval(script, by_time, args).await?);
+        Ok(deactivated_entries(reply)?.collect())
+    }
+
     /// The ARGV of the index scripts for `entry`: id, entry, phase number, completion time.
     fn index_args(entry: &FlowIndexEntry) -> Result<Vec<Value>, StoreError> {
         Ok(vec![
@@ -987,22 +1003,11 @@ impl FlowIndex for RedisStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let keys = self.index_keys();
-        let recent_keys = vec![
-            keys.first().cloned().unwrap_or_default(),
-            keys.last().cloned().unwrap_or_default(),
-        ];
-        let reply = array(
-            self.inner
-                .flow
-                .eval(
-                    &self.inner.scripts.index_recent,
-                    recent_keys,
-                    vec![Value::from(i64::try_from(limit).unwrap_or(i64::MAX))],
-                )
-                .await?,
-        );
-        Ok(deactivated_entries(reply)?.collect())
+        self.by_completion(
+            &self.inner.scripts.index_recent,
+            vec![Value::from(i64::try_from(limit).unwrap_or(i64::MAX))],
+        )
+        .await
     }
 
     async fn deactivated_before(
@@ -1013,26 +1018,17 @@ impl FlowIndex for RedisStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let keys = self.index_keys();
-        let by_time = vec![
-            keys.first().cloned().unwrap_or_default(),
-            keys.last().cloned().unwrap_or_default(),
-        ];
         // Scores are whole milliseconds: ask up to the next one, then keep the exact ones.
-        let reply = array(
-            self.inner
-                .flow
-                .eval(
-                    &self.inner.scripts.index_oldest,
-                    by_time,
-                    vec![
-                        Value::from(millis_up(before)),
-                        Value::from(i64::try_from(limit).unwrap_or(i64::MAX)),
-                    ],
-                )
-                .await?,
-        );
-        let mut entries: Vec<FlowIndexEntry> = deactivated_entries(reply)?
+        let mut entries: Vec<FlowIndexEntry> = self
+            .by_completion(
+                &self.inner.scripts.index_oldest,
+                vec![
+                    Value::from(millis_up(before)),
+                    Value::from(i64::try_from(limit).unwrap_or(i64::MAX)),
+                ],
+            )
+            .await?
+            .into_iter()
             .filter(|entry| entry.completed_at.unwrap_or(entry.created_at) < before)
             .collect();
         // Within one millisecond the zset orders by id; the contract orders by the instant.

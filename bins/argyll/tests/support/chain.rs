@@ -10,7 +10,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use serde_json::{Value, json};
 
-use super::send;
+use super::{send, serve_steps};
 
 pub type Calls = Arc<Mutex<HashMap<String, u32>>>;
 
@@ -38,9 +38,7 @@ pub async fn step_server() -> (String, Calls) {
     let app = axum::Router::new()
         .route("/{step}", axum::routing::post(handle))
         .with_state(calls.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let base = serve_steps(app).await;
     (base, calls)
 }
 

@@ -195,6 +195,14 @@ impl Drop for EngineProcess {
 
 // ------------------------------------------------------------------ driving
 
+/// Serves `app` (step handlers) on a free local port for the rest of the test; its base URL.
+pub async fn serve_steps(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    base
+}
+
 /// Sends a request until it gets an answer that is not 503 (the store may be restarting).
 pub async fn send(
     client: &reqwest::Client,
