@@ -62,6 +62,36 @@ impl Inner {
         batch.commit().map_err(unavailable)
     }
 
+    /// The entries of the flows named by `keys` (by-completion keys, in the order wanted) that
+    /// are still deactivated, at most `limit`.
+    fn still_deactivated(
+        &self,
+        keys: impl Iterator<Item = fjall::Guard>,
+        limit: usize,
+    ) -> Result<Vec<FlowIndexEntry>, StoreError> {
+        let mut found = Vec::with_capacity(limit.min(1024));
+        if limit == 0 {
+            return Ok(found);
+        }
+        for guard in keys {
+            let key = guard.key().map_err(unavailable)?;
+            let Some(flow_id) = flow_of_deactivated_key(&key) else {
+                return Err(StoreError::Corrupt(
+                    "a deactivated key without a flow id".into(),
+                ));
+            };
+            if let Some(entry) = self.entry(flow_id)?
+                && entry.phase == FlowPhase::Deactivated
+            {
+                found.push(entry);
+                if found.len() == limit {
+                    break;
+                }
+            }
+        }
+        Ok(found)
+    }
+
     /// Every flow id after `after`, in order (the index itself).
     fn all_ids(&self, after: Option<&str>) -> Ids {
         let range = match after {
@@ -228,28 +258,8 @@ impl FlowIndex for LocalStore {
 
     /// Reads the by-completion keys from the newest: costs about `limit` reads.
     async fn recently_deactivated(&self, limit: usize) -> Result<Vec<FlowIndexEntry>, StoreError> {
-        let inner = &self.inner;
-        let mut newest = Vec::with_capacity(limit.min(1024));
-        if limit == 0 {
-            return Ok(newest);
-        }
-        for guard in inner.spaces.deactivated.iter().rev() {
-            let key = guard.key().map_err(unavailable)?;
-            let Some(flow_id) = flow_of_deactivated_key(&key) else {
-                return Err(StoreError::Corrupt(
-                    "a deactivated key without a flow id".into(),
-                ));
-            };
-            if let Some(entry) = inner.entry(flow_id)?
-                && entry.phase == FlowPhase::Deactivated
-            {
-                newest.push(entry);
-                if newest.len() == limit {
-                    break;
-                }
-            }
-        }
-        Ok(newest)
+        let keys = self.inner.spaces.deactivated.iter().rev();
+        self.inner.still_deactivated(keys, limit)
     }
 
     /// Reads the by-completion keys from the oldest: costs about `limit` reads.
@@ -258,31 +268,11 @@ impl FlowIndex for LocalStore {
         before: argyll_model::Timestamp,
         limit: usize,
     ) -> Result<Vec<FlowIndexEntry>, StoreError> {
-        let inner = &self.inner;
-        let mut oldest = Vec::with_capacity(limit.min(1024));
-        if limit == 0 {
-            return Ok(oldest);
-        }
-        for guard in inner
+        let keys = self
+            .inner
             .spaces
             .deactivated
-            .range(..sortable_time(before).to_vec())
-        {
-            let key = guard.key().map_err(unavailable)?;
-            let Some(flow_id) = flow_of_deactivated_key(&key) else {
-                return Err(StoreError::Corrupt(
-                    "a deactivated key without a flow id".into(),
-                ));
-            };
-            if let Some(entry) = inner.entry(flow_id)?
-                && entry.phase == FlowPhase::Deactivated
-            {
-                oldest.push(entry);
-                if oldest.len() == limit {
-                    break;
-                }
-            }
-        }
-        Ok(oldest)
+            .range(..sortable_time(before).to_vec());
+        self.inner.still_deactivated(keys, limit)
     }
 }
