@@ -19,8 +19,8 @@ pub trait EventKind: Sized {
     /// The event's type name (`step_registered`, `work_succeeded`, ...).
     fn event_type(&self) -> &'static str;
 
-    /// The payload alone, as JSON text.
-    fn data_json(&self) -> Result<String, serde_json::Error>;
+    /// Serialises the payload alone (the `data` of the stored format and of envelopes).
+    fn serialize_data<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error>;
 
     /// Rebuilds an event from its type name and payload JSON text.
     fn from_parts(event_type: &str, data: &str) -> Result<Self, PartsError>;
@@ -63,8 +63,8 @@ macro_rules! event_catalog {
                 match self { $( Self::$variant(_) => $text, )+ }
             }
 
-            fn data_json(&self) -> Result<String, serde_json::Error> {
-                match self { $( Self::$variant(payload) => serde_json::to_string(payload), )+ }
+            fn serialize_data<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                match self { $( Self::$variant(payload) => payload.serialize(serializer), )+ }
             }
 
             fn from_parts(event_type: &str, data: &str) -> Result<Self, PartsError> {
@@ -256,6 +256,7 @@ pub struct FlowArchived {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FlowStarted {
     /// The plan snapshot.
+    #[serde(serialize_with = "argyll_model::serialize_shared_plan")]
     pub plan: Arc<ExecutionPlan>,
     /// Init values.
     #[serde(default, deserialize_with = "null_as_empty")]

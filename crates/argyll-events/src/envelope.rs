@@ -85,11 +85,22 @@ impl Event {
             Event::Flow(event) => event.event_type(),
         }
     }
+}
 
-    fn data_json(&self) -> Result<String, serde_json::Error> {
-        match self {
-            Event::Engine(event) => event.data_json(),
-            Event::Flow(event) => event.data_json(),
+/// An event's payload alone, serialised in place (no intermediate JSON text).
+pub(crate) struct DataOf<'a, E>(pub(crate) &'a E);
+
+impl<E: EventKind> Serialize for DataOf<'_, E> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize_data(serializer)
+    }
+}
+
+impl Serialize for DataOf<'_, Event> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Event::Engine(event) => event.serialize_data(serializer),
+            Event::Flow(event) => event.serialize_data(serializer),
         }
     }
 }
@@ -124,14 +135,12 @@ pub struct EventEnvelope {
 
 impl Serialize for EventEnvelope {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let data = self.event.data_json().map_err(serde::ser::Error::custom)?;
-        let data = RawValue::from_string(data).map_err(serde::ser::Error::custom)?;
         let mut map = serializer.serialize_map(Some(5))?;
         map.serialize_entry("timestamp", &self.timestamp)?;
         map.serialize_entry("sequence", &self.sequence)?;
         map.serialize_entry("type", self.event.event_type())?;
         map.serialize_entry("aggregate_id", &self.aggregate_id)?;
-        map.serialize_entry("data", &data)?;
+        map.serialize_entry("data", &DataOf(&self.event))?;
         map.end()
     }
 }

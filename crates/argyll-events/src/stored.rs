@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::catalog::{EventKind, PartsError};
+use crate::envelope::DataOf;
 
 /// The format version written by this build.
 pub const STORED_EVENT_FORMAT: u32 = 1;
@@ -44,12 +45,13 @@ pub enum StoredEventError {
 }
 
 #[derive(Serialize)]
-struct StoredRef<'a> {
+#[serde(bound = "")]
+struct StoredRef<'a, E: EventKind> {
     v: u32,
     timestamp: Timestamp,
     #[serde(rename = "type")]
     event_type: &'a str,
-    data: &'a RawValue,
+    data: DataOf<'a, E>,
 }
 
 #[derive(Deserialize)]
@@ -68,16 +70,12 @@ pub fn encode_stored<E: EventKind>(
     event: &E,
     timestamp: Timestamp,
 ) -> Result<String, StoredEventError> {
-    let data = event
-        .data_json()
-        .map_err(|error| StoredEventError::Encode(error.to_string()))?;
-    let data =
-        RawValue::from_string(data).map_err(|error| StoredEventError::Encode(error.to_string()))?;
+    // The payload is written in place: no intermediate text to validate and copy.
     serde_json::to_string(&StoredRef {
         v: STORED_EVENT_FORMAT,
         timestamp,
         event_type: event.event_type(),
-        data: &data,
+        data: DataOf(event),
     })
     .map_err(|error| StoredEventError::Encode(error.to_string()))
 }

@@ -307,6 +307,7 @@ pub struct FlowState {
     pub last_updated: Timestamp,
     /// The plan snapshot taken at start, shared with the `flow_started` event and with every
     /// flow started from the same plan (copies of a state do not copy it).
+    #[serde(serialize_with = "crate::plan::serialize_shared_plan")]
     pub plan: Arc<ExecutionPlan>,
     /// Caller metadata (child flows carry their parent's ids here).
     #[serde(

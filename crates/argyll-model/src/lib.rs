@@ -47,7 +47,7 @@ pub use flow::{
 pub use flow_id::{InvalidFlowId, child_flow_id, sanitize_flow_id};
 pub use graph::{AttributeEdges, AttributeGraph};
 pub use hash::{args_hash, canonical_json, memo_key};
-pub use plan::{ExcludedSteps, ExecutionPlan};
+pub use plan::{ExcludedSteps, ExecutionPlan, serialize_shared_plan};
 pub use size::{StateSize, args_size, json_size, len_of};
 pub use step::{
     AttributeRole, AttributeSpec, AttributeType, BackoffType, FlowConfig, HttpConfig, ScriptConfig,
