@@ -2,7 +2,8 @@
 //! decisions are `argyll_store::LeaseTable`'s, shared with the embedded store), written through
 //! to the disk so that a restart finds the leases of parked work (async steps waiting for their
 //! webhook) and of work that was running. A lease write is not waited for: a lease lost in a
-//! crash of the machine only makes its work run again, which recovery allows.
+//! crash of the machine only makes its work run again, which recovery allows; it is handed to
+//! the operating system at once, so it survives `kill -9` of the process.
 
 use std::time::Duration;
 
@@ -19,11 +20,13 @@ impl LocalStore {
             .spaces
             .leases
             .insert(lease.key.as_str(), encode_lease(lease))
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        self.inner.commit.written_through()
     }
 
     fn erase_lease(&self, key: &str) -> Result<(), StoreError> {
-        self.inner.spaces.leases.remove(key).map_err(unavailable)
+        self.inner.spaces.leases.remove(key).map_err(unavailable)?;
+        self.inner.commit.written_through()
     }
 }
 

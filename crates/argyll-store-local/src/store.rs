@@ -157,6 +157,9 @@ impl LocalStore {
         let db_dir = dir.join(DB_DIR);
         let db = Database::builder(&db_dir)
             .cache_size(config.cache_bytes)
+            // With `Always`, the syncer hands the journal to the operating system once per
+            // sync instead of fjall doing it per batch (see `commit`).
+            .manual_journal_persist(config.sync == SyncMode::Always)
             .open()
             .map_err(storage)?;
         let memtable = config.memtable_bytes.max(1024 * 1024);

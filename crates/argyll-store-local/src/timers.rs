@@ -29,6 +29,7 @@ impl Timers for LocalStore {
         let mut queue = inner.timers.lock();
         if queue.contains(key) {
             inner.spaces.timers.remove(key).map_err(unavailable)?;
+            inner.commit.written_through()?;
             queue.remove(key);
             return Ok(true);
         }
@@ -49,6 +50,7 @@ impl Timers for LocalStore {
             batch.remove(&inner.spaces.timers, key.as_str());
         }
         batch.commit().map_err(unavailable)?;
+        inner.commit.written_through()?;
         let due = keys.iter().filter_map(|key| queue.remove(key)).collect();
         Ok(due)
     }
