@@ -19,7 +19,7 @@ fn completion_of(entry: &FlowIndexEntry) -> argyll_model::Timestamp {
 type Ids = Box<dyn Iterator<Item = Result<String, StoreError>> + Send>;
 
 impl Inner {
-    fn entry(&self, flow_id: &str) -> Result<Option<FlowIndexEntry>, StoreError> {
+    pub(crate) fn entry(&self, flow_id: &str) -> Result<Option<FlowIndexEntry>, StoreError> {
         self.spaces
             .index
             .get(flow_id)
@@ -35,8 +35,20 @@ impl Inner {
         old: Option<&FlowIndexEntry>,
         entry: &FlowIndexEntry,
     ) -> Result<(), StoreError> {
-        let spaces = &self.spaces;
         let mut batch = self.db.batch();
+        self.add_entry(&mut batch, old, entry)?;
+        batch.commit().map_err(unavailable)
+    }
+
+    /// Adds the writes of `entry` over `old` (if any), with its phase and completion keys, to
+    /// `batch`; the caller holds the flow's index lock until the batch is committed.
+    pub(crate) fn add_entry(
+        &self,
+        batch: &mut fjall::OwnedWriteBatch,
+        old: Option<&FlowIndexEntry>,
+        entry: &FlowIndexEntry,
+    ) -> Result<(), StoreError> {
+        let spaces = &self.spaces;
         batch.insert(&spaces.index, entry.flow_id.as_str(), encode_entry(entry)?);
         if let Some(old) = old {
             if old.phase != entry.phase {
@@ -59,7 +71,7 @@ impl Inner {
                 [],
             );
         }
-        batch.commit().map_err(unavailable)
+        Ok(())
     }
 
     /// The entries of the flows named by `keys` (by-completion keys, in the order wanted) that

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use argyll_events::{AggregateId, Event, EventEnvelope};
 use argyll_model::Timestamp;
 use argyll_store::{
-    EventFeed, EventLog, Loaded, MemoryUsage, Snapshot, StoreError, StoreInfo, check_events_belong,
+    EventFeed, EventLog, FlowIndexEntry, Loaded, MemoryUsage, Snapshot, StoreError, StoreInfo,
+    check_events_belong, read_newer_by_reading,
 };
 use tokio::sync::broadcast;
 
@@ -34,6 +35,15 @@ impl Inner {
         if let Some(next) = cached.get(aggregate) {
             return Ok(*next);
         }
+        self.next_sequence_on_disk(aggregate, prefix)
+    }
+
+    /// The next sequence from the log's last key: a seek through every level of the tree.
+    fn next_sequence_on_disk(
+        &self,
+        aggregate: &AggregateId,
+        prefix: &[u8],
+    ) -> Result<u64, StoreError> {
         match self.spaces.events.prefix(prefix).next_back() {
             None => Ok(0),
             Some(last) => {
@@ -92,19 +102,39 @@ impl Inner {
     }
 }
 
-impl EventLog for LocalStore {
-    async fn append(
+impl LocalStore {
+    /// Appends `events` at `expected` and, in the same batch, inserts `entry` into the flow
+    /// index unless the flow has an entry: one journal write and one sync for both.
+    async fn append_with(
         &self,
         aggregate: &AggregateId,
         expected: u64,
         events: Vec<(Timestamp, Event)>,
+        entry: Option<&FlowIndexEntry>,
     ) -> Result<Vec<Arc<EventEnvelope>>, StoreError> {
         check_events_belong(aggregate, &events)?;
         let inner = &self.inner;
         let prefix = aggregate_prefix(aggregate);
         let appended = {
             let mut cached = inner.sequences.lock(aggregate);
-            let actual = inner.next_sequence(&cached, aggregate, &prefix)?;
+            let actual = if expected == 0 && !cached.contains_key(aggregate) {
+                // A new flow's first append, the most frequent one not in the cache: a log
+                // is empty exactly when it has no event 0 (sequences are dense and deletion
+                // removes whole logs), which a point lookup answers through the tables'
+                // bloom filters instead of a seek for the log's last key.
+                if inner
+                    .spaces
+                    .events
+                    .contains_key(event_key(&prefix, 0))
+                    .map_err(unavailable)?
+                {
+                    inner.next_sequence_on_disk(aggregate, &prefix)?
+                } else {
+                    0
+                }
+            } else {
+                inner.next_sequence(&cached, aggregate, &prefix)?
+            };
             if actual != expected {
                 return Err(StoreError::Conflict {
                     aggregate: aggregate.clone(),
@@ -131,6 +161,13 @@ impl EventLog for LocalStore {
                     event,
                 }));
             }
+            // Lock order: the aggregate's sequence shard, then the flow's index lock.
+            let _indexing = entry.map(|entry| inner.index_locks.lock(entry.flow_id.as_str()));
+            if let Some(entry) = entry
+                && inner.entry(&entry.flow_id)?.is_none()
+            {
+                inner.add_entry(&mut batch, None, entry)?;
+            }
             batch.commit().map_err(unavailable)?;
             inner.remember_sequence(&mut cached, aggregate, expected + seq(appended.len()));
             // Published under the shard lock, so the feed carries each aggregate's events in
@@ -142,6 +179,26 @@ impl EventLog for LocalStore {
         };
         inner.commit.durable().await?;
         Ok(appended)
+    }
+}
+
+impl EventLog for LocalStore {
+    async fn append(
+        &self,
+        aggregate: &AggregateId,
+        expected: u64,
+        events: Vec<(Timestamp, Event)>,
+    ) -> Result<Vec<Arc<EventEnvelope>>, StoreError> {
+        self.append_with(aggregate, expected, events, None).await
+    }
+
+    async fn append_first(
+        &self,
+        flow: &AggregateId,
+        events: Vec<(Timestamp, Event)>,
+        entry: &FlowIndexEntry,
+    ) -> Result<(Vec<Arc<EventEnvelope>>, bool), StoreError> {
+        Ok((self.append_with(flow, 0, events, Some(entry)).await?, true))
     }
 
     async fn read(
@@ -163,6 +220,26 @@ impl EventLog for LocalStore {
         }
         self.inner
             .read_events(aggregate, &aggregate_prefix(aggregate), from)
+    }
+
+    async fn read_newer(
+        &self,
+        aggregate: &AggregateId,
+        known: u64,
+    ) -> Result<Option<Vec<Arc<EventEnvelope>>>, StoreError> {
+        // Asked for every cached state a reader uses: answered from the log's length in
+        // memory where it is known (the store owns its directory, so nothing it wrote is
+        // lost behind its back), without a seek through every level of the tree.
+        let length = self.inner.sequences.lock(aggregate).get(aggregate).copied();
+        match length {
+            Some(next) if next == known => Ok(Some(Vec::new())),
+            Some(next) if next < known => Ok(None),
+            Some(_) => self
+                .inner
+                .read_events(aggregate, &aggregate_prefix(aggregate), known)
+                .map(Some),
+            None => read_newer_by_reading(self, aggregate, known).await,
+        }
     }
 
     async fn load(&self, aggregate: &AggregateId) -> Result<Loaded, StoreError> {

@@ -16,7 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use argyll_events::{
-    AggregateId, EngineEvent, Event, FlowActivated, FlowEvent, FlowFailed, FlowStarted,
+    AggregateId, EngineEvent, Event, EventEnvelope, FlowActivated, FlowEvent, FlowFailed,
+    FlowStarted,
 };
 use argyll_model::{Args, ExecutionPlan, Timestamp};
 
@@ -109,6 +110,122 @@ pub async fn append_and_read<S: Store>(store: &S) {
         "an empty append at the right sequence is a no-op"
     );
     assert_eq!(store.read(&f, 0).await.unwrap().len(), 3);
+}
+
+/// A reader's copy of a log is completed from where it ends, and a copy longer than the
+/// store's log (events lost since it was read) is told apart.
+pub async fn read_newer<S: Store>(store: &S) {
+    let f = flow("read-newer");
+    let sequences = |events: Option<Vec<Arc<EventEnvelope>>>| {
+        events.map(|events| events.iter().map(|e| e.sequence).collect::<Vec<_>>())
+    };
+    assert_eq!(
+        sequences(store.read_newer(&f, 0).await.unwrap()),
+        Some(vec![]),
+        "an unknown aggregate has nothing newer than nothing"
+    );
+    assert_eq!(
+        sequences(store.read_newer(&f, 1).await.unwrap()),
+        None,
+        "a reader holding an event of an unknown aggregate holds a lost one"
+    );
+    store
+        .append(
+            &f,
+            0,
+            vec![
+                (at(1), started("read-newer")),
+                (at(2), failed("read-newer", "a")),
+                (at(3), failed("read-newer", "b")),
+            ],
+        )
+        .await
+        .unwrap();
+    let check = |known: u64, expected: Option<Vec<u64>>| {
+        let f = f.clone();
+        async move {
+            assert_eq!(
+                sequences(store.read_newer(&f, known).await.unwrap()),
+                expected,
+                "read_newer from {known}"
+            );
+        }
+    };
+    check(0, Some(vec![0, 1, 2])).await;
+    check(1, Some(vec![1, 2])).await;
+    check(3, Some(vec![])).await;
+    check(4, None).await;
+    let newer = store.read_newer(&f, 2).await.unwrap().unwrap();
+    assert_eq!(
+        tag_of(&newer[0].event),
+        "b",
+        "the events themselves come back"
+    );
+    // Whatever the store keeps in memory about the log, a deleted log is gone for readers.
+    assert!(store.delete(&f).await.unwrap());
+    check(3, None).await;
+    check(0, Some(vec![])).await;
+}
+
+/// A flow's first events are appended with its index entry where the store can (and the
+/// store says whether it did); a second first append conflicts and writes nothing, and an
+/// entry already there is kept.
+pub async fn append_first<S: Store>(store: &S) {
+    let f = flow("first");
+    let first_entry = entry("first", None, FlowOutcome::Active, FlowPhase::Active);
+    let (appended, indexed) = store
+        .append_first(&f, vec![(at(1), started("first"))], &first_entry)
+        .await
+        .unwrap();
+    assert_eq!(
+        appended.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+        vec![0]
+    );
+    assert_eq!(store.read(&f, 0).await.unwrap().len(), 1);
+    let stored = store.get_flow("first").await.unwrap();
+    if indexed {
+        assert_eq!(stored, Some(first_entry.clone()));
+    } else {
+        assert_eq!(
+            stored, None,
+            "a store that says it did not index wrote no entry"
+        );
+        store.insert_flow(first_entry.clone()).await.unwrap();
+    }
+    let other = entry("first", None, FlowOutcome::Failed, FlowPhase::Deactivated);
+    let error = store
+        .append_first(&f, vec![(at(2), started("first"))], &other)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error,
+        StoreError::Conflict {
+            aggregate: f.clone(),
+            expected: 0,
+            actual: 1
+        }
+    );
+    assert_eq!(store.get_flow("first").await.unwrap(), Some(first_entry));
+    assert_eq!(
+        store.read(&f, 0).await.unwrap().len(),
+        1,
+        "nothing appended"
+    );
+
+    // A flow indexed before its log was written (a start retried after a lost reply whose
+    // log was then deleted) keeps the entry it has.
+    let kept = entry("kept", None, FlowOutcome::Completed, FlowPhase::Deactivated);
+    store.put_flow(kept.clone()).await.unwrap();
+    let (appended, _) = store
+        .append_first(
+            &flow("kept"),
+            vec![(at(3), started("kept"))],
+            &entry("kept", None, FlowOutcome::Active, FlowPhase::Active),
+        )
+        .await
+        .unwrap();
+    assert_eq!(appended.len(), 1);
+    assert_eq!(store.get_flow("kept").await.unwrap(), Some(kept));
 }
 
 /// A stale expected sequence is a conflict that writes nothing and reports the actual one.
@@ -905,6 +1022,8 @@ macro_rules! for_each_conformance_check {
         $callback!(
             $($args)*
             append_and_read,
+            read_newer,
+            append_first,
             stale_appends_conflict,
             concurrent_conflicting_appends,
             snapshots,
@@ -929,6 +1048,8 @@ where
     Fut: Future<Output = S>,
 {
     append_and_read(&make().await).await;
+    read_newer(&make().await).await;
+    append_first(&make().await).await;
     stale_appends_conflict(&make().await).await;
     concurrent_conflicting_appends(&make().await).await;
     snapshots(&make().await).await;

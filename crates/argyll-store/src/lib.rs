@@ -60,4 +60,5 @@ pub use sharded::Sharded;
 pub use traits::{
     EventFeed, EventLog, FlowIndex, FlowIndexEntry, FlowOutcome, FlowPage, FlowPhase, FlowQuery,
     Lease, Leases, Loaded, MemoryUsage, Snapshot, Store, StoreInfo, Timer, Timers,
+    read_newer_by_reading,
 };

@@ -33,6 +33,34 @@ pub trait EventLog: Send + Sync + 'static {
         from: u64,
     ) -> impl Future<Output = Result<Vec<Arc<EventEnvelope>>, StoreError>> + Send;
 
+    /// Appends the first events of a flow's log (at sequence 0, as [`EventLog::append`]) and,
+    /// where the store can, inserts the flow's index entry in the same durable write (unless
+    /// the flow has an entry, as `FlowIndex::insert_flow`), so a started flow waits for one
+    /// sync and is never stored without its entry. Returns the appended events and whether
+    /// the entry was written; the default only appends, and the caller inserts the entry.
+    fn append_first(
+        &self,
+        flow: &AggregateId,
+        events: Vec<(Timestamp, Event)>,
+        entry: &FlowIndexEntry,
+    ) -> impl Future<Output = Result<(Vec<Arc<EventEnvelope>>, bool), StoreError>> + Send {
+        let _ = entry;
+        async move { Ok((self.append(flow, 0, events).await?, false)) }
+    }
+
+    /// What a reader holding `aggregate`'s log up to `known` (its next sequence) lacks: the
+    /// events from `known` on, or `None` when the store no longer holds the event at
+    /// `known - 1` (events the reader holds were lost, e.g. by a failover: it must load
+    /// afresh). The default reads from `known - 1`; a store that knows a log's length in
+    /// memory answers without reading ([`read_newer_by_reading`] is the default's body).
+    fn read_newer(
+        &self,
+        aggregate: &AggregateId,
+        known: u64,
+    ) -> impl Future<Output = Result<Option<Vec<Arc<EventEnvelope>>>, StoreError>> + Send {
+        read_newer_by_reading(self, aggregate, known)
+    }
+
     /// The latest snapshot (if any) and the events after it: what a projection needs.
     fn load(
         &self,
@@ -52,6 +80,24 @@ pub trait EventLog: Send + Sync + 'static {
         aggregate: &AggregateId,
         snapshot: Snapshot,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// [`EventLog::read_newer`] answered by reading the log from `known - 1`: the event there
+/// proves the reader's copy is still in the store.
+pub async fn read_newer_by_reading<S: EventLog + ?Sized>(
+    store: &S,
+    aggregate: &AggregateId,
+    known: u64,
+) -> Result<Option<Vec<Arc<EventEnvelope>>>, StoreError> {
+    let Some(last) = known.checked_sub(1) else {
+        return store.read(aggregate, 0).await.map(Some);
+    };
+    let mut events = store.read(aggregate, last).await?;
+    if events.first().map(|first| first.sequence) != Some(last) {
+        return Ok(None);
+    }
+    events.remove(0);
+    Ok(Some(events))
 }
 
 /// A projected state serialised by the engine, valid up to (excluding) `sequence`.

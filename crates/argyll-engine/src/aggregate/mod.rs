@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use argyll_events::{AggregateId, EngineEvent, Event, EventEnvelope, FlowEvent, Projection};
 use argyll_model::{EngineState, FlowState, Timestamp};
-use argyll_store::{Clock, EventLog, Sharded, StoreError};
+use argyll_store::{Clock, EventLog, FlowIndexEntry, Sharded, StoreError};
+
+use crate::engine::index_entry;
 
 /// A projection stored as one aggregate kind.
 pub(crate) trait AggregateState: Projection + Clone + Send + Sync + 'static {
@@ -17,6 +19,11 @@ pub(crate) trait AggregateState: Projection + Clone + Send + Sync + 'static {
     fn into_event(event: Self::Event) -> Event;
     /// Restores a snapshot.
     fn from_snapshot(json: &str) -> Result<Self, serde_json::Error>;
+    /// The flow index entry written together with an aggregate's first events (a flow's
+    /// start: `EventLog::append_first`); `None` for aggregates the index does not list.
+    fn first_index_entry(&self) -> Option<FlowIndexEntry> {
+        None
+    }
 }
 
 /// About how many bytes a flow state holds: what the engine's cache of flow states is
@@ -52,6 +59,10 @@ impl AggregateState for Option<FlowState> {
 
     fn into_event(event: FlowEvent) -> Event {
         Event::Flow(event)
+    }
+
+    fn first_index_entry(&self) -> Option<FlowIndexEntry> {
+        self.as_ref().map(index_entry)
     }
 
     fn from_snapshot(json: &str) -> Result<Self, serde_json::Error> {
@@ -326,20 +337,19 @@ pub(crate) async fn load_current<S: EventLog, T: AggregateState>(
     let Some((cache, cached)) = cache.and_then(|cache| Some((cache, cache.get(aggregate)?))) else {
         return load(store, aggregate).await;
     };
-    let Some(last) = cached.next_sequence.checked_sub(1) else {
+    if cached.next_sequence == 0 {
         return load(store, aggregate).await;
-    };
-    let events = store.read(aggregate, last).await?;
-    if events.first().map(|first| first.sequence) != Some(last) {
+    }
+    let Some(newer) = store.read_newer(aggregate, cached.next_sequence).await? else {
         let loaded = load(store, aggregate).await?;
         forget_lost_events(cache, aggregate, cached.next_sequence, loaded.next_sequence);
         return Ok(loaded);
-    }
-    if events.len() == 1 {
+    };
+    if newer.is_empty() {
         return Ok((*cached).clone());
     }
     let mut current = (*cached).clone();
-    if !apply_newer(&mut current, events.get(1..).unwrap_or_default(), aggregate)? {
+    if !apply_newer(&mut current, &newer, aggregate)? {
         return load(store, aggregate).await;
     }
     cache.insert(aggregate.clone(), Arc::new(current.clone()));
@@ -355,6 +365,9 @@ pub(crate) struct Executed<T, R> {
     pub current: Arc<Current<T>>,
     /// The events appended (none when the command raised none).
     pub appended: Vec<Arc<EventEnvelope>>,
+    /// Whether the store wrote the flow's index entry with its first events
+    /// (`EventLog::append_first`).
+    pub indexed: bool,
 }
 
 /// Runs `command` on the current state of `aggregate` and appends the events it raises,
@@ -401,6 +414,7 @@ where
             result,
             current: executed.current,
             appended: executed.appended,
+            indexed: executed.indexed,
         })),
         (_, reason) => Err(AggregateError::InvalidEvent {
             aggregate: aggregate.clone(),
@@ -475,14 +489,26 @@ where
                 result,
                 current,
                 appended: Vec::new(),
+                indexed: false,
             }));
         }
         let batch = events
             .into_iter()
             .map(|event| (at, T::into_event(event)))
             .collect();
-        match store.append(aggregate, current.next_sequence, batch).await {
-            Ok(appended) => {
+        // A flow's first events carry its index entry: one durable write for both.
+        let first_entry = (current.next_sequence == 0)
+            .then(|| state.first_index_entry())
+            .flatten();
+        let appended = match &first_entry {
+            Some(entry) => store.append_first(aggregate, batch, entry).await,
+            None => store
+                .append(aggregate, current.next_sequence, batch)
+                .await
+                .map(|appended| (appended, false)),
+        };
+        match appended {
+            Ok((appended, indexed)) => {
                 let next_sequence =
                     current.next_sequence + u64::try_from(appended.len()).unwrap_or(0);
                 let current = Arc::new(Current {
@@ -496,6 +522,7 @@ where
                     result,
                     current,
                     appended,
+                    indexed,
                 }));
             }
             Err(StoreError::Conflict { actual, .. }) => {

@@ -32,6 +32,8 @@ pub(super) struct Committed {
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct Milestones {
     pub(super) created: bool,
+    /// The store wrote a created flow's index entry with its first events.
+    pub(super) indexed: bool,
     pub(super) became_terminal: bool,
     pub(super) became_settled: bool,
 }
@@ -85,6 +87,7 @@ impl<S: Store> Engine<S> {
                 let failures = tx.run_quick_work(QUICK_WORK_PER_COMMAND)?;
                 let milestones = Milestones {
                     created: false,
+                    indexed: false,
                     became_terminal: !before.0 && tx.state.is_terminal(),
                     became_settled: !before.1 && is_settled(&tx.state),
                 };
@@ -115,13 +118,16 @@ impl<S: Store> Engine<S> {
         releasing: &[String],
     ) {
         if milestones.created {
-            let inserted = self
-                .retrying_store(|| async {
-                    Ok(self.inner.store.insert_flow(index_entry(state)).await?)
-                })
-                .await;
-            if let Err(error) = inserted {
-                tracing::error!(flow_id = %state.id, %error, "flow index update failed");
+            // Most stores index a flow with its first events (`EventLog::append_first`).
+            if !milestones.indexed {
+                let inserted = self
+                    .retrying_store(|| async {
+                        Ok(self.inner.store.insert_flow(index_entry(state)).await?)
+                    })
+                    .await;
+                if let Err(error) = inserted {
+                    tracing::error!(flow_id = %state.id, %error, "flow index update failed");
+                }
             }
         } else if milestones.became_terminal || milestones.became_settled {
             self.update_index(state).await;

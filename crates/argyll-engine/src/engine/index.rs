@@ -17,7 +17,7 @@ fn outcome_of(status: FlowStatus) -> FlowOutcome {
 }
 
 /// The index entry of a flow in `state`.
-pub(super) fn index_entry(state: &FlowState) -> FlowIndexEntry {
+pub(crate) fn index_entry(state: &FlowState) -> FlowIndexEntry {
     let parent = ParentLink::parent_flow_id(&state.metadata);
     FlowIndexEntry {
         flow_id: state.id.clone(),

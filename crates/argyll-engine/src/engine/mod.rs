@@ -61,6 +61,7 @@ pub use builder::EngineBuilder;
 pub use config::{EngineConfig, QUICK_SCRIPT_BUDGET};
 pub use error::EngineError;
 pub use index::flow_digest;
+pub(crate) use index::index_entry;
 pub use results::WorkReport;
 pub use start::{FlowStart, StartFlow};
 

@@ -151,12 +151,14 @@ impl<S: Store> Engine<S> {
             Err(StartError::Tx(error)) => return Err(tx_error(&request.flow_id, error)),
         };
         let current = executed.current;
+        let indexed = executed.indexed;
         let created = executed.result.is_some();
         match (executed.result, &current.state) {
             (Some((effects, failures)), Some(state)) => {
                 log_quick_failures(&state.id, &failures);
                 let milestones = Milestones {
                     created: true,
+                    indexed,
                     became_terminal: state.is_terminal(),
                     became_settled: is_settled(state),
                 };
