@@ -6,12 +6,13 @@
 //! arrive while one sync runs share the next one.
 //!
 //! With `Always`, fjall keeps committed batches in its journal buffer (manual journal
-//! persistence) and the syncer hands the buffer to the operating system right before each
-//! sync: one `write` per sync instead of one per batch, which was a tenth of a small flow's
-//! CPU. A write that is not waited for but must survive `kill -9` of the process (leases of
-//! parked work, taken timers) hands the buffer over itself ([`GroupCommit::written_through`]).
-//! With `Interval` and `Never`, fjall hands over each batch as it commits, so every
-//! acknowledged write survives `kill -9`.
+//! persistence, set on the database) and the syncer hands the buffer to the operating system
+//! right before each sync: one `write` per sync instead of one per batch, which was a tenth of
+//! a small flow's CPU. A batch that is not waited for but must survive `kill -9` of the process
+//! (taken timers) hands the buffer over itself ([`GroupCommit::written_through`]); single-key
+//! writes (leases, timers, snapshots) are handed over by fjall as they commit (the setting of
+//! their keyspaces). With `Interval` and `Never`, fjall hands over every batch as it commits,
+//! so every acknowledged write survives `kill -9`.
 //!
 //! The syncer calls `fdatasync` on its own handle of the active journal file rather than
 //! through `Database::persist`, which holds the journal's lock for the whole sync and would

@@ -2,8 +2,9 @@
 //! decisions are `argyll_store::LeaseTable`'s, shared with the embedded store), written through
 //! to the disk so that a restart finds the leases of parked work (async steps waiting for their
 //! webhook) and of work that was running. A lease write is not waited for: a lease lost in a
-//! crash of the machine only makes its work run again, which recovery allows; it is handed to
-//! the operating system at once, so it survives `kill -9` of the process.
+//! crash of the machine only makes its work run again, which recovery allows. It survives
+//! `kill -9` of the process: single-key writes of a keyspace are handed to the operating system
+//! as they commit (only batches wait for the syncer, see `commit`).
 
 use std::time::Duration;
 
@@ -20,13 +21,11 @@ impl LocalStore {
             .spaces
             .leases
             .insert(lease.key.as_str(), encode_lease(lease))
-            .map_err(unavailable)?;
-        self.inner.commit.written_through()
+            .map_err(unavailable)
     }
 
     fn erase_lease(&self, key: &str) -> Result<(), StoreError> {
-        self.inner.spaces.leases.remove(key).map_err(unavailable)?;
-        self.inner.commit.written_through()
+        self.inner.spaces.leases.remove(key).map_err(unavailable)
     }
 }
 

@@ -70,7 +70,7 @@ impl LocalConfig {
             events_memtable_bytes: 32 * 1024 * 1024,
             feed_capacity: argyll_store::DEFAULT_FEED_CAPACITY,
             sequence_cache_entries: 100_000,
-            group_commit_window: Duration::from_micros(300),
+            group_commit_window: Duration::from_millis(1),
         }
     }
 }

@@ -29,7 +29,6 @@ impl Timers for LocalStore {
         let mut queue = inner.timers.lock();
         if queue.contains(key) {
             inner.spaces.timers.remove(key).map_err(unavailable)?;
-            inner.commit.written_through()?;
             queue.remove(key);
             return Ok(true);
         }
