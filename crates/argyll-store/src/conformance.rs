@@ -470,6 +470,11 @@ pub async fn feed_carries_every_append<S: Store + Clone>(store: &S) {
     assert!(subscriber.try_recv().is_err(), "nothing else was published");
 }
 
+/// The flow ids of `entries`, in order.
+fn flow_ids(entries: &[FlowIndexEntry]) -> Vec<String> {
+    entries.iter().map(|entry| entry.flow_id.clone()).collect()
+}
+
 fn entry(id: &str, parent: Option<&str>, outcome: FlowOutcome, phase: FlowPhase) -> FlowIndexEntry {
     FlowIndexEntry {
         flow_id: id.to_owned(),
@@ -519,14 +524,8 @@ pub async fn flow_index<S: Store>(store: &S) {
     assert_eq!(store.get_flow("f").await.unwrap(), Some(updated));
     assert_eq!(store.get_flow("zzz").await.unwrap(), None);
 
-    let ids = |page: &crate::FlowPage| {
-        page.entries
-            .iter()
-            .map(|e| e.flow_id.clone())
-            .collect::<Vec<_>>()
-    };
     let all = store.list_flows(&FlowQuery::default()).await.unwrap();
-    assert_eq!(ids(&all), vec!["a", "b", "c", "d", "e", "f"]);
+    assert_eq!(flow_ids(&all.entries), vec!["a", "b", "c", "d", "e", "f"]);
     assert_eq!(all.next_after, None);
     let listed = FlowQuery {
         top_level_only: true,
@@ -534,7 +533,7 @@ pub async fn flow_index<S: Store>(store: &S) {
         ..FlowQuery::default()
     };
     assert_eq!(
-        ids(&store.list_flows(&listed).await.unwrap()),
+        flow_ids(&store.list_flows(&listed).await.unwrap().entries),
         vec!["a", "b", "d", "f"]
     );
     let completed = FlowQuery {
@@ -542,7 +541,7 @@ pub async fn flow_index<S: Store>(store: &S) {
         ..FlowQuery::default()
     };
     assert_eq!(
-        ids(&store.list_flows(&completed).await.unwrap()),
+        flow_ids(&store.list_flows(&completed).await.unwrap().entries),
         vec!["a", "e", "f"]
     );
 
@@ -554,7 +553,7 @@ pub async fn flow_index<S: Store>(store: &S) {
     loop {
         let page = store.list_flows(&query).await.unwrap();
         assert!(page.entries.len() <= 2);
-        paged.extend(ids(&page));
+        paged.extend(flow_ids(&page.entries));
         match page.next_after {
             Some(after) => query.after = Some(after),
             None => break,
@@ -574,37 +573,49 @@ pub async fn flow_index<S: Store>(store: &S) {
         ..FlowQuery::default()
     };
     assert_eq!(
-        ids(&store
-            .list_flows(&in_phase(FlowPhase::Active, 0))
-            .await
-            .unwrap()),
+        flow_ids(
+            &store
+                .list_flows(&in_phase(FlowPhase::Active, 0))
+                .await
+                .unwrap()
+                .entries
+        ),
         vec!["b", "c"],
         "f moved from active to deactivated"
     );
     assert_eq!(
-        ids(&store
-            .list_flows(&in_phase(FlowPhase::Deactivated, 0))
-            .await
-            .unwrap()),
+        flow_ids(
+            &store
+                .list_flows(&in_phase(FlowPhase::Deactivated, 0))
+                .await
+                .unwrap()
+                .entries
+        ),
         vec!["a", "d", "f"]
     );
     let first = store
         .list_flows(&in_phase(FlowPhase::Deactivated, 2))
         .await
         .unwrap();
-    assert_eq!(ids(&first), vec!["a", "d"]);
+    assert_eq!(flow_ids(&first.entries), vec!["a", "d"]);
     let mut rest = in_phase(FlowPhase::Deactivated, 2);
     rest.after = first.next_after;
-    assert_eq!(ids(&store.list_flows(&rest).await.unwrap()), vec!["f"]);
+    assert_eq!(
+        flow_ids(&store.list_flows(&rest).await.unwrap().entries),
+        vec!["f"]
+    );
 
     assert!(store.remove_flow("c").await.unwrap());
     assert!(!store.remove_flow("c").await.unwrap());
     assert_eq!(store.get_flow("c").await.unwrap(), None);
     assert_eq!(
-        ids(&store
-            .list_flows(&in_phase(FlowPhase::Active, 0))
-            .await
-            .unwrap()),
+        flow_ids(
+            &store
+                .list_flows(&in_phase(FlowPhase::Active, 0))
+                .await
+                .unwrap()
+                .entries
+        ),
         vec!["b"],
         "a removed entry leaves its phase's listing"
     );
@@ -635,18 +646,12 @@ pub async fn recently_deactivated<S: Store>(store: &S) {
     ] {
         store.insert_flow(finished(id, millis)).await.unwrap();
     }
-    let ids = |entries: Vec<FlowIndexEntry>| {
-        entries
-            .into_iter()
-            .map(|entry| entry.flow_id)
-            .collect::<Vec<_>>()
-    };
     assert_eq!(
-        ids(store.recently_deactivated(10).await.unwrap()),
+        flow_ids(&store.recently_deactivated(10).await.unwrap()),
         vec!["newest", "gone", "middle", "old"]
     );
     assert_eq!(
-        ids(store.recently_deactivated(2).await.unwrap()),
+        flow_ids(&store.recently_deactivated(2).await.unwrap()),
         vec!["newest", "gone"]
     );
     // Archiving takes a flow out; removal too; a later completion moves one to the front; a
@@ -662,7 +667,7 @@ pub async fn recently_deactivated<S: Store>(store: &S) {
     store.put_flow(finished("old", 500)).await.unwrap();
     store.put_flow(finished("running", 450)).await.unwrap();
     assert_eq!(
-        ids(store.recently_deactivated(10).await.unwrap()),
+        flow_ids(&store.recently_deactivated(10).await.unwrap()),
         vec!["old", "running", "middle"]
     );
     assert_eq!(store.recently_deactivated(0).await.unwrap(), Vec::new());
@@ -710,25 +715,19 @@ pub async fn deactivated_before<S: Store>(store: &S) {
         })
         .await
         .unwrap();
-    let ids = |entries: Vec<FlowIndexEntry>| {
-        entries
-            .into_iter()
-            .map(|entry| entry.flow_id)
-            .collect::<Vec<_>>()
-    };
     let bound = Timestamp::from_unix_nanos(500 * ms + 500_000);
     assert_eq!(
-        ids(store.deactivated_before(bound, 10).await.unwrap()),
+        flow_ids(&store.deactivated_before(bound, 10).await.unwrap()),
         vec!["first", "a-tie", "b-tie", "just-before"]
     );
     assert_eq!(
-        ids(store.deactivated_before(bound, 2).await.unwrap()),
+        flow_ids(&store.deactivated_before(bound, 2).await.unwrap()),
         vec!["first", "a-tie"]
     );
     assert!(store.remove_flow("first").await.unwrap());
     store.put_flow(finished("a-tie", 950 * ms)).await.unwrap();
     assert_eq!(
-        ids(store.deactivated_before(at(1_000), 10).await.unwrap()),
+        flow_ids(&store.deactivated_before(at(1_000), 10).await.unwrap()),
         vec!["b-tie", "just-before", "just-after", "late", "a-tie"]
     );
     assert_eq!(
