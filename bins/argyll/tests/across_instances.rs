@@ -13,7 +13,6 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,13 +21,14 @@ use axum::Json;
 use axum::extract::{Path, State};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use support::{EngineProcess, send, serve_steps};
+use support::chain::{Calls, count_call};
+use support::{EngineProcess, register_step, send, serve_steps};
 use tokio_tungstenite::tungstenite::Message;
 
 #[derive(Clone, Default)]
 struct Service {
     /// Calls per receipt token.
-    calls: Arc<Mutex<HashMap<String, u32>>>,
+    calls: Calls,
     /// Metadata of the async calls, for posting their results.
     pending: Arc<Mutex<Vec<Value>>>,
 }
@@ -39,11 +39,7 @@ async fn handle(
     Path(step): Path<String>,
     Json(body): Json<Value>,
 ) -> Json<Value> {
-    let token = body["metadata"]["receipt_token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    *service.calls.lock().unwrap().entry(token).or_default() += 1;
+    count_call(&service.calls, &body);
     if step == "async" {
         service
             .pending
@@ -72,14 +68,7 @@ async fn register(client: &reqwest::Client, engine: &str, id: &str, kind: &str, 
         "attributes": {format!("{id}_out"): {"role": "output"}},
         "work_config": {"max_retries": 0}
     });
-    let (status, body) = send(
-        client,
-        reqwest::Method::POST,
-        &format!("{engine}/engine/step"),
-        &step,
-    )
-    .await;
-    assert!(status == 201 || status == 200, "{status} {body}");
+    register_step(client, engine, &step).await;
 }
 
 async fn wait_terminal(client: &reqwest::Client, engine: &str, flow: &str) -> Value {

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use argyll_testkit::{MotoServer, RedisServer};
 use serde_json::{Value, json};
-use support::{EngineProcess, send};
+use support::{EngineProcess, register_step, send};
 
 fn archive_settings(moto: &MotoServer) -> Vec<(&'static str, String)> {
     vec![
@@ -43,14 +43,7 @@ async fn run_flows(client: &reqwest::Client, engine: &str, count: usize) -> Vec<
         "attributes": {"x": {"role": "required"}, "y": {"role": "output"}},
         "script": {"language": "ale", "script": "{:y (* 2 x)}"}
     });
-    let (status, body) = send(
-        client,
-        reqwest::Method::POST,
-        &format!("{engine}/engine/step"),
-        &step,
-    )
-    .await;
-    assert!(status == 201 || status == 200, "{body}");
+    register_step(client, engine, &step).await;
     let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(16));
     let mut runs = tokio::task::JoinSet::new();
     for i in 0..count {

@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 use support::chain::{
     call_histogram, register_chain, start_flows, step_server, wait_all_completed,
 };
-use support::{EngineProcess, send, serve_steps};
+use support::{EngineProcess, register_step, send, serve_steps};
 
 fn flows() -> usize {
     std::env::var("LOCAL_CRASH_FLOWS")
@@ -38,50 +38,105 @@ fn flows() -> usize {
 /// The runs share the machine's two cores: one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-async fn register(client: &reqwest::Client, engine: &str, step: &Value) {
-    let (status, body) = send(
-        client,
-        reqwest::Method::POST,
-        &format!("{engine}/engine/step"),
-        step,
-    )
-    .await;
-    assert!(status == 201 || status == 200, "{status} {body}");
+/// One engine on its own data directory and port, which a restart keeps (so clients' and
+/// webhooks' URLs stay valid).
+struct Rig {
+    name: &'static str,
+    data: tempfile::TempDir,
+    port: u16,
+    client: reqwest::Client,
+    engine: EngineProcess,
 }
 
-fn settings(data_dir: &std::path::Path, port: u16) -> Vec<(&'static str, String)> {
-    vec![
-        ("ARGYLL_DATA_DIR", data_dir.display().to_string()),
-        ("ENGINE_PORT", port.to_string()),
-        ("ENGINE_LOGGING_LEVEL", "info".into()),
-    ]
+impl Rig {
+    async fn launch(name: &'static str) -> Self {
+        let data = tempfile::tempdir().unwrap();
+        let port = argyll_testkit::free_port().unwrap();
+        let client = reqwest::Client::new();
+        let engine = Self::engine(name, &data, port, &client).await;
+        Rig {
+            name,
+            data,
+            port,
+            client,
+            engine,
+        }
+    }
+
+    async fn engine(
+        name: &str,
+        data: &tempfile::TempDir,
+        port: u16,
+        client: &reqwest::Client,
+    ) -> EngineProcess {
+        let settings = [
+            ("ARGYLL_DATA_DIR", data.path().display().to_string()),
+            ("ENGINE_PORT", port.to_string()),
+            ("ENGINE_LOGGING_LEVEL", "info".into()),
+        ];
+        let engine = EngineProcess::launch(name, &settings, None, &[]);
+        engine.wait_healthy(client).await;
+        engine
+    }
+
+    /// A new engine on the same directory and port, after a `kill -9` of the running one (if
+    /// the test has not killed it already).
+    async fn restart(&mut self) {
+        self.engine.kill();
+        self.engine = Self::engine(self.name, &self.data, self.port, &self.client).await;
+    }
+
+    /// Registers `step` and starts `flow` (`{"id", "goals", "init"}`).
+    async fn start(&self, step: &Value, flow: &Value) {
+        register_step(&self.client, &self.engine.base, step).await;
+        let (status, body) = send(
+            &self.client,
+            reqwest::Method::POST,
+            &format!("{}/engine/flow", self.engine.base),
+            flow,
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
+
+    /// The state of flow `id`, waiting up to `wait` (e.g. `10s`) for it to finish if given.
+    async fn flow(&self, id: &str, wait: Option<&str>) -> Value {
+        let query = wait.map(|wait| format!("?wait={wait}")).unwrap_or_default();
+        let (status, flow) = send(
+            &self.client,
+            reqwest::Method::GET,
+            &format!("{}/engine/flow/{id}{query}", self.engine.base),
+            &Value::Null,
+        )
+        .await;
+        assert_eq!(status, 200, "{flow}");
+        flow
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_engine_restarted_on_its_data_dir_completes_every_flow() {
     let _serial = SERIAL.lock().await;
     let count = flows();
-    let data = tempfile::tempdir().unwrap();
-    let port = argyll_testkit::free_port().unwrap();
     let (steps, calls) = step_server().await;
-    let client = reqwest::Client::new();
-    let mut engine = EngineProcess::launch("local-crash", &settings(data.path(), port), None, &[]);
-    engine.wait_healthy(&client).await;
-    register_chain(&client, &engine.base, &steps).await;
+    let mut rig = Rig::launch("local-crash").await;
+    let client = rig.client.clone();
+    register_chain(&client, &rig.engine.base, &steps).await;
 
     let starter = {
         let client = client.clone();
-        let base = engine.base.clone();
+        let base = rig.engine.base.clone();
         tokio::spawn(async move { start_flows(&client, &[base], "crash", count).await })
     };
-    // Mid-run: a third of the work items called, starts still arriving.
+    // Mid-run: a third of the work items called, starts still arriving. (Polled: the step
+    // server's calls are the signal.)
     while calls.lock().unwrap().len() < count {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    engine.kill();
+    rig.engine.kill();
     let called_before_the_kill = calls.lock().unwrap().len();
-    let restarted = EngineProcess::launch("local-crash", &settings(data.path(), port), None, &[]);
-    restarted.wait_healthy(&client).await;
+    rig.restart().await;
+    let restarted = &rig.engine;
     starter.await.unwrap();
     let killed_at = Instant::now();
     wait_all_completed(&client, &restarted.base, count, Duration::from_secs(300)).await;
@@ -157,31 +212,23 @@ async fn async_step(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parked_async_work_waits_for_its_webhook_across_a_restart() {
     let _serial = SERIAL.lock().await;
-    let data = tempfile::tempdir().unwrap();
-    let port = argyll_testkit::free_port().unwrap();
     let calls: Arc<Mutex<Vec<String>>> = Arc::default();
     let app = axum::Router::new()
         .route("/async", axum::routing::post(async_step))
         .with_state(calls.clone());
     let steps = serve_steps(app).await;
-    let client = reqwest::Client::new();
-
-    let mut engine = EngineProcess::launch("local-async", &settings(data.path(), port), None, &[]);
-    engine.wait_healthy(&client).await;
+    let mut rig = Rig::launch("local-async").await;
+    let client = rig.client.clone();
     let step = json!({
         "id": "later", "name": "later", "type": "async",
         "http": {"endpoint": format!("{steps}/async")},
         "attributes": {"x": {"role": "required", "type": "number"}, "y": {"role": "output", "type": "number"}}
     });
-    register(&client, &engine.base, &step).await;
-    let (status, body) = send(
-        &client,
-        reqwest::Method::POST,
-        &format!("{}/engine/flow", engine.base),
+    rig.start(
+        &step,
         &json!({"id": "parked", "goals": ["later"], "init": {"x": 1}}),
     )
     .await;
-    assert_eq!(status, 201, "{body}");
     let started = Instant::now();
     while calls.lock().unwrap().is_empty() {
         assert!(
@@ -191,17 +238,9 @@ async fn parked_async_work_waits_for_its_webhook_across_a_restart() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // The step accepted the work: its lease is parked. Kill the engine before the webhook.
-    engine.kill();
-    let restarted = EngineProcess::launch("local-async", &settings(data.path(), port), None, &[]);
-    restarted.wait_healthy(&client).await;
-    let (status, flow) = send(
-        &client,
-        reqwest::Method::GET,
-        &format!("{}/engine/flow/parked", restarted.base),
-        &Value::Null,
-    )
-    .await;
-    assert_eq!(status, 200, "{flow}");
+    rig.restart().await;
+    let restarted = &rig.engine;
+    let flow = rig.flow("parked", None).await;
     assert_eq!(flow["status"], "active", "{flow}");
     // Recovery ran (the restart's log says so) without calling the step again.
     let started = Instant::now();
@@ -221,14 +260,7 @@ async fn parked_async_work_waits_for_its_webhook_across_a_restart() {
         .await
         .unwrap();
     assert!(response.status().is_success(), "{}", response.status());
-    let (status, flow) = send(
-        &client,
-        reqwest::Method::GET,
-        &format!("{}/engine/flow/parked?wait=10s", restarted.base),
-        &Value::Null,
-    )
-    .await;
-    assert_eq!(status, 200, "{flow}");
+    let flow = rig.flow("parked", Some("10s")).await;
     assert_eq!(flow["status"], "completed", "{flow}");
     assert_eq!(flow["attributes"]["y"]["value"], json!(2), "{flow}");
     assert_eq!(
@@ -262,17 +294,12 @@ async fn flaky_step(State(calls): State<Arc<Mutex<u32>>>) -> (axum::http::Status
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_scheduled_before_a_kill_fires_after_the_restart() {
     let _serial = SERIAL.lock().await;
-    let data = tempfile::tempdir().unwrap();
-    let port = argyll_testkit::free_port().unwrap();
     let calls: Arc<Mutex<u32>> = Arc::default();
     let app = axum::Router::new()
         .route("/flaky", axum::routing::post(flaky_step))
         .with_state(calls.clone());
     let steps = serve_steps(app).await;
-    let client = reqwest::Client::new();
-
-    let mut engine = EngineProcess::launch("local-retry", &settings(data.path(), port), None, &[]);
-    engine.wait_healthy(&client).await;
+    let mut rig = Rig::launch("local-retry").await;
     // The retry is due 3 s after the failure: long enough to kill and restart before it.
     let step = json!({
         "id": "flaky", "name": "flaky", "type": "sync",
@@ -280,25 +307,15 @@ async fn a_retry_scheduled_before_a_kill_fires_after_the_restart() {
         "attributes": {"x": {"role": "required"}, "y": {"role": "output"}},
         "work_config": {"max_retries": 3, "backoff_ms": 3000, "max_backoff_ms": 3000, "backoff_type": "fixed"}
     });
-    register(&client, &engine.base, &step).await;
-    let (status, body) = send(
-        &client,
-        reqwest::Method::POST,
-        &format!("{}/engine/flow", engine.base),
+    rig.start(
+        &step,
         &json!({"id": "retried", "goals": ["flaky"], "init": {"x": 1}}),
     )
     .await;
-    assert_eq!(status, 201, "{body}");
     // Wait for the failure to be recorded (the retry is then scheduled in the same command).
     let started = Instant::now();
     loop {
-        let (_, flow) = send(
-            &client,
-            reqwest::Method::GET,
-            &format!("{}/engine/flow/retried", engine.base),
-            &Value::Null,
-        )
-        .await;
+        let flow = rig.flow("retried", None).await;
         if flow.to_string().contains("next_retry_at")
             && !flow
                 .to_string()
@@ -309,18 +326,10 @@ async fn a_retry_scheduled_before_a_kill_fires_after_the_restart() {
         assert!(started.elapsed() < Duration::from_secs(30), "{flow}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    engine.kill();
+    rig.engine.kill();
     assert_eq!(*calls.lock().unwrap(), 1, "killed before the retry");
-    let restarted = EngineProcess::launch("local-retry", &settings(data.path(), port), None, &[]);
-    restarted.wait_healthy(&client).await;
-    let (status, flow) = send(
-        &client,
-        reqwest::Method::GET,
-        &format!("{}/engine/flow/retried?wait=20s", restarted.base),
-        &Value::Null,
-    )
-    .await;
-    assert_eq!(status, 200, "{flow}");
+    rig.restart().await;
+    let flow = rig.flow("retried", Some("20s")).await;
     assert_eq!(flow["status"], "completed", "{flow}");
     assert_eq!(flow["attributes"]["y"]["value"], json!(2), "{flow}");
     assert_eq!(

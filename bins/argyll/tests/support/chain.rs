@@ -10,20 +10,25 @@ use axum::Json;
 use axum::extract::{Path, State};
 use serde_json::{Value, json};
 
-use super::{send, serve_steps};
+use super::{register_step, send, serve_steps};
 
 pub type Calls = Arc<Mutex<HashMap<String, u32>>>;
+
+/// Counts a step call by the receipt token of its work item.
+pub fn count_call(calls: &Calls, body: &Value) {
+    let token = body["metadata"]["receipt_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    *calls.lock().unwrap().entry(token).or_default() += 1;
+}
 
 async fn handle(
     State(calls): State<Calls>,
     Path(step): Path<String>,
     Json(body): Json<Value>,
 ) -> Json<Value> {
-    let token = body["metadata"]["receipt_token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    *calls.lock().unwrap().entry(token).or_default() += 1;
+    count_call(&calls, &body);
     let args = &body["arguments"];
     let outputs = match step.as_str() {
         "s1" => json!({"a": args["x"].as_i64().unwrap_or(0) + 1}),
@@ -64,14 +69,7 @@ pub async fn register_chain(client: &reqwest::Client, engine: &str, steps: &str)
             "attributes": attributes,
             "work_config": {"max_retries": 5, "backoff_ms": 100, "max_backoff_ms": 1000, "backoff_type": "exponential"}
         });
-        let (status, body) = send(
-            client,
-            reqwest::Method::POST,
-            &format!("{engine}/engine/step"),
-            &step,
-        )
-        .await;
-        assert!(status == 201 || status == 200, "{status} {body}");
+        register_step(client, engine, &step).await;
     }
 }
 

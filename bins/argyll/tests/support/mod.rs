@@ -203,6 +203,18 @@ pub async fn serve_steps(app: axum::Router) -> String {
     base
 }
 
+/// Registers (or updates) `step` on `engine`, failing the test unless it is accepted.
+pub async fn register_step(client: &reqwest::Client, engine: &str, step: &Value) {
+    let (status, body) = send(
+        client,
+        reqwest::Method::POST,
+        &format!("{engine}/engine/step"),
+        step,
+    )
+    .await;
+    assert!(status == 201 || status == 200, "{status} {body}");
+}
+
 /// Sends a request until it gets an answer that is not 503 (the store may be restarting).
 pub async fn send(
     client: &reqwest::Client,
