@@ -14,6 +14,7 @@ use std::process::ExitCode;
 
 use argyll_archive::{ArchivePolicy, Archiver, Bucket};
 use argyll_config::{LocalStoreSettings, LocalSync, LogFormat, RedisSettings, Settings, StoreMode};
+use argyll_console::ConsoleConfig;
 use argyll_engine::{Engine, EngineConfig};
 use argyll_retry::RetryPolicy;
 use argyll_script::ScriptLimits;
@@ -157,6 +158,7 @@ async fn run(settings: Settings, mode: Command) -> Result<(), String> {
                 &settings,
                 mode,
                 EMBEDDED_CACHE_MIN_EVENTS,
+                "memory",
             )
             .await
         }
@@ -179,7 +181,7 @@ async fn run(settings: Settings, mode: Command) -> Result<(), String> {
                 took_ms = opened.elapsed().as_millis(),
                 "local store opened"
             );
-            serve(store, &settings, mode, 0).await
+            serve(store, &settings, mode, 0, "local").await
         }
         StoreMode::Redis { engine, flow } => {
             tracing::info!(
@@ -192,7 +194,7 @@ async fn run(settings: Settings, mode: Command) -> Result<(), String> {
             let store = RedisStore::connect(redis_config(&engine), redis_config(&flow))
                 .await
                 .map_err(|e| e.to_string())?;
-            serve(store, &settings, mode, 0).await
+            serve(store, &settings, mode, 0, "redis").await
         }
     }
 }
@@ -258,6 +260,7 @@ async fn serve<S: Store + Clone>(
     settings: &Settings,
     mode: Command,
     cache_min_events: u64,
+    store_name: &str,
 ) -> Result<(), String> {
     let config = EngineConfig {
         flow_cache_min_events: cache_min_events,
@@ -310,17 +313,35 @@ async fn serve<S: Store + Clone>(
             max_clients: settings.server.ws_max_clients,
             send_queue: settings.server.ws_send_queue,
         },
+        store_name: store_name.to_owned(),
         ..ServerConfig::default()
     };
+    // The console reads this instance's public API over loopback, like any other client.
+    let console = argyll_console::router(ConsoleConfig::new(format!(
+        "http://{}:{}",
+        loopback_host(&settings.server.host),
+        settings.server.port
+    )));
     let shutdown = async move {
         shutdown_signal().await;
         let _ = stop_archiver.send(true);
     };
-    argyll_server::serve(listener, engine, server, shutdown)
+    argyll_server::serve_with(listener, engine, server, console, shutdown)
         .await
         .map_err(|e| format!("server error: {e}"))?;
     tracing::info!("argyll engine stopped");
     Ok(())
+}
+
+/// The host to reach a server listening on `host` from this machine: the unspecified
+/// addresses (`0.0.0.0`, `::`) are reached over loopback.
+fn loopback_host(host: &str) -> String {
+    match host {
+        "" | "0.0.0.0" => "127.0.0.1".to_owned(),
+        "::" | "[::]" => "[::1]".to_owned(),
+        other if other.contains(':') && !other.starts_with('[') => format!("[{other}]"),
+        other => other.to_owned(),
+    }
 }
 
 /// Raises the soft open-file limit to the hard one (as Go's runtime does for the original)

@@ -29,6 +29,16 @@ pub(crate) async fn health() -> Response {
     Json(json!({"service": "argyll-engine", "status": "healthy"})).into_response()
 }
 
+/// `GET /engine/info` (an addition): the version, the store in use and the instance's id.
+pub(crate) async fn info<S: Store>(State(app): State<AppState<S>>) -> Response {
+    Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "store": app.config.store_name,
+        "instance_id": app.engine.config().instance_id,
+    }))
+    .into_response()
+}
+
 pub(crate) async fn engine_state<S: Store>(State(app): State<AppState<S>>) -> ApiResult {
     let state = app
         .engine

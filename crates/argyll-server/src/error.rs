@@ -161,11 +161,15 @@ async fn read_body_in_time(
 async fn errors_as_json(response: Response) -> Response {
     let status = response.status();
     let is_error = status.is_client_error() || status.is_server_error();
-    let is_json = response
+    // JSON errors are already the API's; HTML ones are pages of the console meant for people.
+    let is_json_or_page = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|value| value.as_bytes().starts_with(b"application/json"));
-    if !is_error || is_json {
+        .is_some_and(|value| {
+            value.as_bytes().starts_with(b"application/json")
+                || value.as_bytes().starts_with(b"text/html")
+        });
+    if !is_error || is_json_or_page {
         return response;
     }
     // Rejection texts are one short line; more is not a message worth echoing.

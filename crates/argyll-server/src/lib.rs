@@ -5,7 +5,8 @@
 //! the contract's changed codes), the webhook (`api.md` §2, decision 14), the WebSocket event
 //! stream (`api.md` §4), CORS, a request-body limit and graceful shutdown. Beyond the
 //! original: `GET /engine/flow/{id}?wait=5s` long-polls until the flow is terminal, and
-//! `GET /engine/flow` takes `status`, `limit` and `cursor`; engine-aggregate subscribers get
+//! `GET /engine/flow` takes `status`, `limit` and `cursor`; `GET /engine/info` gives the
+//! version, store and instance id; engine-aggregate subscribers get
 //! `flow_activated`/`flow_deactivated` (derived from the flow feed).
 //!
 //! Every way in is bounded (decision 25): request bodies by size and by time, connections by
@@ -62,6 +63,8 @@ pub struct ServerConfig {
     pub body_timeout: Duration,
     /// WebSocket clients and their send queues.
     pub websocket: WsLimits,
+    /// The store's name as `GET /engine/info` reports it (`local`, `memory`, `redis`).
+    pub store_name: String,
 }
 
 impl Default for ServerConfig {
@@ -74,6 +77,7 @@ impl Default for ServerConfig {
             connections: ConnectionLimits::default(),
             body_timeout: Duration::from_secs(30),
             websocket: WsLimits::default(),
+            store_name: String::new(),
         }
     }
 }
@@ -105,6 +109,18 @@ pub fn router<S: Store>(
     config: ServerConfig,
     closing: watch::Receiver<bool>,
 ) -> Router {
+    router_with(engine, config, closing, Router::new())
+}
+
+/// The API router over `engine` with `routes` beside it (the console), behind the same
+/// request limits. `routes` must not repeat a path of the API: axum refuses overlapping
+/// routes when the router is built (at start-up, never on a request).
+pub fn router_with<S: Store>(
+    engine: Engine<S>,
+    config: ServerConfig,
+    closing: watch::Receiver<bool>,
+    routes: Router,
+) -> Router {
     let limit = config.max_request_bytes;
     let body_timeout = config.body_timeout;
     let ws_clients = std::sync::Arc::new(tokio::sync::Semaphore::new(
@@ -130,6 +146,7 @@ pub fn router<S: Store>(
                 .put(api::update_step::<S>)
                 .delete(api::unregister_step::<S>),
         )
+        .route("/engine/info", get(api::info::<S>))
         .route("/engine/health", get(api::list_health::<S>))
         .route("/engine/health/{step_id}", get(api::get_health::<S>))
         .route("/engine/plan", post(api::plan::<S>))
@@ -144,13 +161,14 @@ pub fn router<S: Store>(
             "/webhook/{flow_id}/{step_id}/{token}",
             post(webhook::receive::<S>),
         )
+        .with_state(state)
+        .merge(routes)
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn(move |request, next| {
             every_request(limit, body_timeout, request, next)
         }))
-        .with_state(state)
 }
 
 /// Serves `engine` on `listener` until `shutdown` resolves, within the connection limits of
@@ -162,10 +180,21 @@ pub async fn serve<S: Store>(
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with(listener, engine, config, Router::new(), shutdown).await
+}
+
+/// [`serve`] with `routes` beside the API (see [`router_with`]).
+pub async fn serve_with<S: Store>(
+    listener: TcpListener,
+    engine: Engine<S>,
+    config: ServerConfig,
+    routes: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let (closing_tx, closing) = watch::channel(false);
     let grace = config.shutdown_timeout;
     let limits = config.connections;
-    let app = router(engine.clone(), config, closing);
+    let app = router_with(engine.clone(), config, closing, routes);
     connections::serve_bounded(listener, app, limits, grace, async move {
         shutdown.await;
         let _ = closing_tx.send(true);

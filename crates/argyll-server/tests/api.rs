@@ -772,3 +772,80 @@ async fn a_websocket_client_that_does_not_read_is_disconnected_with_a_reason() {
     assert!(messages < 120_000, "{messages}");
     server.stop().await;
 }
+
+/// Routes mounted beside the API (the console) sit behind the same limits; their HTML pages
+/// keep their body even when they are errors (a page for people), while their plain-text
+/// errors become the API's error body. `GET /engine/info`
+/// names the version and the store.
+#[tokio::test]
+async fn routes_beside_the_api_and_engine_info() {
+    use axum::http::{StatusCode, header};
+    use axum::response::IntoResponse;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let engine = Engine::builder(EmbeddedStore::new()).build().unwrap();
+    engine.start().await.unwrap();
+    let routes = axum::Router::new()
+        .route(
+            "/ui/missing",
+            axum::routing::get(|| async {
+                (
+                    StatusCode::NOT_FOUND,
+                    [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                    "<h1>Not found</h1>",
+                )
+                    .into_response()
+            }),
+        )
+        .route(
+            "/ui/broken",
+            axum::routing::get(|| async { (StatusCode::BAD_GATEWAY, "upstream gone") }),
+        );
+    let (stop, stopped) = oneshot::channel::<()>();
+    let served = tokio::spawn(argyll_server::serve_with(
+        listener,
+        engine.clone(),
+        ServerConfig {
+            store_name: "memory".into(),
+            ..ServerConfig::default()
+        },
+        routes,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let client = reqwest::Client::new();
+    let page = client
+        .get(format!("{base}/ui/missing"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 404);
+    assert_eq!(page.text().await.unwrap(), "<h1>Not found</h1>");
+    let broken = client
+        .get(format!("{base}/ui/broken"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(broken.status(), 502);
+    assert_eq!(
+        broken.json::<Value>().await.unwrap(),
+        json!({"error": "upstream gone", "status": 502})
+    );
+    let info: Value = client
+        .get(format!("{base}/engine/info"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["store"], "memory");
+    assert_eq!(info["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(
+        info["instance_id"].as_str(),
+        Some(engine.config().instance_id.as_str())
+    );
+    let _ = stop.send(());
+    served.await.unwrap().unwrap();
+}

@@ -6,13 +6,17 @@
 //! the test process exits (its stdin pipe closes), so no server outlives its test binary even
 //! when the servers are kept in statics, one per test binary.
 //!
+//! [`Chromedriver`] runs Debian's `chromedriver` the same way, for the console's browser tests.
+//!
 //! [`spec_dir`] finds the shared specification the conformance and acceptance tests read
 //! (`ARGYLL_SPEC_DIR`), or says they are skipped.
 //!
 //! **Must not depend on**: any Argyll crate; it is test infrastructure only.
 
+mod browser;
 mod spec;
 
+pub use browser::{Chromedriver, chromium_binary};
 pub use spec::{SPEC_DIR_VAR, SPEC_REQUIRED_VAR, spec_dir};
 
 use std::io::{Read, Write};

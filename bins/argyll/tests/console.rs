@@ -1,0 +1,511 @@
+//! The web console in a real headless Chromium (Debian's `chromium` and `chromium-driver`,
+//! driven over WebDriver by `fantoccini`) against the real binary on its default store: what a
+//! person sees and does on each page, live updates made by another client, deep links,
+//! back/forward, not-found, the keyboard, both themes' contrast, a phone-sized window, and a
+//! JavaScript console free of errors. Screenshots of each page go to
+//! `target/console-screenshots/` for a reviewer to look at (not committed).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    missing_docs
+)]
+
+mod support;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use argyll_testkit::Chromedriver;
+use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+use fantoccini::wd::WebDriverCompatibleCommand;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+use support::{EngineProcess, register_step, send};
+
+/// How long a live change may take to reach the page before the test fails.
+const LIVE: Duration = Duration::from_secs(20);
+
+/// `POST /session/{id}/se/log {"type": "browser"}`: the page's console messages since the
+/// last read (chromedriver's log endpoint).
+#[derive(Debug)]
+struct BrowserLog;
+
+impl WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/se/log",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _request_url: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(r#"{"type":"browser"}"#.into()))
+    }
+}
+
+struct Browser {
+    client: Client,
+    _driver: Chromedriver,
+    base: String,
+}
+
+impl Browser {
+    async fn open(base: &str, width: u32, height: u32) -> Browser {
+        let driver = Chromedriver::start().unwrap();
+        let capabilities = json!({
+            "browserName": "chrome",
+            "goog:loggingPrefs": {"browser": "ALL"},
+            "goog:chromeOptions": {
+                "binary": argyll_testkit::chromium_binary(),
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                         "--disable-dev-shm-usage", "--no-first-run",
+                         format!("--window-size={width},{height}")],
+            },
+        });
+        let Value::Object(capabilities) = capabilities else {
+            unreachable!()
+        };
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(&driver.url())
+            .await
+            .unwrap();
+        Browser {
+            client,
+            _driver: driver,
+            base: base.to_owned(),
+        }
+    }
+
+    async fn goto(&self, path: &str) {
+        self.client
+            .goto(&format!("{}{path}", self.base))
+            .await
+            .unwrap();
+    }
+
+    /// The text of the first element matching `css`, read in one step (a live refresh may
+    /// replace the element between a find and a read).
+    async fn text(&self, css: &str) -> String {
+        let script = format!(
+            "const e = document.querySelector({css:?}); \
+             return e === null ? null : (e.innerText ?? e.textContent);"
+        );
+        match self.eval(&script).await {
+            Value::String(text) => text.trim().to_owned(),
+            other => panic!("{css}: {other}"),
+        }
+    }
+
+    async fn count(&self, css: &str) -> usize {
+        self.client.find_all(Locator::Css(css)).await.unwrap().len()
+    }
+
+    async fn eval(&self, script: &str) -> Value {
+        self.client.execute(script, vec![]).await.unwrap()
+    }
+
+    /// Waits until `css` matches `wanted` elements.
+    async fn wait_count(&self, css: &str, wanted: usize) {
+        let deadline = tokio::time::Instant::now() + LIVE;
+        loop {
+            let found = self.count(css).await;
+            if found == wanted {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{css}: {found} elements, waited for {wanted}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn screenshot(&self, name: &str) {
+        let png = self.client.screenshot().await.unwrap();
+        let dir = screenshot_dir();
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+    }
+
+    /// The console's messages at level SEVERE (errors, failed loads) since the last call,
+    /// except those `expected` (substrings).
+    async fn errors(&self, expected: &[&str]) -> Vec<String> {
+        let entries = self.client.issue_cmd(BrowserLog).await.unwrap();
+        entries
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|entry| entry["level"] == "SEVERE")
+            .map(|entry| entry["message"].as_str().unwrap_or_default().to_owned())
+            .filter(|message| !expected.iter().any(|e| message.contains(e)))
+            .collect()
+    }
+
+    async fn close(self) {
+        self.client.close().await.unwrap();
+    }
+}
+
+fn screenshot_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"))
+        .join("console-screenshots")
+}
+
+async fn start_engine(name: &str) -> (EngineProcess, reqwest::Client) {
+    let engine = EngineProcess::launch(
+        name,
+        &[("HEALTH_CHECK_INTERVAL", "200ms".into())],
+        None,
+        &[],
+    );
+    let client = reqwest::Client::new();
+    engine.wait_healthy(&client).await;
+    (engine, client)
+}
+
+fn greet() -> Value {
+    json!({"id": "greet", "name": "Greet", "type": "script",
+           "attributes": {"name": {"role": "required", "type": "string"},
+                          "greeting": {"role": "output", "type": "string"}},
+           "script": {"language": "ale", "script": "{:greeting (str \"hi \" name)}"}})
+}
+
+/// An HTTP step whose health check can never succeed (nothing listens on port 1).
+fn shout() -> Value {
+    json!({"id": "shout", "name": "Shout", "type": "sync",
+           "attributes": {"greeting": {"role": "required", "type": "string"},
+                          "style": {"role": "optional", "type": "string"},
+                          "loud": {"role": "output", "type": "string"}},
+           "http": {"endpoint": "http://127.0.0.1:1/shout",
+                    "health_check": "http://127.0.0.1:1/health"}})
+}
+
+async fn wait_unhealthy(client: &reqwest::Client, base: &str, step: &str) {
+    let deadline = tokio::time::Instant::now() + LIVE;
+    loop {
+        let health: Value = client
+            .get(format!("{base}/engine/health/{step}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if health["status"] == "unhealthy" {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{step}: {health}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// WCAG contrast ratio of an element's text colour against the page background.
+const CONTRAST: &str = r#"
+const rgb = (s) => s.match(/[\d.]+/g).slice(0, 3).map(Number);
+const lum = (c) => { const [r, g, b] = c.map((v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; }); return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+const ratio = (a, b) => { const [x, y] = [lum(a), lum(b)].sort((p, q) => q - p); return (x + 0.05) / (y + 0.05); };
+const bg = rgb(getComputedStyle(document.body).backgroundColor);
+return [...document.querySelectorAll(arguments_css)].map((e) => ratio(rgb(getComputedStyle(e).color), bg));
+"#;
+
+async fn contrasts(browser: &Browser, css: &str) -> Vec<f64> {
+    let script = CONTRAST.replace("arguments_css", &format!("{css:?}"));
+    browser
+        .eval(&script)
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_catalog_shows_every_step_as_a_graph_and_stays_live() {
+    let (engine, client) = start_engine("console-catalog").await;
+    let base = engine.base.clone();
+    register_step(&client, &base, &greet()).await;
+    register_step(&client, &base, &shout()).await;
+    wait_unhealthy(&client, &base, "shout").await;
+    let browser = Browser::open(&base, 1280, 800).await;
+
+    // `/` leads to the console; the steps are nodes, their attributes pills, edges per role.
+    browser.goto("/").await;
+    assert_eq!(browser.client.current_url().await.unwrap().path(), "/ui/");
+    browser.goto("/ui/steps").await;
+    assert_eq!(browser.count("svg.graph [data-step]").await, 2);
+    for attribute in ["name", "greeting", "style", "loud"] {
+        assert_eq!(
+            browser
+                .count(&format!("svg.graph [data-attribute={attribute:?}]"))
+                .await,
+            1,
+            "{attribute}"
+        );
+    }
+    assert_eq!(browser.count("svg.graph path.edge.optional").await, 1);
+    assert_eq!(browser.count("svg.graph path.edge.required").await, 2);
+    assert_eq!(browser.count("svg.graph path.edge.output").await, 2);
+    let node = browser.text("svg.graph [data-step=shout]").await;
+    assert!(
+        node.contains("in greeting: string") && node.contains("out loud: string"),
+        "{node}"
+    );
+    // The table: type, what it runs, health with the error.
+    let shout_row = browser.text("tr[data-step=shout]").await;
+    assert!(shout_row.contains("sync"), "{shout_row}");
+    assert!(
+        shout_row.contains("http://127.0.0.1:1/shout"),
+        "{shout_row}"
+    );
+    assert!(shout_row.contains("unhealthy"), "{shout_row}");
+    assert!(
+        !browser
+            .text("tr[data-step=shout] .health-error")
+            .await
+            .is_empty()
+    );
+    let greet_row = browser.text("tr[data-step=greet]").await;
+    assert!(
+        greet_row.contains("script") && greet_row.contains("healthy"),
+        "{greet_row}"
+    );
+    assert!(greet_row.contains("(str \"hi \" name)"), "{greet_row}");
+    assert_eq!(
+        browser
+            .count("svg.graph .step.health-unhealthy[data-step=shout]")
+            .await,
+        1
+    );
+    browser.screenshot("steps").await;
+
+    // Another client registers, updates and removes steps: the open page follows without a
+    // reload (a marker set on the page survives).
+    browser.wait_count("main[data-live-state=open]", 1).await;
+    browser.eval("window.argyllMarker = 42; return null;").await;
+    register_step(
+        &client,
+        &base,
+        &json!({"id": "whisper", "name": "Whisper", "type": "script",
+                "attributes": {"loud": {"role": "required", "type": "string"},
+                               "quiet": {"role": "output"}},
+                "script": {"language": "lua", "script": "return {quiet = 'psst'}"}}),
+    )
+    .await;
+    browser.wait_count("svg.graph [data-step=whisper]", 1).await;
+    browser
+        .wait_count("svg.graph [data-attribute=quiet]", 1)
+        .await;
+    let mut renamed = shout();
+    renamed["name"] = json!("Shout louder");
+    let (status, body) = send(
+        &client,
+        reqwest::Method::PUT,
+        &format!("{base}/engine/step/shout"),
+        &renamed,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let deadline = tokio::time::Instant::now() + LIVE;
+    while !browser
+        .text("tr[data-step=shout]")
+        .await
+        .contains("Shout louder")
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the rename never showed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let deleted = client
+        .delete(format!("{base}/engine/step/whisper"))
+        .send()
+        .await
+        .unwrap();
+    assert!(deleted.status().is_success());
+    browser.wait_count("svg.graph [data-step=whisper]", 0).await;
+    browser.wait_count("tr[data-step=whisper]", 0).await;
+    assert_eq!(browser.eval("return window.argyllMarker;").await, json!(42));
+    browser.screenshot("steps-live").await;
+
+    assert_eq!(browser.errors(&[]).await, Vec::<String>::new());
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_page_deep_links_not_found_keyboard_themes_and_a_phone() {
+    let (engine, client) = start_engine("console-engine").await;
+    let base = engine.base.clone();
+    register_step(&client, &base, &greet()).await;
+    register_step(&client, &base, &shout()).await;
+    wait_unhealthy(&client, &base, "shout").await;
+    let info: Value = client
+        .get(format!("{base}/engine/info"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["store"], "local", "{info}");
+    let browser = Browser::open(&base, 1280, 800).await;
+
+    // Opened directly (a deep link): version, store, health of every step.
+    browser.goto("/ui/engine").await;
+    assert_eq!(
+        browser.text("#version").await,
+        info["version"].as_str().unwrap()
+    );
+    assert_eq!(browser.text("#store").await, "local");
+    assert_eq!(
+        browser.text("#step-health").await,
+        "1 healthy, 1 unhealthy, 0 unknown"
+    );
+    assert!(
+        browser
+            .text("tr[data-step=shout]")
+            .await
+            .contains("unhealthy")
+    );
+    browser.screenshot("engine").await;
+
+    // Back and forward between pages.
+    browser.goto("/ui/steps").await;
+    browser.client.back().await.unwrap();
+    assert_eq!(
+        browser.client.current_url().await.unwrap().path(),
+        "/ui/engine"
+    );
+    browser.client.forward().await.unwrap();
+    assert_eq!(
+        browser.client.current_url().await.unwrap().path(),
+        "/ui/steps"
+    );
+
+    // The keyboard reaches the navigation, the theme switch and every step in the graph.
+    let mut reached = Vec::new();
+    for _ in 0..12 {
+        let tab = KeyActions::new("keyboard".into())
+            .then(KeyAction::Down { value: '\u{e004}' })
+            .then(KeyAction::Up { value: '\u{e004}' });
+        browser.client.perform_actions(tab).await.unwrap();
+        let label = browser
+            .eval(
+                "const e = document.activeElement; \
+                 return e.getAttribute('href') || e.getAttribute('data-theme-toggle') !== null && 'theme' || e.tagName;",
+            )
+            .await;
+        reached.push(label.as_str().unwrap_or_default().to_owned());
+    }
+    for wanted in [
+        "/ui/steps",
+        "/ui/engine",
+        "theme",
+        "#step-greet",
+        "#step-shout",
+    ] {
+        assert!(
+            reached.iter().any(|r| r == wanted),
+            "{wanted} not in {reached:?}"
+        );
+    }
+
+    // Both themes: the switch turns the page dark and back, the choice survives a reload,
+    // and text keeps a contrast of at least 4.5:1.
+    let light = browser
+        .eval("return getComputedStyle(document.body).backgroundColor;")
+        .await;
+    for theme in ["dark", "light"] {
+        browser
+            .client
+            .find(Locator::Css("[data-theme-toggle]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        assert_eq!(
+            browser
+                .eval("return document.documentElement.dataset.theme;")
+                .await,
+            json!(theme)
+        );
+        browser.client.refresh().await.unwrap();
+        assert_eq!(
+            browser
+                .eval("return document.documentElement.dataset.theme;")
+                .await,
+            json!(theme)
+        );
+        let background = browser
+            .eval("return getComputedStyle(document.body).backgroundColor;")
+            .await;
+        assert_eq!(
+            background == light,
+            theme == "light",
+            "{theme}: {background}"
+        );
+        for ratio in contrasts(&browser, "h1, td, th, .summary, nav a, figcaption").await {
+            assert!(ratio >= 4.5, "{theme}: contrast {ratio:.2}");
+        }
+        browser.screenshot(&format!("steps-{theme}")).await;
+    }
+
+    // A page that does not exist says so (status 404), not a spinner.
+    browser.goto("/ui/no/such/page").await;
+    assert_eq!(browser.text("h1").await, "Not found");
+    let missing = client
+        .get(format!("{base}/ui/no/such/page"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    browser.screenshot("not-found").await;
+
+    // A phone-sized window: the page does not scroll sideways (the graph scrolls in its box),
+    // the navigation stays visible.
+    browser.client.set_window_size(390, 844).await.unwrap();
+    for page in ["/ui/steps", "/ui/engine"] {
+        browser.goto(page).await;
+        let overflow = browser
+            .eval("return document.documentElement.scrollWidth - window.innerWidth;")
+            .await;
+        assert!(
+            overflow.as_f64().unwrap() <= 0.0,
+            "{page}: {overflow} px too wide"
+        );
+        assert!(
+            browser
+                .client
+                .find(Locator::Css("nav a[href='/ui/engine']"))
+                .await
+                .unwrap()
+                .is_displayed()
+                .await
+                .unwrap()
+        );
+        browser
+            .screenshot(&format!("phone-{}", page.trim_start_matches("/ui/")))
+            .await;
+    }
+
+    // The only console error is the 404 of the missing page itself.
+    assert_eq!(
+        browser
+            .errors(&["no/such/page - Failed to load resource"])
+            .await,
+        Vec::<String>::new()
+    );
+    browser.close().await;
+}
