@@ -92,11 +92,12 @@ impl Browser {
     }
 
     /// The text of the first element matching `css`, read in one step (a live refresh may
-    /// replace the element between a find and a read).
+    /// replace the element between a find and a read); the text as rendered, or the text
+    /// content of what is not rendered (closed details, SVG).
     async fn text(&self, css: &str) -> String {
         let script = format!(
             "const e = document.querySelector({css:?}); \
-             return e === null ? null : (e.innerText ?? e.textContent);"
+             return e === null ? null : (e.innerText || e.textContent);"
         );
         match self.eval(&script).await {
             Value::String(text) => text.trim().to_owned(),
@@ -128,7 +129,9 @@ impl Browser {
         }
     }
 
+    /// A screenshot of the top of the page.
     async fn screenshot(&self, name: &str) {
+        self.eval("window.scrollTo(0, 0); return null;").await;
         let png = self.client.screenshot().await.unwrap();
         let dir = screenshot_dir();
         std::fs::create_dir_all(&dir).unwrap();
@@ -504,6 +507,324 @@ async fn the_engine_page_deep_links_not_found_keyboard_themes_and_a_phone() {
     assert_eq!(
         browser
             .errors(&["no/such/page - Failed to load resource"])
+            .await,
+        Vec::<String>::new()
+    );
+    browser.close().await;
+}
+
+// ------------------------------------------------------------------ the flow view
+
+/// What the step service of the flow-view test saw: the webhook URLs of `approve` calls.
+type Webhooks = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+async fn order_steps(webhooks: Webhooks) -> String {
+    use axum::Json;
+    use axum::routing::post;
+    let app = axum::Router::new()
+        .route(
+            "/approve",
+            post(move |Json(body): Json<Value>| {
+                let webhooks = webhooks.clone();
+                async move {
+                    let url = body["metadata"]["webhook_url"].as_str().unwrap().to_owned();
+                    webhooks.lock().unwrap().push(url);
+                    (
+                        axum::http::StatusCode::ACCEPTED,
+                        Json(json!({"success": true})),
+                    )
+                }
+            }),
+        )
+        .route(
+            "/notify",
+            post(|| async { Json(json!({"success": true, "outputs": {"sent": "yes"}})) }),
+        )
+        .route(
+            "/explode",
+            post(|| async {
+                Json(json!({"success": false, "error": "boom: the warehouse is closed"}))
+            }),
+        );
+    support::serve_steps(app).await
+}
+
+async fn register_order_steps(client: &reqwest::Client, base: &str, steps: &str) {
+    for step in [
+        json!({"id": "prep", "name": "Prepare", "type": "script",
+               "attributes": {"order": {"role": "required", "type": "object"},
+                              "items": {"role": "output", "type": "array"}},
+               "script": {"language": "ale", "script": "{:items (:items order)}"}}),
+        json!({"id": "pack", "name": "Pack", "type": "script",
+               "attributes": {"items": {"role": "required", "type": "array", "for_each": true},
+                              "packed": {"role": "output"}},
+               "script": {"language": "lua", "script": "return {packed = 'box of ' .. items}"}}),
+        json!({"id": "approve", "name": "Approve", "type": "async",
+               "attributes": {"packed": {"role": "required"},
+                              "approved": {"role": "output", "type": "boolean"}},
+               "http": {"endpoint": format!("{steps}/approve")}}),
+        json!({"id": "notify", "name": "Notify", "type": "sync",
+               "attributes": {"approved": {"role": "required", "type": "boolean"},
+                              "note": {"role": "optional", "type": "string"},
+                              "sent": {"role": "output", "type": "string"}},
+               "http": {"endpoint": format!("{steps}/notify")}}),
+        json!({"id": "audit", "name": "Audit", "type": "script",
+               "attributes": {"order": {"role": "required", "type": "object"},
+                              "audited": {"role": "output"}},
+               "predicate": {"language": "ale", "script": "false"},
+               "script": {"language": "ale", "script": "{:audited true}"}}),
+        json!({"id": "explode", "name": "Explode", "type": "sync",
+               "attributes": {"order": {"role": "required", "type": "object"},
+                              "shipped": {"role": "output"}},
+               "http": {"endpoint": format!("{steps}/explode")}}),
+        json!({"id": "wrap", "name": "Wrap", "type": "flow",
+               "attributes": {"order": {"role": "required", "type": "object"},
+                              "items": {"role": "output", "type": "array"}},
+               "flow": {"goals": ["prep"]}}),
+    ] {
+        register_step(client, base, &step).await;
+    }
+}
+
+async fn start_flow(client: &reqwest::Client, base: &str, id: &str, goals: &[&str]) {
+    let (status, body) = send(
+        client,
+        reqwest::Method::POST,
+        &format!("{base}/engine/flow"),
+        &json!({"id": id, "goals": goals, "init": {"order": {"items": ["cup", "pot", "jar"]}}}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+}
+
+/// Waits until the API says `flow` has `status`.
+async fn wait_flow(client: &reqwest::Client, base: &str, flow: &str, status: &str) -> Value {
+    let state: Value = client
+        .get(format!("{base}/engine/flow/{flow}?wait=20s"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(state["status"], status, "{state}");
+    state
+}
+
+async fn class_of(browser: &Browser, css: &str) -> String {
+    browser
+        .eval(&format!(
+            "const e = document.querySelector({css:?}); return e && e.getAttribute('class');"
+        ))
+        .await
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_flow_view_shows_the_plan_steps_values_events_and_follows_the_flow_live() {
+    let (engine, client) = start_engine("console-flow").await;
+    let base = engine.base.clone();
+    let webhooks = Webhooks::default();
+    let steps = order_steps(webhooks.clone()).await;
+    register_order_steps(&client, &base, &steps).await;
+    start_flow(&client, &base, "order-1", &["notify", "audit"]).await;
+    // The flow waits for `approve`'s webhook: the step service has been called.
+    let deadline = tokio::time::Instant::now() + LIVE;
+    while webhooks.lock().unwrap().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "approve was never called"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let browser = Browser::open(&base, 1280, 800).await;
+    browser.goto("/ui/flow/order-1").await;
+    assert_eq!(browser.text("#flow-status").await, "active");
+    // The plan, each step in its state; the fan-out shows its items done / total.
+    for (step, status) in [
+        ("prep", "completed"),
+        ("pack", "completed"),
+        ("approve", "active"),
+        ("notify", "pending"),
+        ("audit", "skipped"),
+    ] {
+        let class = class_of(&browser, &format!("svg.graph [data-step={step}]")).await;
+        assert!(
+            class.contains(&format!("status-{status}")),
+            "{step}: {class}"
+        );
+    }
+    assert!(
+        browser
+            .text("svg.graph [data-step=pack]")
+            .await
+            .contains("3/3 items")
+    );
+    assert_eq!(browser.count("svg.graph [data-attribute]").await, 7);
+    // Selecting a step opens its details: inputs, outputs, work items with attempts.
+    browser
+        .client
+        .find(Locator::Css("svg.graph a[href='#exec-pack']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(
+        browser
+            .eval("return document.getElementById('exec-pack').open;")
+            .await,
+        json!(true)
+    );
+    assert_eq!(
+        browser.count("#exec-pack table.work-items tbody tr").await,
+        3
+    );
+    let pack = browser.text("#exec-pack").await;
+    assert!(
+        pack.contains("box of cup") && pack.contains("\"items\""),
+        "{pack}"
+    );
+    assert_eq!(
+        browser.text("#exec-pack tbody tr td:nth-child(3)").await,
+        "1"
+    );
+    // The skipped step says why.
+    browser.goto("/ui/flow/order-1#exec-audit").await;
+    assert!(!browser.text("#exec-audit .step-error").await.is_empty());
+    assert!(
+        browser
+            .text("#exec-audit")
+            .await
+            .contains("Skipped because")
+    );
+    // Attribute values and who provided them.
+    assert_eq!(
+        browser.text("tr[data-attribute=order] td:last-child").await,
+        "init"
+    );
+    assert_eq!(
+        browser.text("tr[data-attribute=items] td:last-child").await,
+        "prep"
+    );
+    assert!(
+        browser
+            .text("tr[data-attribute=items]")
+            .await
+            .contains("[\"cup\",\"pot\",\"jar\"]")
+    );
+    // The timeline: every event so far, expandable to its payload.
+    let events = client
+        .get(format!("{base}/engine/flow/order-1/events"))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(
+        browser.count("ol.timeline li").await,
+        events["count"].as_u64().unwrap() as usize
+    );
+    assert_eq!(class_of(&browser, "ol.timeline li").await, "");
+    assert_eq!(
+        browser
+            .eval("return document.querySelector('ol.timeline li').dataset.type;")
+            .await,
+        json!("flow_started")
+    );
+    browser.screenshot("flow-active").await;
+
+    // Another client completes the async step: the open page follows to the end, no reload.
+    browser.wait_count("main[data-live-state=open]", 1).await;
+    browser.eval("window.argyllMarker = 7; return null;").await;
+    let url = webhooks.lock().unwrap()[0].clone();
+    let done = client
+        .post(url)
+        .json(&json!({"success": true, "outputs": {"approved": true}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(done.status().is_success());
+    wait_flow(&client, &base, "order-1", "completed").await;
+    let deadline = tokio::time::Instant::now() + LIVE;
+    while browser.text("#flow-status").await != "completed" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the page never showed the end"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for step in ["approve", "notify"] {
+        let class = class_of(&browser, &format!("svg.graph [data-step={step}]")).await;
+        assert!(class.contains("status-completed"), "{step}: {class}");
+    }
+    assert_eq!(
+        browser.text("tr[data-attribute=sent] td:last-child").await,
+        "notify"
+    );
+    assert_eq!(browser.eval("return window.argyllMarker;").await, json!(7));
+    browser.screenshot("flow-completed").await;
+
+    // A failed flow shows its error and the failed step's.
+    start_flow(&client, &base, "order-2", &["explode"]).await;
+    wait_flow(&client, &base, "order-2", "failed").await;
+    browser.goto("/ui/flow/order-2").await;
+    assert_eq!(browser.text("#flow-status").await, "failed");
+    assert!(browser.text("#flow-error").await.contains("boom"));
+    assert!(
+        class_of(&browser, "svg.graph [data-step=explode]")
+            .await
+            .contains("status-failed")
+    );
+    assert!(
+        browser
+            .text("#exec-explode .step-error")
+            .await
+            .contains("boom")
+    );
+    browser.screenshot("flow-failed").await;
+
+    // A flow step links to its child flow, and the child back to its parent.
+    start_flow(&client, &base, "parent-1", &["wrap"]).await;
+    wait_flow(&client, &base, "parent-1", "completed").await;
+    browser.goto("/ui/flow/parent-1#exec-wrap").await;
+    browser
+        .client
+        .find(Locator::Css("#exec-wrap a.child-link"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let child = browser.text("#flow-id").await;
+    assert!(child.starts_with("parent-1:wrap:"), "{child}");
+    assert_eq!(browser.text("#flow-status").await, "completed");
+    browser
+        .client
+        .find(Locator::Css("#parent-link"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(browser.text("#flow-id").await, "parent-1");
+
+    // A flow nobody knows: "not found" (404), not a spinner.
+    browser.goto("/ui/flow/no-such-flow").await;
+    assert_eq!(browser.text("h1").await, "Flow not found");
+    let missing = client
+        .get(format!("{base}/ui/flow/no-such-flow"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+
+    assert_eq!(
+        browser
+            .errors(&["no-such-flow - Failed to load resource"])
             .await,
         Vec::<String>::new()
     );

@@ -50,7 +50,13 @@ function setUpLive(region) {
       url.searchParams.set("fragment", "1");
       const response = await fetch(url, { headers: { accept: "text/html" }, cache: "no-store" });
       if (response.ok || response.status === 404) {
-        region.innerHTML = await response.text();
+        const html = await response.text();
+        const open = [...region.querySelectorAll("details[open][id]")].map((d) => d.id);
+        region.innerHTML = html;
+        for (const id of open) {
+          const details = document.getElementById(id);
+          if (details) details.open = true;
+        }
         region.dataset.liveRefreshes = String(Number(region.dataset.liveRefreshes || 0) + 1);
       }
     } catch {
@@ -79,7 +85,8 @@ function setUpLive(region) {
     current.addEventListener("message", (message) => {
       let event;
       try { event = JSON.parse(message.data); } catch { return; }
-      if (events.has(event.type)) refresh();
+      if (event.type === "subscribed") return;
+      if (events.size === 0 || events.has(event.type)) refresh();
     });
     current.addEventListener("close", () => {
       if (socket !== current) return; // closed on purpose (the page was left)
@@ -104,6 +111,18 @@ function setUpLive(region) {
   connect();
 }
 
+// A link to a step's details (#exec-<step>) opens them.
+function openTarget() {
+  const id = decodeURIComponent(location.hash.slice(1));
+  const target = id ? document.getElementById(id) : null;
+  if (target instanceof HTMLDetailsElement) {
+    target.open = true;
+    target.scrollIntoView({ block: "nearest" });
+  }
+}
+
 setUpTheme();
+addEventListener("hashchange", openTarget);
+openTarget();
 const live = document.querySelector("main[data-live]");
 if (live) setUpLive(live);

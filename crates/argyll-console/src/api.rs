@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use argyll_model::{HealthState, Step};
+use argyll_model::{FlowState, HealthState, Step};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -85,6 +85,23 @@ pub(crate) struct EngineInfo {
     /// The instance's id.
     #[serde(default)]
     pub instance_id: String,
+    /// The longest id (child flow ids longer than this are hashed).
+    #[serde(default)]
+    pub max_id_length: usize,
+}
+
+/// A page of `GET /engine/flow/{id}/events`.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub(crate) struct EventPage {
+    /// The events as the API gives them (envelopes).
+    #[serde(default)]
+    pub events: Vec<serde_json::Value>,
+    /// Whether they were read from the archive.
+    #[serde(default)]
+    pub archived: bool,
+    /// The first sequence of the next page, when there is one.
+    #[serde(default)]
+    pub next_from: Option<u64>,
 }
 
 /// A client of the public API.
@@ -130,6 +147,32 @@ impl Api {
         self.get("/engine/info").await
     }
 
+    /// A flow's state; `None` when the API does not know it (404).
+    pub(crate) async fn flow(&self, id: &str) -> Result<Option<FlowState>, ApiError> {
+        match self
+            .get(&format!("/engine/flow/{}", path_segment(id)))
+            .await
+        {
+            Ok(state) => Ok(Some(state)),
+            Err(ApiError::Status { status: 404, .. }) => Ok(None),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Up to `limit` of a flow's events from sequence `from`.
+    pub(crate) async fn events(
+        &self,
+        id: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<EventPage, ApiError> {
+        self.get(&format!(
+            "/engine/flow/{}/events?from={from}&limit={limit}",
+            path_segment(id)
+        ))
+        .await
+    }
+
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ApiError> {
         let url = format!("{}{path}", self.base);
         let unreachable = |e: reqwest::Error| ApiError::Unreachable {
@@ -160,5 +203,31 @@ impl Api {
             url,
             reason: e.to_string(),
         })
+    }
+}
+
+/// `text` as one URL path segment (percent-encoded: ids may hold `/`, `?`, `#`, spaces...).
+pub(crate) fn path_segment(text: &str) -> String {
+    let mut encoded = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~' | b':') {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_encoded_as_one_path_segment() {
+        assert_eq!(path_segment("plain-id_1.x~"), "plain-id_1.x~");
+        assert_eq!(path_segment("a/b?c#d e"), "a%2Fb%3Fc%23d%20e");
+        assert_eq!(path_segment("parent:step:token"), "parent:step:token");
+        assert_eq!(path_segment("é"), "%C3%A9");
     }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use argyll_model::{AttributeRole, HealthState, HealthStatus, Step};
+use argyll_model::{AttributeRole, Step};
 use maud::{Markup, html};
 
 use crate::layout::{Graph, Layout, Point, Size, Spacing, layered};
@@ -41,8 +41,9 @@ pub(crate) struct StepGraph<'a> {
 }
 
 impl<'a> StepGraph<'a> {
-    pub(crate) fn new(steps: &'a [Step]) -> StepGraph<'a> {
-        let mut nodes: Vec<Node<'a>> = steps.iter().map(Node::Step).collect();
+    pub(crate) fn new(steps: impl IntoIterator<Item = &'a Step>) -> StepGraph<'a> {
+        let steps: Vec<&'a Step> = steps.into_iter().collect();
+        let mut nodes: Vec<Node<'a>> = steps.iter().copied().map(Node::Step).collect();
         let mut attributes: BTreeMap<&'a str, usize> = BTreeMap::new();
         let mut edges = Vec::new();
         for (index, step) in steps.iter().enumerate() {
@@ -75,8 +76,8 @@ impl<'a> StepGraph<'a> {
         }
     }
 
-    /// The SVG drawing; `health` colours each step's status dot.
-    pub(crate) fn svg(&self, health: &BTreeMap<String, HealthState>) -> Markup {
+    /// The SVG drawing; `decorate` says how each step is shown (its state and link).
+    pub(crate) fn svg(&self, decorate: &dyn Fn(&Step) -> Decoration) -> Markup {
         let (width, height) = (self.layout.width.ceil(), self.layout.height.ceil());
         html! {
             svg.graph xmlns="http://www.w3.org/2000/svg" role="img"
@@ -97,7 +98,7 @@ impl<'a> StepGraph<'a> {
                 @for (node, placed) in self.nodes.iter().zip(&self.layout.nodes) {
                     @match node {
                         Node::Step(step) => {
-                            (step_node(step, health.get(step.id.as_str()), placed.x, placed.y, placed.height))
+                            (step_node(step, &decorate(step), placed.x, placed.y, placed.height))
                         }
                         Node::Attribute(name) => {
                             g.attribute data-attribute=(name) transform=(translate(placed.x, placed.y)) {
@@ -125,16 +126,18 @@ fn size_of(node: &Node<'_>) -> Size {
     }
 }
 
-fn step_node(step: &Step, health: Option<&HealthState>, x: f64, y: f64, height: f64) -> Markup {
-    let status = health.map_or(HealthStatus::Unknown, |h| h.status);
+fn step_node(step: &Step, decoration: &Decoration, x: f64, y: f64, height: f64) -> Markup {
     html! {
-        a href={ "#step-" (step.id) } {
-            g class={ "step health-" (status.as_str()) } data-step=(step.id) transform=(translate(x, y)) {
-                title { (step.name) " (" (step.id) "), " (step.step_type.as_str()) ", " (status.as_str()) }
+        a href=(decoration.href) {
+            g class={ "step " (decoration.class) } data-step=(step.id) transform=(translate(x, y)) {
+                title { (step.name) " (" (step.id) "), " (step.step_type.as_str()) ", " (decoration.state) }
                 rect width=(STEP_WIDTH) height=(height) rx="6" {}
-                circle.health cx=(STEP_WIDTH - 12.0) cy="12" r="5" {}
+                circle.state cx=(STEP_WIDTH - 12.0) cy="12" r="5" {}
                 text.name x="10" y="17" { (cut(&step.name)) }
-                text.kind x="10" y=(LINE + 17.0) { (step.step_type.as_str()) " · " (cut(&step.id)) }
+                text.kind x="10" y=(LINE + 17.0) {
+                    (step.step_type.as_str()) " · " (cut(&step.id))
+                    @if let Some(note) = &decoration.note { " · " (note) }
+                }
                 @for (line, (name, spec)) in step.attributes.iter().enumerate() {
                     text class={ "attr " (spec.role.as_str()) } x="10" y=(LINE * (line as f64 + 2.0) + 21.0) {
                         (role_mark(&spec.role)) " " (cut(name))
@@ -144,6 +147,16 @@ fn step_node(step: &Step, health: Option<&HealthState>, x: f64, y: f64, height: 
             }
         }
     }
+}
+
+/// How one step is shown: a CSS class for its state, the state in words, an optional note
+/// (work items done / total) and where its box links to.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Decoration {
+    pub class: String,
+    pub state: String,
+    pub note: Option<String>,
+    pub href: String,
 }
 
 fn role_mark(role: &AttributeRole) -> &'static str {
@@ -219,6 +232,12 @@ mod tests {
                                "k": {"role": "const", "default": "1"}}})),
         ];
         let graph = StepGraph::new(&steps);
+        let plain = |step: &Step| Decoration {
+            class: "health-unknown".into(),
+            state: "unknown".into(),
+            note: None,
+            href: format!("#step-{}", step.id),
+        };
         assert_eq!(
             graph.nodes,
             vec![
@@ -236,7 +255,7 @@ mod tests {
                 (3, 1, EdgeKind::Optional)
             ]
         );
-        let svg = graph.svg(&BTreeMap::new()).into_string();
+        let svg = graph.svg(&plain).into_string();
         assert_eq!(svg.matches("class=\"edge optional\"").count(), 1);
         assert_eq!(svg.matches("class=\"edge required\"").count(), 1);
         assert!(svg.contains("data-step=\"a\"") && svg.contains("data-attribute=\"x\""));
@@ -253,7 +272,9 @@ mod tests {
         let steps = vec![step(
             serde_json::json!({"id": "<x>", "name": "<b>", "type": "script"}),
         )];
-        let svg = StepGraph::new(&steps).svg(&BTreeMap::new()).into_string();
+        let svg = StepGraph::new(&steps)
+            .svg(&|_| Decoration::default())
+            .into_string();
         assert!(svg.contains("&lt;b&gt;") && !svg.contains("<b>"));
     }
 }

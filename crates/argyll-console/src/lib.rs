@@ -67,6 +67,7 @@ pub fn router(config: ConsoleConfig) -> Router {
         .route("/ui/", get(pages::catalog::page))
         .route("/ui/steps", get(pages::catalog::page))
         .route("/ui/engine", get(pages::engine::page))
+        .route("/ui/flow/{id}", get(pages::flow::page))
         .route("/ui/assets/{file}", get(assets::serve))
         .route("/ui/{*rest}", get(pages::not_found))
         .with_state(console)

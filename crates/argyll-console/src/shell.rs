@@ -20,13 +20,21 @@ pub(crate) struct Fragment {
 }
 
 impl Fragment {
+    /// From the value of a `fragment` parameter read with other parameters.
+    pub(crate) fn from_flag(flag: Option<&str>) -> Fragment {
+        Fragment {
+            fragment: flag.map(str::to_owned),
+        }
+    }
+
     fn wanted(&self) -> bool {
         matches!(self.fragment.as_deref(), Some("1" | "true"))
     }
 }
 
 /// What keeps a page live: the WebSocket subscription (JSON of the `subscribe` message's
-/// `data`) and the event types after which the live region is fetched again.
+/// `data`) and the event types after which the live region is fetched again (none listed:
+/// after any event of the subscription).
 #[derive(Debug)]
 pub(crate) struct Live {
     pub subscribe: String,

@@ -35,6 +35,7 @@ pub(crate) async fn info<S: Store>(State(app): State<AppState<S>>) -> Response {
         "version": env!("CARGO_PKG_VERSION"),
         "store": app.config.store_name,
         "instance_id": app.engine.config().instance_id,
+        "max_id_length": app.engine.config().max_id_length,
     }))
     .into_response()
 }
@@ -315,11 +316,34 @@ async fn read_archived<S: Store>(
     })
 }
 
+#[derive(Deserialize)]
+pub(crate) struct EventsQuery {
+    from: Option<String>,
+    limit: Option<String>,
+}
+
 /// `GET /engine/flow/{id}/events`: the flow's event log, from the store or the archive.
+/// Additions: `from` (first sequence, default 0) and `limit` (most events, default all); a
+/// page that stops before the end says where the next one starts (`next_from`).
 pub(crate) async fn flow_events<S: Store>(
     State(app): State<AppState<S>>,
     Path(flow_id): Path<String>,
+    Query(query): Query<EventsQuery>,
 ) -> ApiResult {
+    let whole = |name: &str, text: Option<&str>, least: u64| -> Result<Option<u64>, ApiError> {
+        match text {
+            None | Some("") => Ok(None),
+            Some(text) => match text.parse::<u64>() {
+                Ok(value) if value >= least => Ok(Some(value)),
+                _ => Err(ApiError::bad_request(format!(
+                    "invalid {name}: {text} (expected a whole number of at least {least})"
+                ))),
+            },
+        }
+    };
+    let from = whole("from", query.from.as_deref(), 0)?.unwrap_or(0);
+    let limit = whole("limit", query.limit.as_deref(), 1)?
+        .map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
     let aggregate = argyll_events::AggregateId::Flow(flow_id.clone());
     let events = app
         .engine
@@ -327,16 +351,25 @@ pub(crate) async fn flow_events<S: Store>(
         .read(&aggregate, 0)
         .await
         .map_err(|e| ApiError::failed("read flow events", e.into()))?;
+    let page = |all: &[&argyll_events::EventEnvelope], archived: bool| {
+        let start = usize::try_from(from).unwrap_or(usize::MAX).min(all.len());
+        let end = start.saturating_add(limit).min(all.len());
+        let events = all.get(start..end).unwrap_or_default();
+        let mut body = json!({"events": events, "count": events.len(), "archived": archived});
+        if let (true, Some(map)) = (end < all.len(), body.as_object_mut()) {
+            map.insert("next_from".into(), json!(end));
+        }
+        body
+    };
     if !events.is_empty() {
         let events: Vec<&argyll_events::EventEnvelope> = events.iter().map(AsRef::as_ref).collect();
-        return ok(json!({"events": events, "count": events.len(), "archived": false}));
+        return ok(page(&events, false));
     }
     match read_archived(&app, &flow_id).await? {
-        Some(archived) => ok(json!({
-            "events": archived.events,
-            "count": archived.events.len(),
-            "archived": true,
-        })),
+        Some(archived) => {
+            let events: Vec<&argyll_events::EventEnvelope> = archived.events.iter().collect();
+            ok(page(&events, true))
+        }
         None => Err(ApiError::not_found(format!("flow not found: {flow_id}"))),
     }
 }

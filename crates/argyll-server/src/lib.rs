@@ -5,8 +5,10 @@
 //! the contract's changed codes), the webhook (`api.md` §2, decision 14), the WebSocket event
 //! stream (`api.md` §4), CORS, a request-body limit and graceful shutdown. Beyond the
 //! original: `GET /engine/flow/{id}?wait=5s` long-polls until the flow is terminal, and
-//! `GET /engine/flow` takes `status`, `limit` and `cursor`; `GET /engine/info` gives the
-//! version, store and instance id; engine-aggregate subscribers get
+//! `GET /engine/flow` takes `status`, `limit` and `cursor`; `GET /engine/flow/{id}/events`
+//! takes `from` and `limit` (and says `next_from`); `GET /engine/info` gives the version,
+//! store, instance id and id length limit; [`router_with`]/[`serve_with`] mount more routes
+//! (the console) beside the API; engine-aggregate subscribers get
 //! `flow_activated`/`flow_deactivated` (derived from the flow feed).
 //!
 //! Every way in is bounded (decision 25): request bodies by size and by time, connections by

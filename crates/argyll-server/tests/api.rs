@@ -390,6 +390,52 @@ async fn long_poll_returns_the_finished_flow_or_the_current_state() {
         (status, body["error"].as_str()),
         (404, Some("flow not found: none"))
     );
+    // The event log in pages (`from`, `limit`; `next_from` while more follow).
+    let (_, all) = server.send("GET", "/engine/flow/lp/events", None).await;
+    let count = all["count"].as_u64().unwrap();
+    assert!(count >= 4, "{all}");
+    assert!(all.get("next_from").is_none());
+    let (status, page) = server
+        .send("GET", "/engine/flow/lp/events?from=1&limit=2", None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(page["count"], 2);
+    assert_eq!(page["events"][0], all["events"][1]);
+    assert_eq!(page["events"][1], all["events"][2]);
+    assert_eq!(page["next_from"], 3);
+    let (_, last) = server
+        .send(
+            "GET",
+            &format!("/engine/flow/lp/events?from={}&limit=5", count - 1),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (last["count"].as_u64(), last.get("next_from")),
+        (Some(1), None)
+    );
+    let (_, past) = server
+        .send(
+            "GET",
+            &format!("/engine/flow/lp/events?from={}", count + 10),
+            None,
+        )
+        .await;
+    assert_eq!(past["count"], 0);
+    for bad in ["from=-1", "limit=0", "limit=many"] {
+        let (status, body) = server
+            .send("GET", &format!("/engine/flow/lp/events?{bad}"), None)
+            .await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        let field = bad.split('=').next().unwrap();
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("invalid {field}")),
+            "{body}"
+        );
+    }
     server.stop().await;
 }
 

@@ -11,7 +11,7 @@ use axum::response::Response;
 use maud::{Markup, html};
 
 use crate::Console;
-use crate::graph::StepGraph;
+use crate::graph::{Decoration, StepGraph};
 use crate::shell::{self, Fragment, Live};
 
 /// Events after which the page is fetched again.
@@ -59,7 +59,17 @@ fn catalog(steps: &[Step], health: &BTreeMap<String, HealthState>) -> Markup {
             p.empty { "No steps are registered yet." }
         } @else {
             figure.graph-box {
-                (StepGraph::new(steps).svg(health))
+                (StepGraph::new(steps).svg(&|step: &Step| {
+                    let status = health
+                        .get(step.id.as_str())
+                        .map_or(HealthStatus::Unknown, |h| h.status);
+                    Decoration {
+                        class: format!("health-{}", status.as_str()),
+                        state: status.as_str().to_owned(),
+                        note: None,
+                        href: format!("#step-{}", step.id),
+                    }
+                }))
                 figcaption {
                     "Steps (boxes) output attributes (pills) that other steps take as inputs; "
                     "dashed lines are optional inputs."

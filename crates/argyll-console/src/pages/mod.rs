@@ -2,6 +2,7 @@
 
 pub(crate) mod catalog;
 pub(crate) mod engine;
+pub(crate) mod flow;
 
 use axum::extract::Query;
 use axum::http::StatusCode;
