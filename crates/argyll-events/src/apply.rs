@@ -225,6 +225,7 @@ impl Projection for EngineState {
                         created_at: at,
                         completed_at: Timestamp::ZERO,
                         error: String::new(),
+                        goals: Vec::new(),
                     },
                 );
             }
@@ -256,6 +257,7 @@ impl Projection for EngineState {
                         created_at,
                         completed_at: payload.completed_at,
                         error: payload.error.clone(),
+                        goals: Vec::new(),
                     },
                 );
             }

@@ -96,6 +96,13 @@ pub struct FlowDigest {
         skip_serializing_if = "String::is_empty"
     )]
     pub error: String,
+    /// The flow's goals (an addition: flow listings show them; absent when not known).
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub goals: Vec<String>,
 }
 
 /// The engine aggregate's projection.

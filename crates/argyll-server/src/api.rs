@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use argyll_engine::{CatalogError, EngineError, Registration, StartFlow, flow_digest};
 use argyll_model::{Args, StepDocument, sanitize_flow_id};
-use argyll_store::{FlowOutcome, FlowPhase, FlowQuery, Store};
+use argyll_store::{FlowOrder, FlowOutcome, FlowPhase, FlowQuery, Store};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -201,6 +201,8 @@ pub(crate) struct ListQuery {
     limit: Option<String>,
     cursor: Option<String>,
     archived: Option<String>,
+    sort: Option<String>,
+    prefix: Option<String>,
 }
 
 pub(crate) async fn list_flows<S: Store>(
@@ -229,6 +231,16 @@ pub(crate) async fn list_flows<S: Store>(
             }
         },
     };
+    let order = match query.sort.as_deref() {
+        None | Some("" | "id") => FlowOrder::ById,
+        Some("recent") => FlowOrder::NewestFirst,
+        Some("oldest") => FlowOrder::OldestFirst,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "invalid sort: {other} (expected recent, oldest or id)"
+            )));
+        }
+    };
     let page = app
         .engine
         .list_flows(&FlowQuery {
@@ -244,6 +256,8 @@ pub(crate) async fn list_flows<S: Store>(
                 vec![FlowPhase::Active, FlowPhase::Deactivated]
             },
             top_level_only: true,
+            prefix: query.prefix.filter(|p| !p.is_empty()),
+            order,
             after: query.cursor.filter(|c| !c.is_empty()),
             limit,
         })

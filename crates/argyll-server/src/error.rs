@@ -88,6 +88,10 @@ impl From<EngineError> for ApiError {
             EngineError::Aggregate(AggregateError::Store(StoreError::Unavailable(_))) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            // A listing's cursor that is not one the store gave out: the client's mistake.
+            EngineError::Aggregate(AggregateError::Store(StoreError::InvalidCursor(_))) => {
+                StatusCode::BAD_REQUEST
+            }
             EngineError::Aggregate(_) | EngineError::Setup(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, error.to_string())

@@ -500,6 +500,106 @@ async fn flow_listing_filters_and_pages() {
     server.stop().await;
 }
 
+/// `sort=recent|oldest|id` and `prefix=` on `GET /engine/flow`: newest or oldest first by
+/// creation, paged with the cursor each page gives; only ids with the prefix; a bad sort or a
+/// cursor that is not one a time order gave out is a 400.
+#[tokio::test]
+async fn flow_listing_sorts_by_creation_and_filters_by_prefix() {
+    let server = server().await;
+    server.register("ok", "local://echo").await;
+    // Started in this order: creation times increase, ids do not.
+    let started = ["x-10", "y-1", "x-2", "x-1"];
+    for id in started {
+        assert_eq!(server.start(id, "ok").await, 201);
+        server
+            .send("GET", &format!("/engine/flow/{id}?wait=5s"), None)
+            .await;
+    }
+    let ids = |page: &Value| -> Vec<String> {
+        page["flows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let list = |query: String| {
+        let server = &server;
+        async move {
+            let (status, page) = server
+                .send("GET", &format!("/engine/flow?{query}"), None)
+                .await;
+            assert_eq!(status, 200, "{query}: {page}");
+            page
+        }
+    };
+    // Every page of `query`, one flow at a time.
+    let paged = |query: &'static str| {
+        let server = &server;
+        async move {
+            let mut seen = Vec::new();
+            let mut path = format!("/engine/flow?{query}&limit=1");
+            loop {
+                let (status, page) = server.send("GET", &path, None).await;
+                assert_eq!(status, 200, "{path}: {page}");
+                seen.extend(ids(&page));
+                match page["next_cursor"].as_str() {
+                    Some(cursor) => path = format!("/engine/flow?{query}&limit=1&cursor={cursor}"),
+                    None => return seen,
+                }
+            }
+        }
+    };
+    let newest = ["x-1", "x-2", "y-1", "x-10"];
+    let oldest = ["x-10", "y-1", "x-2", "x-1"];
+    let by_id = ["x-1", "x-10", "x-2", "y-1"];
+    assert_eq!(ids(&list("sort=recent".into()).await), newest);
+    assert_eq!(ids(&list("sort=oldest".into()).await), oldest);
+    assert_eq!(ids(&list("sort=id".into()).await), by_id);
+    assert_eq!(
+        ids(&list("sort=".into()).await),
+        by_id,
+        "by id is the default"
+    );
+    assert_eq!(ids(&list("status=completed".into()).await), by_id);
+    assert_eq!(paged("sort=recent").await, newest);
+    assert_eq!(paged("sort=oldest").await, oldest);
+    assert_eq!(paged("sort=id").await, by_id);
+    assert_eq!(paged("sort=recent&prefix=x-").await, ["x-1", "x-2", "x-10"]);
+
+    assert_eq!(ids(&list("prefix=x-".into()).await), ["x-1", "x-10", "x-2"]);
+    assert_eq!(ids(&list("prefix=x-1".into()).await), ["x-1", "x-10"]);
+    assert_eq!(
+        ids(&list("prefix=x-1&sort=oldest".into()).await),
+        ["x-10", "x-1"]
+    );
+    assert_eq!(
+        ids(&list("prefix=".into()).await),
+        by_id,
+        "an empty prefix is none"
+    );
+    assert!(ids(&list("prefix=zzz".into()).await).is_empty());
+    assert!(ids(&list("prefix=x-3&sort=recent".into()).await).is_empty());
+
+    let (status, body) = server.send("GET", "/engine/flow?sort=weird", None).await;
+    assert_eq!(
+        (status, body),
+        (
+            400,
+            json!({"error": "invalid sort: weird (expected recent, oldest or id)", "status": 400})
+        )
+    );
+    let (status, body) = server
+        .send("GET", "/engine/flow?sort=recent&cursor=x-1", None)
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("invalid cursor"),
+        "{body}"
+    );
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn cors_options_unknown_routes_and_body_limit() {
     let server = server_with(

@@ -1,13 +1,21 @@
 //! The flow index: entries by flow id, one key set per phase (sorted by flow id, for paging a
-//! phase without reading the others) and the deactivated flows by completion time (for
-//! `recently_deactivated` without a scan).
+//! phase without reading the others), the deactivated flows by completion time (for
+//! `recently_deactivated` without a scan) and every flow by creation time (for listings newest
+//! or oldest first that read about a page of keys). All of a flow's keys change in the batch
+//! of its entry.
 
 use std::iter::Peekable;
+use std::ops::Bound;
 
-use argyll_store::{FlowIndex, FlowIndexEntry, FlowPage, FlowPhase, FlowQuery, StoreError};
+use argyll_store::{
+    FlowIndex, FlowIndexEntry, FlowOrder, FlowPage, FlowPhase, FlowQuery, StoreError, TimeCursor,
+};
 
 use crate::error::unavailable;
-use crate::keys::{deactivated_key, flow_of_deactivated_key, phase_byte, phase_key, sortable_time};
+use crate::keys::{
+    created_key, created_key_of, deactivated_key, flow_of_created_key, flow_of_deactivated_key,
+    phase_byte, phase_key, sortable_time,
+};
 use crate::records::{decode_entry, encode_entry};
 use crate::store::{Inner, LocalStore};
 
@@ -50,6 +58,14 @@ impl Inner {
     ) -> Result<(), StoreError> {
         let spaces = &self.spaces;
         batch.insert(&spaces.index, entry.flow_id.as_str(), encode_entry(entry)?);
+        // A flow's creation time does not change once indexed; should a writer change it
+        // anyway, its key moves.
+        if old.is_none_or(|old| old.created_at != entry.created_at) {
+            if let Some(old) = old {
+                batch.remove(&spaces.created, created_key_of(old));
+            }
+            batch.insert(&spaces.created, created_key_of(entry), []);
+        }
         if let Some(old) = old {
             if old.phase != entry.phase {
                 batch.remove(&spaces.phases, phase_key(old.phase, &old.flow_id));
@@ -104,16 +120,12 @@ impl Inner {
         Ok(found)
     }
 
-    /// Every flow id after `after`, in order (the index itself).
-    fn all_ids(&self, after: Option<&str>) -> Ids {
-        let range = match after {
-            Some(after) => {
-                let mut start = after.as_bytes().to_vec();
-                // The smallest key after the cursor.
-                start.push(0);
-                self.spaces.index.range(start..)
-            }
-            None => self.spaces.index.iter(),
+    /// Every flow id from `start` on, in order (the index itself).
+    fn all_ids(&self, start: Bound<&str>) -> Ids {
+        let range = match start {
+            Bound::Unbounded => self.spaces.index.iter(),
+            Bound::Included(first) => self.spaces.index.range(first.as_bytes().to_vec()..),
+            Bound::Excluded(after) => self.spaces.index.range(just_after(after.as_bytes())..),
         };
         Box::new(range.map(|guard| {
             let key = guard.key().map_err(unavailable)?;
@@ -122,15 +134,12 @@ impl Inner {
         }))
     }
 
-    /// The flow ids of one phase set after `after`, in order.
-    fn phase_ids(&self, phase: FlowPhase, after: Option<&str>) -> Ids {
-        let start = match after {
-            Some(after) => {
-                let mut key = phase_key(phase, after);
-                key.push(0);
-                key
-            }
-            None => vec![phase_byte(phase)],
+    /// The flow ids of one phase set from `start` on, in order.
+    fn phase_ids(&self, phase: FlowPhase, start: Bound<&str>) -> Ids {
+        let start = match start {
+            Bound::Unbounded => vec![phase_byte(phase)],
+            Bound::Included(first) => phase_key(phase, first),
+            Bound::Excluded(after) => just_after(&phase_key(phase, after)),
         };
         let end = vec![phase_byte(phase).saturating_add(1)];
         Box::new(self.spaces.phases.range(start..end).map(|guard| {
@@ -140,6 +149,94 @@ impl Inner {
                 .map_err(|error| StoreError::Corrupt(format!("phase key: {error}")))
         }))
     }
+
+    /// A page by id: the index (or the merged phase sets of the query) from the cursor or the
+    /// prefix on, up to the first id past the prefix.
+    fn page_by_id(&self, query: &FlowQuery) -> Result<FlowPage, StoreError> {
+        let start = query.id_start();
+        let ids: Ids = if query.phases.is_empty() {
+            self.all_ids(start)
+        } else {
+            let mut phases = query.phases.clone();
+            phases.sort_unstable();
+            phases.dedup();
+            Box::new(Merge {
+                sources: phases
+                    .into_iter()
+                    .map(|phase| self.phase_ids(phase, start).peekable())
+                    .collect(),
+            })
+        };
+        let prefix = query.id_prefix();
+        let ids = ids.take_while(|id| id.as_ref().map_or(true, |id| id.starts_with(prefix)));
+        self.page_of(query, ids, |entry| entry.flow_id.clone())
+    }
+
+    /// A page in a time order: the by-creation keys after the cursor, forwards or backwards.
+    fn page_by_time(&self, query: &FlowQuery, newest_first: bool) -> Result<FlowPage, StoreError> {
+        let created = &self.spaces.created;
+        let cursor = query
+            .time_cursor()?
+            .map(|cursor| created_key(cursor.at, &cursor.flow_id));
+        let keys: Box<dyn Iterator<Item = fjall::Guard> + Send> = match (cursor, newest_first) {
+            (None, true) => Box::new(created.iter().rev()),
+            (None, false) => Box::new(created.iter()),
+            (Some(cursor), true) => Box::new(created.range(..cursor).rev()),
+            (Some(cursor), false) => Box::new(created.range(just_after(&cursor)..)),
+        };
+        let ids = keys.map(|guard| {
+            let key = guard.key().map_err(unavailable)?;
+            flow_of_created_key(&key)
+                .map(str::to_owned)
+                .ok_or_else(|| StoreError::Corrupt("a by-creation key without a flow id".into()))
+        });
+        self.page_of(query, ids, |entry| TimeCursor::of_entry(entry).encode())
+    }
+
+    /// The entries of `ids` (in the page's order) that match `query`, up to its limit, and the
+    /// cursor (`cursor` of the last) when more match.
+    fn page_of(
+        &self,
+        query: &FlowQuery,
+        ids: impl Iterator<Item = Result<String, StoreError>>,
+        cursor: impl Fn(&FlowIndexEntry) -> String,
+    ) -> Result<FlowPage, StoreError> {
+        let limit = query.page_limit();
+        let mut entries = Vec::new();
+        let mut more = false;
+        for id in ids {
+            let id = id?;
+            // A key without its entry (removed meanwhile) is skipped.
+            let Some(entry) = self.entry(&id)? else {
+                continue;
+            };
+            if !query.matches(&entry) {
+                continue;
+            }
+            if entries.len() == limit {
+                more = true;
+                break;
+            }
+            entries.push(entry);
+        }
+        let next_after = if more {
+            entries.last().map(cursor)
+        } else {
+            None
+        };
+        Ok(FlowPage {
+            entries,
+            next_after,
+        })
+    }
+}
+
+/// The smallest key after `key`.
+fn just_after(key: &[u8]) -> Vec<u8> {
+    let mut next = Vec::with_capacity(key.len() + 1);
+    next.extend_from_slice(key);
+    next.push(0);
+    next
 }
 
 /// A merge of sorted id streams (the phase sets of a query), in id order.
@@ -201,48 +298,11 @@ impl FlowIndex for LocalStore {
     }
 
     async fn list_flows(&self, query: &FlowQuery) -> Result<FlowPage, StoreError> {
-        let inner = &self.inner;
-        let limit = query.page_limit();
-        let after = query.after.as_deref();
-        let ids: Ids = if query.phases.is_empty() {
-            inner.all_ids(after)
-        } else {
-            let mut phases = query.phases.clone();
-            phases.sort_unstable();
-            phases.dedup();
-            Box::new(Merge {
-                sources: phases
-                    .into_iter()
-                    .map(|phase| inner.phase_ids(phase, after).peekable())
-                    .collect(),
-            })
-        };
-        let mut entries = Vec::new();
-        let mut more = false;
-        for id in ids {
-            let id = id?;
-            // A phase key without its entry (removed meanwhile) is skipped.
-            let Some(entry) = inner.entry(&id)? else {
-                continue;
-            };
-            if !query.matches(&entry) {
-                continue;
-            }
-            if entries.len() == limit {
-                more = true;
-                break;
-            }
-            entries.push(entry);
+        match query.order {
+            FlowOrder::ById => self.inner.page_by_id(query),
+            FlowOrder::NewestFirst => self.inner.page_by_time(query, true),
+            FlowOrder::OldestFirst => self.inner.page_by_time(query, false),
         }
-        let next_after = if more {
-            entries.last().map(|entry| entry.flow_id.clone())
-        } else {
-            None
-        };
-        Ok(FlowPage {
-            entries,
-            next_after,
-        })
     }
 
     async fn remove_flow(&self, flow_id: &str) -> Result<bool, StoreError> {
@@ -256,6 +316,7 @@ impl FlowIndex for LocalStore {
             let mut batch = inner.db.batch();
             batch.remove(&spaces.index, flow_id);
             batch.remove(&spaces.phases, phase_key(old.phase, flow_id));
+            batch.remove(&spaces.created, created_key_of(&old));
             if old.phase == FlowPhase::Deactivated {
                 batch.remove(
                     &spaces.deactivated,

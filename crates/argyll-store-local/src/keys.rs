@@ -7,8 +7,12 @@
 //! * `index`: flow id → index entry (JSON).
 //! * `phases`: phase byte ++ flow id → nothing (the phase sets, sorted by flow id).
 //! * `deactivated`: completion time (sortable, big-endian) ++ flow id → nothing (newest last).
+//! * `created` (format 2): creation time (sortable, big-endian) ++ flow id → nothing: every
+//!   indexed flow, oldest first (the time orders of a listing; written and removed in the batch
+//!   of the entry).
 //! * `leases`: lease key → owner and expiry; `timers`: timer key → due time and payload.
-//! * `meta`: `format` → the format version.
+//!
+//! The format version is not a key: it is the data directory's `FORMAT` file.
 //!
 //! The aggregate prefix is the kind (`e` engine, `f` flow) and, for a flow, the id's length
 //! (u32, big-endian) and bytes: no prefix is the start of another's, whatever bytes ids hold.
@@ -68,7 +72,11 @@ pub(crate) fn phase_key(phase: FlowPhase, flow_id: &str) -> Vec<u8> {
 
 /// A timestamp as 8 bytes that sort as the instants do (the unset zero first).
 pub(crate) fn sortable_time(at: Timestamp) -> [u8; 8] {
-    let nanos = at.unix_nanos().unwrap_or(i64::MIN);
+    sortable_nanos(argyll_store::nanos_of(at))
+}
+
+/// Nanoseconds (`i64::MIN` for the unset time) as 8 bytes that sort as the numbers do.
+fn sortable_nanos(nanos: i64) -> [u8; 8] {
     // Flipping the sign bit maps i64 order onto unsigned byte order.
     (u64::from_ne_bytes(nanos.to_ne_bytes()) ^ (1 << 63)).to_be_bytes()
 }
@@ -91,9 +99,28 @@ pub(crate) fn deactivated_key(completed_at: Timestamp, flow_id: &str) -> Vec<u8>
     key
 }
 
-/// The flow id of a [`deactivated_key`].
+/// The flow id of a [`deactivated_key`] (or a [`created_key`]).
 pub(crate) fn flow_of_deactivated_key(key: &[u8]) -> Option<&str> {
     std::str::from_utf8(key.get(8..)?).ok()
+}
+
+/// The key of a flow in the by-creation order, from its creation time in nanoseconds (as
+/// [`argyll_store::nanos_of`] and a [`argyll_store::TimeCursor`] give it).
+pub(crate) fn created_key(created_nanos: i64, flow_id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(8 + flow_id.len());
+    key.extend_from_slice(&sortable_nanos(created_nanos));
+    key.extend_from_slice(flow_id.as_bytes());
+    key
+}
+
+/// The key of an entry in the by-creation order.
+pub(crate) fn created_key_of(entry: &argyll_store::FlowIndexEntry) -> Vec<u8> {
+    created_key(argyll_store::nanos_of(entry.created_at), &entry.flow_id)
+}
+
+/// The flow id of a [`created_key`].
+pub(crate) fn flow_of_created_key(key: &[u8]) -> Option<&str> {
+    flow_of_deactivated_key(key)
 }
 
 #[cfg(test)]
@@ -139,5 +166,24 @@ mod tests {
         }
         let key = deactivated_key(instants[3], "flow-1");
         assert_eq!(flow_of_deactivated_key(&key), Some("flow-1"));
+    }
+
+    #[test]
+    fn created_keys_sort_by_time_then_id() {
+        let keys = [
+            created_key(i64::MIN, "z"),
+            created_key(-5, "a"),
+            created_key(7, "a"),
+            created_key(7, "a1"),
+            created_key(7, "b"),
+            created_key(8, "a"),
+        ];
+        assert!(keys.windows(2).all(|pair| pair[0] < pair[1]));
+        assert_eq!(flow_of_created_key(&keys[3]), Some("a1"));
+        assert_eq!(
+            created_key(argyll_store::nanos_of(Timestamp::ZERO), "z"),
+            keys[0],
+            "the unset time sorts first"
+        );
     }
 }

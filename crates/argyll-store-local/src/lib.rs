@@ -5,8 +5,11 @@
 //! `argyll` binary: one process keeps its flows across restarts without any other server.
 //!
 //! **Owns**: the data directory — its lock (one process at a time), its format version
-//! ([`FORMAT_VERSION`], in the `FORMAT` file), the keyspaces and what their keys and values
-//! mean (`keys.rs`, `records.rs`) — and group commit ([`SyncMode`]): writes acknowledged to a
+//! ([`FORMAT_VERSION`], in the `FORMAT` file; older formats are upgraded when opened), the
+//! keyspaces and what their keys and values mean (`keys.rs`, `records.rs`): the flow index keeps
+//! beside the entries their phase sets, the deactivated flows by completion time and every flow
+//! by creation time, so each listing (by id from a prefix, newest or oldest first) and
+//! `recently_deactivated` read about a page of keys — and group commit ([`SyncMode`]): writes acknowledged to a
 //! caller (appends, index entries, timers) are synced to the disk first, many writers sharing
 //! one sync. Leases and timers are decided in memory and written through; the next sequence of
 //! recently appended logs is cached in memory (bounded), so an append reads nothing from the

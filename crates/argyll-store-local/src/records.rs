@@ -82,6 +82,9 @@ struct StoredEntry {
     completed_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    /// Absent in entries written before goals were recorded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    goals: Vec<String>,
 }
 
 fn outcome_code(outcome: FlowOutcome) -> u8 {
@@ -110,6 +113,7 @@ pub(crate) fn encode_entry(entry: &FlowIndexEntry) -> Result<Vec<u8>, StoreError
         created_at: entry.created_at,
         completed_at: entry.completed_at,
         error: entry.error.clone(),
+        goals: entry.goals.clone(),
     })
     .map_err(|error| corrupt("cannot encode an index entry", error))
 }
@@ -134,6 +138,7 @@ pub(crate) fn decode_entry(flow_id: &str, value: &[u8]) -> Result<FlowIndexEntry
     };
     Ok(FlowIndexEntry {
         flow_id: flow_id.to_owned(),
+        goals: stored.goals,
         parent_flow_id: stored.parent,
         outcome,
         phase,
@@ -203,6 +208,7 @@ mod tests {
     fn records_round_trip() {
         let entry = FlowIndexEntry {
             flow_id: "f".into(),
+            goals: vec!["g1".into(), "g2".into()],
             parent_flow_id: Some("p".into()),
             outcome: FlowOutcome::Failed,
             phase: FlowPhase::Archiving,

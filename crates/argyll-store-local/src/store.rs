@@ -16,12 +16,20 @@ use tokio::sync::broadcast;
 
 use crate::commit::{GroupCommit, SyncMode};
 use crate::error::{OpenError, unavailable};
-use crate::records::{decode_lease, decode_timer};
+use crate::keys::created_key_of;
+use crate::records::{decode_entry, decode_lease, decode_timer};
 
 /// The on-disk format this build writes and the newest it reads. Bump it when the layout of
 /// `keys.rs` or `records.rs` changes meaning, and teach [`LocalStore::open`] to upgrade older
 /// directories; `tests/fixtures` holds a directory written by each format.
-pub const FORMAT_VERSION: u32 = 1;
+///
+/// * 1: events, snapshots, the index with its phase sets and deactivated flows by completion
+///   time, leases, timers.
+/// * 2: adds the `created` keyspace (every indexed flow by creation time). A format-1
+///   directory is upgraded when it is opened: the keyspace is built from the index, synced,
+///   and only then does `FORMAT` say 2 (an upgrade cut short is done again at the next open).
+///   A build of format 1 refuses the upgraded directory rather than leave that keyspace stale.
+pub const FORMAT_VERSION: u32 = 2;
 /// The file naming the format of a data directory.
 const FORMAT_FILE: &str = "FORMAT";
 const FORMAT_PREFIX: &str = "argyll-local-store ";
@@ -82,6 +90,7 @@ pub(crate) struct Keyspaces {
     pub(crate) index: Keyspace,
     pub(crate) phases: Keyspace,
     pub(crate) deactivated: Keyspace,
+    pub(crate) created: Keyspace,
     pub(crate) leases: Keyspace,
     pub(crate) timers: Keyspace,
 }
@@ -140,7 +149,7 @@ impl LocalStore {
         };
         std::fs::create_dir_all(&dir).map_err(not_writable)?;
         let lock = lock_dir(&dir)?;
-        check_format(&dir)?;
+        let found = check_format(&dir)?;
         let storage = |error: fjall::Error| match error {
             fjall::Error::Locked => OpenError::Locked { dir: dir.clone() },
             fjall::Error::JournalRecovery(damage) => OpenError::Storage {
@@ -181,10 +190,26 @@ impl LocalStore {
             index: keyspace("index")?,
             phases: keyspace("phases")?,
             deactivated: keyspace("deactivated")?,
+            created: keyspace("created")?,
             leases: keyspace("leases")?,
             timers: keyspace("timers")?,
         };
-        write_format(&dir)?;
+        if found.is_some_and(|found| found < 2) {
+            let upgrade_failed = |reason: String| OpenError::Storage {
+                dir: dir.clone(),
+                reason: format!("upgrading it from format 1 failed: {reason}"),
+            };
+            let flows =
+                index_by_creation(&db, &spaces).map_err(|e| upgrade_failed(e.to_string()))?;
+            db.persist(fjall::PersistMode::SyncAll)
+                .map_err(|e| upgrade_failed(e.to_string()))?;
+            tracing::info!(
+                dir = %dir.display(),
+                flows,
+                "local store upgraded from format 1 to {FORMAT_VERSION}: flows indexed by creation time"
+            );
+        }
+        write_format(&dir, found.is_some_and(|found| found != FORMAT_VERSION))?;
         let leases = LeaseTable::default();
         for pair in spaces.leases.iter() {
             let (key, value) = pair.into_inner().map_err(storage)?;
@@ -268,8 +293,35 @@ fn lock_dir(dir: &Path) -> Result<File, OpenError> {
     }
 }
 
-/// Refuses a directory of a newer format, or one with storage but no format file.
-fn check_format(dir: &Path) -> Result<(), OpenError> {
+/// Builds the `created` keyspace of a format-1 directory from its index (idempotent: an
+/// upgrade cut short is simply done again). Returns how many flows it indexed.
+fn index_by_creation(db: &Database, spaces: &Keyspaces) -> Result<u64, StoreError> {
+    const BATCH: usize = 10_000;
+    let mut batch = db.batch();
+    let mut pending = 0;
+    let mut flows = 0;
+    for pair in spaces.index.iter() {
+        let (key, value) = pair.into_inner().map_err(unavailable)?;
+        let flow_id = std::str::from_utf8(&key)
+            .map_err(|error| StoreError::Corrupt(format!("index key: {error}")))?;
+        let entry = decode_entry(flow_id, &value)?;
+        batch.insert(&spaces.created, created_key_of(&entry), []);
+        pending += 1;
+        flows += 1;
+        if pending == BATCH {
+            std::mem::replace(&mut batch, db.batch())
+                .commit()
+                .map_err(unavailable)?;
+            pending = 0;
+        }
+    }
+    batch.commit().map_err(unavailable)?;
+    Ok(flows)
+}
+
+/// The format of the directory (`None` for a new one); refuses a directory of a newer format,
+/// or one with storage but no format file.
+fn check_format(dir: &Path) -> Result<Option<u32>, OpenError> {
     let not_a_store = |reason: String| OpenError::NotAStore {
         dir: dir.to_owned(),
         reason,
@@ -288,7 +340,7 @@ fn check_format(dir: &Path) -> Result<(), OpenError> {
                     supported: FORMAT_VERSION,
                 });
             }
-            Ok(())
+            Ok(Some(found))
         }
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             if dir.join(DB_DIR).exists() {
@@ -296,7 +348,7 @@ fn check_format(dir: &Path) -> Result<(), OpenError> {
                     "it has a {DB_DIR} directory but no {FORMAT_FILE} file"
                 )))
             } else {
-                Ok(())
+                Ok(None)
             }
         }
         Err(source) => Err(OpenError::NotWritable {
@@ -306,10 +358,11 @@ fn check_format(dir: &Path) -> Result<(), OpenError> {
     }
 }
 
-/// Writes the format file (atomically, synced) unless it is there.
-fn write_format(dir: &Path) -> Result<(), OpenError> {
+/// Writes the format file (atomically, synced) unless it is there, or over an older one after
+/// an upgrade (`replace`).
+fn write_format(dir: &Path, replace: bool) -> Result<(), OpenError> {
     let path = dir.join(FORMAT_FILE);
-    if path.exists() {
+    if path.exists() && !replace {
         return Ok(());
     }
     let not_writable = |source| OpenError::NotWritable {
@@ -325,4 +378,81 @@ fn write_format(dir: &Path) -> Result<(), OpenError> {
         .and_then(|dir| dir.sync_all())
         .map_err(not_writable)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+    use argyll_model::Timestamp;
+    use argyll_store::{FlowIndex, FlowIndexEntry, FlowOrder, FlowOutcome, FlowPhase, FlowQuery};
+
+    use super::*;
+
+    /// A format-1 directory (the `created` keyspace empty, `FORMAT` 1) with more flows than
+    /// one upgrade batch is upgraded at open: every flow is listed in the time orders.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn opening_a_format_1_directory_indexes_every_flow_by_creation_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LocalConfig {
+            sync: SyncMode::Never,
+            ..LocalConfig::new(dir.path())
+        };
+        let flows: i64 = 12_345;
+        {
+            let store = LocalStore::open(&config).unwrap();
+            let inner = &store.inner;
+            let mut batch = inner.db.batch();
+            for n in 0..flows {
+                let entry = FlowIndexEntry {
+                    flow_id: format!("f{n:05}"),
+                    goals: Vec::new(),
+                    parent_flow_id: None,
+                    outcome: FlowOutcome::Active,
+                    phase: FlowPhase::Active,
+                    // Creation times in the reverse order of the ids, a few shared.
+                    created_at: Timestamp::from_unix_millis(1_000_000 - n / 2),
+                    completed_at: None,
+                    error: None,
+                };
+                inner.add_entry(&mut batch, None, &entry).unwrap();
+            }
+            batch.commit().unwrap();
+            // What a format-1 build left: no by-creation keys.
+            let mut clear = inner.db.batch();
+            for guard in inner.spaces.created.iter() {
+                clear.remove(&inner.spaces.created, guard.key().unwrap());
+            }
+            clear.commit().unwrap();
+            assert_eq!(inner.spaces.created.iter().count(), 0);
+        }
+        std::fs::write(dir.path().join(FORMAT_FILE), "argyll-local-store 1\n").unwrap();
+        let store = LocalStore::open(&config).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(FORMAT_FILE)).unwrap(),
+            format!("{FORMAT_PREFIX}{FORMAT_VERSION}\n")
+        );
+        assert_eq!(
+            store.inner.spaces.created.iter().count(),
+            usize::try_from(flows).unwrap()
+        );
+        let page = |order| FlowQuery {
+            order,
+            limit: 3,
+            ..FlowQuery::default()
+        };
+        let ids = |entries: Vec<FlowIndexEntry>| {
+            entries.into_iter().map(|e| e.flow_id).collect::<Vec<_>>()
+        };
+        let newest = store
+            .list_flows(&page(FlowOrder::NewestFirst))
+            .await
+            .unwrap();
+        assert_eq!(ids(newest.entries), ["f00001", "f00000", "f00003"]);
+        let oldest = store
+            .list_flows(&page(FlowOrder::OldestFirst))
+            .await
+            .unwrap();
+        assert_eq!(ids(oldest.entries), ["f12344", "f12342", "f12343"]);
+    }
 }

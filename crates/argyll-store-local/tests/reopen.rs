@@ -27,6 +27,7 @@ fn flow(id: &str) -> AggregateId {
 fn entry(id: &str, phase: FlowPhase) -> FlowIndexEntry {
     FlowIndexEntry {
         flow_id: id.to_owned(),
+        goals: Vec::new(),
         parent_flow_id: None,
         outcome: if phase == FlowPhase::Active {
             FlowOutcome::Active
@@ -288,7 +289,7 @@ async fn a_directory_in_use_or_of_a_newer_format_is_refused() {
             newer,
             OpenError::NewerFormat {
                 found: 99,
-                supported: 1,
+                supported: argyll_store_local::FORMAT_VERSION,
                 ..
             }
         ),

@@ -11,6 +11,11 @@
 //! * **Appends** are one `EVALSHA` of a script that checks the expected sequence and pushes the
 //!   records atomically (a conflict writes nothing). `load` reads snapshot and tail in one
 //!   atomic script call.
+//! * **Flow index**: an entries hash and sorted sets of ids — all ids, one per phase, the
+//!   deactivated by completion time, all by creation time (µs) — written and removed together
+//!   by one script. Listings by id walk the ids (from the prefix, with one); newest or oldest
+//!   first read the creation-time set from a `(score, id)` cursor found by rank. Flows indexed
+//!   before that set existed are added to it on the first such listing (once, marked by a key).
 //! * **Cluster safety**: every script call touches keys of one hash slot — an aggregate's keys
 //!   share the `{tag}` of the aggregate id; the index, leases and timers each have their own
 //!   tag.
@@ -33,6 +38,7 @@ mod errors;
 mod feed;
 mod scripts;
 
+use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,9 +47,9 @@ use argyll_events::{
 };
 use argyll_model::Timestamp;
 use argyll_store::{
-    EventFeed, EventLog, FlowIndex, FlowIndexEntry, FlowOutcome, FlowPage, FlowPhase, FlowQuery,
-    Lease, Leases, Loaded, MemoryUsage, Snapshot, StoreError, StoreInfo, Timer, Timers,
-    check_events_belong,
+    EventFeed, EventLog, FlowIndex, FlowIndexEntry, FlowOrder, FlowOutcome, FlowPage, FlowPhase,
+    FlowQuery, Lease, Leases, Loaded, MemoryUsage, Snapshot, StoreError, StoreInfo, TimeCursor,
+    Timer, Timers, check_events_belong,
 };
 use fred::prelude::{
     Builder, ClientLike, Config, EventInterface, Pool, ReconnectPolicy, ServerConfig,
@@ -140,6 +146,8 @@ struct Scripts {
     index_range: Script,
     index_recent: Script,
     index_oldest: Script,
+    index_by_created: Script,
+    index_backfill_created: Script,
     lease_acquire: Script,
     lease_renew: Script,
     lease_release: Script,
@@ -164,6 +172,8 @@ impl Scripts {
             index_range: Script::from_lua(scripts::INDEX_RANGE),
             index_recent: Script::from_lua(scripts::INDEX_RECENT),
             index_oldest: Script::from_lua(scripts::INDEX_OLDEST),
+            index_by_created: Script::from_lua(scripts::INDEX_BY_CREATED),
+            index_backfill_created: Script::from_lua(scripts::INDEX_BACKFILL_CREATED),
             lease_acquire: Script::from_lua(scripts::LEASE_ACQUIRE),
             lease_renew: Script::from_lua(scripts::LEASE_RENEW),
             lease_release: Script::from_lua(scripts::LEASE_RELEASE),
@@ -175,7 +185,7 @@ impl Scripts {
         }
     }
 
-    fn all(&self) -> [&Script; 19] {
+    fn all(&self) -> [&Script; 21] {
         [
             &self.delete,
             &self.append,
@@ -188,6 +198,8 @@ impl Scripts {
             &self.index_range,
             &self.index_recent,
             &self.index_oldest,
+            &self.index_by_created,
+            &self.index_backfill_created,
             &self.lease_acquire,
             &self.lease_renew,
             &self.lease_release,
@@ -350,6 +362,13 @@ fn millis(at: Timestamp) -> i64 {
     at.unix_millis().unwrap_or(i64::MAX)
 }
 
+/// A creation time as the score of the creation-time zset: whole microseconds since the epoch
+/// (exact in a double until the year 2255), the unset time first. Flows created within one
+/// microsecond are ordered by id.
+fn micros(at: Timestamp) -> i64 {
+    argyll_store::nanos_of(at).div_euclid(1_000)
+}
+
 fn ttl_millis(ttl: Duration) -> i64 {
     i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)
 }
@@ -418,6 +437,9 @@ struct StoredEntry {
     created_at: Timestamp,
     completed_at: Option<Timestamp>,
     error: Option<String>,
+    /// Absent in entries written before goals were recorded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    goals: Vec<String>,
 }
 
 fn outcome_name(outcome: FlowOutcome) -> &'static str {
@@ -462,6 +484,7 @@ fn encode_entry(entry: &FlowIndexEntry) -> Result<String, StoreError> {
         created_at: entry.created_at,
         completed_at: entry.completed_at,
         error: entry.error.clone(),
+        goals: entry.goals.clone(),
     })
     .map_err(corrupt)
 }
@@ -489,6 +512,7 @@ fn decode_entry(flow_id: String, json: &str) -> Result<FlowIndexEntry, StoreErro
         created_at: stored.created_at,
         completed_at: stored.completed_at,
         error: stored.error,
+        goals: stored.goals,
     })
 }
 
@@ -510,6 +534,88 @@ fn deactivated_entries(
         .filter(|entry| entry.phase == FlowPhase::Deactivated))
 }
 
+/// Positions in [`RedisStore::index_keys`].
+const INDEX_ENTRIES: usize = 0;
+const INDEX_IDS: usize = 1;
+const INDEX_DEACTIVATED_BY_TIME: usize = 6;
+const INDEX_BY_CREATED: usize = 7;
+
+/// Ids a listing reads in one script call at most.
+const BATCH: i64 = 512;
+
+/// A listing page being filled from batches of `{id, entry}`: the entries that match, until
+/// one more than the limit shows there is more.
+struct Page<'q> {
+    query: &'q FlowQuery,
+    limit: usize,
+    entries: Vec<FlowIndexEntry>,
+    /// The size of the batch asked last (0 before the first).
+    asked: i64,
+}
+
+impl<'q> Page<'q> {
+    fn new(query: &'q FlowQuery) -> Self {
+        Page {
+            query,
+            limit: query.page_limit(),
+            entries: Vec::new(),
+            asked: 0,
+        }
+    }
+
+    /// How many ids to read next: the first batch one more than the page (enough when the
+    /// filters pass everything), then whole batches.
+    fn batch(&mut self) -> i64 {
+        self.asked = if self.asked == 0 {
+            i64::try_from(self.limit.saturating_add(1))
+                .unwrap_or(BATCH)
+                .clamp(1, BATCH)
+        } else {
+            BATCH
+        };
+        self.asked
+    }
+
+    /// Takes the entry of `id` (`''` if gone) if it matches; `true` when the page is full and
+    /// a further entry matches (so there is a next page).
+    fn offer(&mut self, id: String, json: String) -> Result<bool, StoreError> {
+        if json.is_empty() {
+            return Ok(false);
+        }
+        let entry = decode_entry(id, &json)?;
+        if !self.query.matches(&entry) {
+            return Ok(false);
+        }
+        if self.entries.len() == self.limit {
+            return Ok(true);
+        }
+        self.entries.push(entry);
+        Ok(false)
+    }
+
+    /// Whether the batch just read, which returned `fetched` ids, was the last.
+    fn exhausted(&self, fetched: usize) -> bool {
+        i64::try_from(fetched).unwrap_or(0) < self.asked
+    }
+
+    /// The page with more after it: its cursor is `cursor` of the last entry.
+    fn full(self, cursor: impl Fn(&FlowIndexEntry) -> String) -> FlowPage {
+        let next_after = self.entries.last().map(cursor);
+        FlowPage {
+            entries: self.entries,
+            next_after,
+        }
+    }
+
+    /// The last page.
+    fn end(self) -> FlowPage {
+        FlowPage {
+            entries: self.entries,
+            next_after: None,
+        }
+    }
+}
+
 /// The store on Redis/Valkey; cheap to clone (clones share connections and the feed).
 #[derive(Clone)]
 pub struct RedisStore {
@@ -528,6 +634,9 @@ impl std::fmt::Debug for RedisStore {
 struct Inner {
     engine: Backend,
     flow: Backend,
+    /// Whether the creation-time zset is known to hold every indexed flow (its backfill of
+    /// flows indexed before it existed is done; see [`RedisStore::backfill_created`]).
+    created_complete: std::sync::atomic::AtomicBool,
     /// Whether the flow store is a cluster (the feed then needs its own `XADD`).
     flow_cluster: bool,
     scripts: Scripts,
@@ -548,6 +657,7 @@ impl RedisStore {
             inner: Arc::new(Inner {
                 engine: engine_backend,
                 flow: flow_backend,
+                created_complete: std::sync::atomic::AtomicBool::new(false),
                 flow_cluster: flow.cluster,
                 scripts,
                 feed,
@@ -566,9 +676,12 @@ impl RedisStore {
         &self.inner.flow.prefix
     }
 
-    /// The index's entries hash, its ids zset, and one ids zset per phase (in
-    /// [`PHASES`] order), all in one hash slot. The phase sets let the sweep and the archiver
-    /// walk only the flows in the phase they want, however many others are stored.
+    /// The index's keys, all in one hash slot (positions: the `INDEX_*` constants): the
+    /// entries hash, its ids zset, one ids zset per phase (in [`PHASES`] order), the deactivated
+    /// ids by completion time and every id by creation time. The phase sets let the sweep and
+    /// the archiver walk only the flows in the phase they want, however many others are
+    /// stored; the time sets let `recently_deactivated` and the listings newest or oldest
+    /// first read about a page.
     fn index_keys(&self) -> Vec<String> {
         let [entries, ids] = tagged_pair(self.flow_prefix(), "index", "entries", "ids");
         let mut keys = vec![entries];
@@ -578,8 +691,24 @@ impl RedisStore {
                 .map(|phase| format!("{ids}:{}", phase_name(*phase))),
         );
         keys.push(format!("{ids}:deactivated-by-time"));
-        keys.insert(1, ids);
+        keys.push(format!("{ids}:by-created"));
+        keys.insert(INDEX_IDS, ids);
         keys
+    }
+
+    /// The index keys at `positions`, for a script that needs only those.
+    fn index_keys_at(&self, positions: &[usize]) -> Vec<String> {
+        let keys = self.index_keys();
+        positions
+            .iter()
+            .map(|position| keys.get(*position).cloned().unwrap_or_default())
+            .collect()
+    }
+
+    /// The key that says the creation-time zset was backfilled (same slot as the index).
+    fn created_complete_key(&self) -> String {
+        let [_, ids] = tagged_pair(self.flow_prefix(), "index", "entries", "ids");
+        format!("{ids}:by-created-complete")
     }
 
     /// Runs an index script over the entries hash and the deactivated-by-time zset that
@@ -589,23 +718,186 @@ impl RedisStore {
         script: &Script,
         args: Vec<Value>,
     ) -> Result<Vec<FlowIndexEntry>, StoreError> {
-        let keys = self.index_keys();
-        let by_time = vec![
-            keys.first().cloned().unwrap_or_default(),
-            keys.last().cloned().unwrap_or_default(),
-        ];
+        let by_time = self.index_keys_at(&[INDEX_ENTRIES, INDEX_DEACTIVATED_BY_TIME]);
         let reply = array(self.inner.flow.eval(script, by_time, args).await?);
         Ok(deactivated_entries(reply)?.collect())
     }
 
-    /// The ARGV of the index scripts for `entry`: id, entry, phase number, completion time.
+    /// The ARGV of the index scripts for `entry`: id, entry, phase number, completion time,
+    /// creation time.
     fn index_args(entry: &FlowIndexEntry) -> Result<Vec<Value>, StoreError> {
         Ok(vec![
             Value::from(entry.flow_id.clone()),
             Value::from(encode_entry(entry)?),
             Value::from(phase_number(entry.phase)),
             Value::from(millis(entry.completed_at.unwrap_or(entry.created_at))),
+            Value::from(micros(entry.created_at)),
         ])
+    }
+
+    /// Flows indexed before the creation-time zset existed (by an older version) are added to
+    /// it once, on the first listing in a time order: the ids are walked in batches and each
+    /// flow still indexed is added unless it is there; a marker key then records that it is
+    /// done, for every instance. Until then such flows are missing from the time orders only.
+    /// (During a rolling upgrade, flows indexed by an instance of the older version after the
+    /// marker was set are missing from the time orders until a newer instance writes their
+    /// entry again.)
+    async fn backfill_created(&self) -> Result<(), StoreError> {
+        use fred::prelude::KeysInterface;
+        use std::sync::atomic::Ordering;
+        if self.inner.created_complete.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let flow = &self.inner.flow;
+        let marker = self.created_complete_key();
+        let done: i64 = flow
+            .pool
+            .next()
+            .exists(&marker)
+            .await
+            .map_err(store_error)?;
+        if done == 0 {
+            let range_keys = self.index_keys_at(&[INDEX_ENTRIES, INDEX_IDS]);
+            let created_keys = self.index_keys_at(&[INDEX_ENTRIES, INDEX_BY_CREATED]);
+            let mut after: Option<String> = None;
+            loop {
+                let min = after.as_ref().map_or("-".to_owned(), |id| format!("({id}"));
+                let reply = array(
+                    flow.eval(
+                        &self.inner.scripts.index_range,
+                        range_keys.clone(),
+                        vec![Value::from(min), Value::from(BATCH)],
+                    )
+                    .await?,
+                );
+                let fetched = reply.len() / 2;
+                let mut args = Vec::with_capacity(fetched * 2);
+                let mut pairs = reply.into_iter();
+                while let (Some(id), Some(json)) = (pairs.next(), pairs.next()) {
+                    let id = text(id)?;
+                    after = Some(id.clone());
+                    let json = text(json)?;
+                    if json.is_empty() {
+                        continue;
+                    }
+                    let entry = decode_entry(id, &json)?;
+                    args.push(Value::from(micros(entry.created_at)));
+                    args.push(Value::from(entry.flow_id));
+                }
+                if !args.is_empty() {
+                    flow.eval(
+                        &self.inner.scripts.index_backfill_created,
+                        created_keys.clone(),
+                        args,
+                    )
+                    .await?;
+                }
+                if i64::try_from(fetched).unwrap_or(0) < BATCH {
+                    break;
+                }
+            }
+            let _: () = flow
+                .pool
+                .next()
+                .set(&marker, "1", None, None, false)
+                .await
+                .map_err(store_error)?;
+        }
+        self.inner.created_complete.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// A page by id: the ids zset (or the one phase's) from the cursor or the prefix on, up to
+    /// the first id past the prefix.
+    async fn page_by_id(&self, query: &FlowQuery) -> Result<FlowPage, StoreError> {
+        // A query for one phase walks that phase's set; others walk every id.
+        let walked = match query.phases.as_slice() {
+            [phase] => INDEX_IDS + usize::try_from(phase_number(*phase)).unwrap_or(0),
+            _ => INDEX_IDS,
+        };
+        let range_keys = self.index_keys_at(&[INDEX_ENTRIES, walked]);
+        let prefix = query.id_prefix();
+        let mut start = match query.id_start() {
+            Bound::Unbounded => "-".to_owned(),
+            Bound::Included(first) => format!("[{first}"),
+            Bound::Excluded(after) => format!("({after}"),
+        };
+        let mut page = Page::new(query);
+        loop {
+            let reply = array(
+                self.inner
+                    .flow
+                    .eval(
+                        &self.inner.scripts.index_range,
+                        range_keys.clone(),
+                        vec![Value::from(start.clone()), Value::from(page.batch())],
+                    )
+                    .await?,
+            );
+            let fetched = reply.len() / 2;
+            let mut pairs = reply.into_iter();
+            while let (Some(id), Some(json)) = (pairs.next(), pairs.next()) {
+                let id = text(id)?;
+                if !id.starts_with(prefix) {
+                    return Ok(page.end());
+                }
+                start = format!("({id}");
+                if page.offer(id, text(json)?)? {
+                    return Ok(page.full(|last| last.flow_id.clone()));
+                }
+            }
+            if page.exhausted(fetched) {
+                return Ok(page.end());
+            }
+        }
+    }
+
+    /// A page in a time order: the creation-time zset after the cursor, a batch at a time.
+    async fn page_by_time(&self, query: &FlowQuery) -> Result<FlowPage, StoreError> {
+        let direction = match query.order {
+            FlowOrder::NewestFirst => "desc",
+            FlowOrder::ById | FlowOrder::OldestFirst => "asc",
+        };
+        // The cursor of the next batch: the last member read, score as Redis wrote it.
+        let mut cursor: Option<(String, String)> = query
+            .time_cursor()?
+            .map(|cursor| (cursor.at.to_string(), cursor.flow_id));
+        self.backfill_created().await?;
+        let keys = self.index_keys_at(&[INDEX_ENTRIES, INDEX_BY_CREATED]);
+        let mut page = Page::new(query);
+        loop {
+            let mut args = vec![Value::from(direction), Value::from(page.batch())];
+            if let Some((score, id)) = &cursor {
+                args.push(Value::from(score.clone()));
+                args.push(Value::from(id.clone()));
+            }
+            let reply = array(
+                self.inner
+                    .flow
+                    .eval(&self.inner.scripts.index_by_created, keys.clone(), args)
+                    .await?,
+            );
+            let fetched = reply.len() / 3;
+            let mut items = reply.into_iter();
+            while let (Some(id), Some(score), Some(json)) =
+                (items.next(), items.next(), items.next())
+            {
+                let id = text(id)?;
+                cursor = Some((text(score)?, id.clone()));
+                if page.offer(id, text(json)?)? {
+                    return Ok(page.full(|last| {
+                        TimeCursor {
+                            at: micros(last.created_at),
+                            flow_id: last.flow_id.clone(),
+                        }
+                        .encode()
+                    }));
+                }
+            }
+            if page.exhausted(fetched) {
+                return Ok(page.end());
+            }
+        }
     }
 
     /// Releases `release`, then acquires `acquire`, in one script: whether the owner held each
@@ -932,59 +1224,9 @@ impl FlowIndex for RedisStore {
     }
 
     async fn list_flows(&self, query: &FlowQuery) -> Result<FlowPage, StoreError> {
-        const BATCH: i64 = 512;
-        let limit = query.page_limit();
-        let mut entries = Vec::new();
-        let mut after = query.after.clone();
-        // A query for one phase walks that phase's set; others walk every id.
-        let keys = self.index_keys();
-        let walked = match query.phases.as_slice() {
-            [phase] => keys.get(1 + usize::try_from(phase_number(*phase)).unwrap_or(0)),
-            _ => keys.get(1),
-        };
-        let range_keys = vec![
-            keys.first().cloned().unwrap_or_default(),
-            walked.cloned().unwrap_or_default(),
-        ];
-        loop {
-            let min = after.as_ref().map_or("-".to_owned(), |id| format!("({id}"));
-            let reply = array(
-                self.inner
-                    .flow
-                    .eval(
-                        &self.inner.scripts.index_range,
-                        range_keys.clone(),
-                        vec![Value::from(min), Value::from(BATCH)],
-                    )
-                    .await?,
-            );
-            let fetched = reply.len() / 2;
-            let mut pairs = reply.into_iter();
-            while let (Some(id), Some(json)) = (pairs.next(), pairs.next()) {
-                let id = text(id)?;
-                after = Some(id.clone());
-                let json = text(json)?;
-                if json.is_empty() {
-                    continue;
-                }
-                let entry = decode_entry(id, &json)?;
-                if query.matches(&entry) {
-                    if entries.len() == limit {
-                        let next_after = entries.last().map(|e: &FlowIndexEntry| e.flow_id.clone());
-                        return Ok(FlowPage {
-                            entries,
-                            next_after,
-                        });
-                    }
-                    entries.push(entry);
-                }
-            }
-            if i64::try_from(fetched).unwrap_or(0) < BATCH {
-                return Ok(FlowPage {
-                    entries,
-                    next_after: None,
-                });
-            }
+        match query.order {
+            FlowOrder::ById => self.page_by_id(query).await,
+            FlowOrder::NewestFirst | FlowOrder::OldestFirst => self.page_by_time(query).await,
         }
     }
 

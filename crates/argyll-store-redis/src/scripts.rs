@@ -51,20 +51,22 @@ return {1, len}
 "#;
 
 /// Index insert-if-absent. KEYS: entries hash, ids zset, one ids zset per phase (active,
-/// deactivated, archiving, archived), then the deactivated ids scored by completion time.
-/// ARGV: id, entry, phase number (1-4), completion time (ms).
+/// deactivated, archiving, archived), the deactivated ids scored by completion time, then all
+/// ids scored by creation time. ARGV: id, entry, phase number (1-4), completion time (ms),
+/// creation time (µs).
 pub(crate) const INDEX_INSERT: &str = r#"
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
   redis.call('ZADD', KEYS[2], 0, ARGV[1])
   redis.call('ZADD', KEYS[2 + tonumber(ARGV[3])], 0, ARGV[1])
   if tonumber(ARGV[3]) == 2 then redis.call('ZADD', KEYS[7], ARGV[4], ARGV[1]) end
+  redis.call('ZADD', KEYS[8], ARGV[5], ARGV[1])
   return 1
 end
 return 0
 "#;
 
-/// Index put: the entry, its id in its phase's set only, and in the recency set while
-/// deactivated. KEYS and ARGV as [`INDEX_INSERT`].
+/// Index put: the entry, its id in its phase's set only, in the recency set while
+/// deactivated, and in the creation-time set. KEYS and ARGV as [`INDEX_INSERT`].
 pub(crate) const INDEX_PUT: &str = r#"
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
@@ -80,6 +82,7 @@ if tonumber(ARGV[3]) == 2 then
 else
   redis.call('ZREM', KEYS[7], ARGV[1])
 end
+redis.call('ZADD', KEYS[8], ARGV[5], ARGV[1])
 return 1
 "#;
 
@@ -115,7 +118,8 @@ pub(crate) const INDEX_OLDEST: &str = ids_with_entries!(
     "local ids = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))"
 );
 
-/// Index remove. KEYS as [`INDEX_INSERT`]. ARGV: id.
+/// Index remove (from every set, the creation-time set too). KEYS as [`INDEX_INSERT`].
+/// ARGV: id.
 pub(crate) const INDEX_REMOVE: &str = r#"
 for i = 2, #KEYS do
   redis.call('ZREM', KEYS[i], ARGV[1])
@@ -128,6 +132,76 @@ return redis.call('HDEL', KEYS[1], ARGV[1])
 pub(crate) const INDEX_RANGE: &str = ids_with_entries!(
     "local ids = redis.call('ZRANGEBYLEX', KEYS[2], ARGV[1], '+', 'LIMIT', 0, tonumber(ARGV[2]))"
 );
+
+/// One batch of the creation-time order after a cursor. KEYS: entries hash, the creation-time
+/// zset (ids scored by creation time in µs; equal scores in id order). ARGV: `asc` or `desc`,
+/// count, and optionally the cursor's score and id. Returns `{id, score, entry, ...}` (entry
+/// `''` if gone) of the `count` ids after the cursor in (score, id) order — before it, for
+/// `desc`. The cursor's place is found by rank (`ZCOUNT` for its score, then a binary search
+/// among the ids sharing it), so it holds when its own id was removed meanwhile, and a batch
+/// costs O(log n + count). Ids compare byte by byte, as the zset orders them (Lua's own
+/// string order follows the server's locale).
+pub(crate) const INDEX_BY_CREATED: &str = r#"
+local key = KEYS[2]
+local count = tonumber(ARGV[2])
+local function less(a, b)
+  for i = 1, math.min(#a, #b) do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x < y end
+  end
+  return #a < #b
+end
+-- How many members sort before (score, id), or up to it with `inclusive`.
+local function position(score, id, inclusive)
+  local lo = redis.call('ZCOUNT', key, '-inf', '(' .. score)
+  local hi = lo + redis.call('ZCOUNT', key, score, score)
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    local member = redis.call('ZRANGE', key, mid, mid)[1]
+    if less(member, id) or (inclusive and member == id) then lo = mid + 1 else hi = mid end
+  end
+  return lo
+end
+local items
+if ARGV[1] == 'asc' then
+  local from = 0
+  if ARGV[3] then from = position(ARGV[3], ARGV[4], true) end
+  items = redis.call('ZRANGE', key, from, from + count - 1, 'WITHSCORES')
+else
+  local total = redis.call('ZCARD', key)
+  local before = total
+  if ARGV[3] then before = position(ARGV[3], ARGV[4], false) end
+  if before == 0 then
+    items = {}
+  else
+    items = redis.call('ZREVRANGE', key, total - before, total - before + count - 1, 'WITHSCORES')
+  end
+end
+local out = {}
+if #items == 0 then return out end
+local ids = {}
+for i = 1, #items, 2 do ids[#ids + 1] = items[i] end
+local entries = redis.call('HMGET', KEYS[1], unpack(ids))
+for i, id in ipairs(ids) do
+  out[#out + 1] = id
+  out[#out + 1] = items[2 * i]
+  out[#out + 1] = entries[i] or ''
+end
+return out
+"#;
+
+/// Backfills the creation-time zset with flows indexed before it existed. KEYS: entries hash,
+/// the creation-time zset. ARGV: score, id, score, id... Adds each id still in the index (a
+/// flow removed meanwhile stays out) unless it is there.
+pub(crate) const INDEX_BACKFILL_CREATED: &str = r#"
+local added = 0
+for i = 1, #ARGV, 2 do
+  if redis.call('HEXISTS', KEYS[1], ARGV[i + 1]) == 1 then
+    added = added + redis.call('ZADD', KEYS[2], 'NX', ARGV[i], ARGV[i + 1])
+  end
+end
+return added
+"#;
 
 /// Lease acquire. KEYS: expiries zset, owners hash. ARGV: key, owner, now_ms, expires_ms.
 pub(crate) const LEASE_ACQUIRE: &str = r#"

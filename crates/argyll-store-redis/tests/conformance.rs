@@ -115,6 +115,7 @@ async fn a_refused_command_is_not_reported_as_unavailable() {
     argyll_testkit::redis_command(server().port(), &["SET", &key, "not a hash"]).unwrap();
     let entry = FlowIndexEntry {
         flow_id: "f".into(),
+        goals: Vec::new(),
         parent_flow_id: None,
         outcome: FlowOutcome::Active,
         phase: FlowPhase::Active,
@@ -141,4 +142,77 @@ async fn a_malformed_address_is_a_configuration_error() {
             "{addr}: {error:?}"
         );
     }
+}
+
+/// Flows indexed before the creation-time zset existed (by an older version: no zset, no
+/// marker) are added to it on the first listing in a time order, in batches, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flows_indexed_before_the_creation_order_are_added_on_first_use() {
+    use argyll_model::Timestamp;
+    use argyll_store::{FlowIndex, FlowIndexEntry, FlowOrder, FlowOutcome, FlowPhase, FlowQuery};
+    let prefix = unique("argyll-test");
+    let connect = || async {
+        RedisStore::connect(
+            RedisConfig::new(&server().addr(), &format!("{prefix}:engine")),
+            RedisConfig::new(&server().addr(), &format!("{prefix}:flow")),
+        )
+        .await
+        .unwrap()
+    };
+    let store = connect().await;
+    let flows: i64 = 1_100;
+    for n in 0..flows {
+        store
+            .insert_flow(FlowIndexEntry {
+                flow_id: format!("f{n:04}"),
+                goals: Vec::new(),
+                parent_flow_id: None,
+                outcome: FlowOutcome::Active,
+                phase: FlowPhase::Active,
+                created_at: Timestamp::from_unix_millis(1_000_000 - n),
+                completed_at: None,
+                error: None,
+            })
+            .await
+            .unwrap();
+    }
+    let ids_key = format!("{{{prefix}:flow:index}}:ids");
+    let port = server().port();
+    let deleted = argyll_testkit::redis_command(
+        port,
+        &[
+            "DEL",
+            &format!("{ids_key}:by-created"),
+            &format!("{ids_key}:by-created-complete"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(deleted, ":1\r\n", "the zset existed, the marker not yet");
+    let store = connect().await;
+    let query = FlowQuery {
+        order: FlowOrder::OldestFirst,
+        limit: 2,
+        ..FlowQuery::default()
+    };
+    let page = store.list_flows(&query).await.unwrap();
+    let ids: Vec<&str> = page.entries.iter().map(|e| e.flow_id.as_str()).collect();
+    assert_eq!(ids, ["f1099", "f1098"]);
+    assert_eq!(
+        argyll_testkit::redis_command(port, &["ZCARD", &format!("{ids_key}:by-created")]).unwrap(),
+        format!(":{flows}\r\n")
+    );
+    assert_eq!(
+        argyll_testkit::redis_command(port, &["EXISTS", &format!("{ids_key}:by-created-complete")])
+            .unwrap(),
+        ":1\r\n"
+    );
+    let newest = store
+        .list_flows(&FlowQuery {
+            order: FlowOrder::NewestFirst,
+            ..FlowQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(newest.entries.len(), 1_100);
+    assert_eq!(newest.entries[0].flow_id, "f0000");
 }

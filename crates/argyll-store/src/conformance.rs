@@ -22,7 +22,8 @@ use argyll_events::{
 use argyll_model::{Args, ExecutionPlan, Timestamp};
 
 use crate::{
-    FlowIndexEntry, FlowOutcome, FlowPhase, FlowQuery, Snapshot, Store, StoreError, Timer,
+    FlowIndexEntry, FlowOrder, FlowOutcome, FlowPhase, FlowQuery, Snapshot, Store, StoreError,
+    Timer,
 };
 
 fn at(millis: i64) -> Timestamp {
@@ -478,6 +479,7 @@ fn flow_ids(entries: &[FlowIndexEntry]) -> Vec<String> {
 fn entry(id: &str, parent: Option<&str>, outcome: FlowOutcome, phase: FlowPhase) -> FlowIndexEntry {
     FlowIndexEntry {
         flow_id: id.to_owned(),
+        goals: Vec::new(),
         parent_flow_id: parent.map(str::to_owned),
         outcome,
         phase,
@@ -734,6 +736,461 @@ pub async fn deactivated_before<S: Store>(store: &S) {
         store.deactivated_before(bound, 0).await.unwrap(),
         Vec::new()
     );
+}
+
+/// An active top-level entry created at `millis`.
+fn created(id: &str, millis: i64) -> FlowIndexEntry {
+    FlowIndexEntry {
+        created_at: at(millis),
+        ..entry(id, None, FlowOutcome::Active, FlowPhase::Active)
+    }
+}
+
+/// Every page of `query` from its cursor on, `query.limit` at a time: the ids in the order
+/// listed. Each page but the last is full, and the last says there is no more.
+async fn page_through<S: Store>(store: &S, query: &FlowQuery) -> Vec<String> {
+    let mut query = query.clone();
+    let mut ids = Vec::new();
+    for _ in 0..10_000 {
+        let page = store.list_flows(&query).await.unwrap();
+        assert!(
+            page.entries.len() <= query.page_limit(),
+            "a page holds at most its limit: {query:?}"
+        );
+        ids.extend(flow_ids(&page.entries));
+        match page.next_after {
+            Some(after) => {
+                assert!(
+                    !page.entries.is_empty(),
+                    "a page that says there is more is not empty: {query:?}"
+                );
+                query.after = Some(after);
+            }
+            None => return ids,
+        }
+    }
+    panic!("paging never ended: {query:?}");
+}
+
+/// The time orders: newest first and oldest first by `created_at` (ties by id, descending
+/// newest first; an unset time before every other), in pages of any size that list every entry
+/// once; an entry keeps its place when it changes, and leaves the order when removed — a
+/// cursor at it still continues after its place. A cursor the store did not give out for a
+/// time order is [`StoreError::InvalidCursor`], not a panic.
+pub async fn flows_by_creation_time<S: Store>(store: &S) {
+    for (id, millis) in [
+        ("m", 300),
+        ("a", 500),
+        ("z", 100),
+        ("t2", 200),
+        ("t1", 200),
+        ("t3", 200),
+        ("b", 400),
+    ] {
+        assert!(store.insert_flow(created(id, millis)).await.unwrap());
+    }
+    store
+        .insert_flow(FlowIndexEntry {
+            created_at: Timestamp::ZERO,
+            ..created("unset", 0)
+        })
+        .await
+        .unwrap();
+    let oldest: Vec<String> = ["unset", "z", "t1", "t2", "t3", "m", "b", "a"]
+        .map(String::from)
+        .to_vec();
+    let newest: Vec<String> = oldest.iter().rev().cloned().collect();
+    for (order, expected) in [
+        (FlowOrder::OldestFirst, &oldest),
+        (FlowOrder::NewestFirst, &newest),
+    ] {
+        let all = store
+            .list_flows(&FlowQuery {
+                order,
+                ..FlowQuery::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(&flow_ids(&all.entries), expected, "{order:?}");
+        assert_eq!(all.next_after, None, "{order:?}: one unlimited page");
+        for limit in [1, 2, 3, 7, 8, 9, 100] {
+            let query = FlowQuery {
+                order,
+                limit,
+                ..FlowQuery::default()
+            };
+            assert_eq!(
+                &page_through(store, &query).await,
+                expected,
+                "{order:?} in pages of {limit}: every entry once, in order"
+            );
+        }
+    }
+    assert_eq!(
+        flow_ids(
+            &store
+                .list_flows(&FlowQuery::default())
+                .await
+                .unwrap()
+                .entries
+        ),
+        ["a", "b", "m", "t1", "t2", "t3", "unset", "z"],
+        "by id is still the default"
+    );
+
+    // A changed entry keeps its place.
+    store
+        .put_flow(FlowIndexEntry {
+            outcome: FlowOutcome::Completed,
+            phase: FlowPhase::Deactivated,
+            completed_at: Some(at(900)),
+            ..created("t2", 200)
+        })
+        .await
+        .unwrap();
+    let by = |order: FlowOrder, limit: usize| FlowQuery {
+        order,
+        limit,
+        ..FlowQuery::default()
+    };
+    assert_eq!(
+        page_through(store, &by(FlowOrder::OldestFirst, 2)).await,
+        oldest
+    );
+
+    // The last entry of a page is removed before the next page is read: the next page
+    // continues after the place it had.
+    let first = store
+        .list_flows(&by(FlowOrder::NewestFirst, 3))
+        .await
+        .unwrap();
+    assert_eq!(flow_ids(&first.entries), ["a", "b", "m"]);
+    assert!(store.remove_flow("m").await.unwrap());
+    let rest = page_through(
+        store,
+        &FlowQuery {
+            after: first.next_after,
+            ..by(FlowOrder::NewestFirst, 2)
+        },
+    )
+    .await;
+    assert_eq!(rest, ["t3", "t2", "t1", "z", "unset"]);
+    let first = store
+        .list_flows(&by(FlowOrder::OldestFirst, 3))
+        .await
+        .unwrap();
+    assert_eq!(flow_ids(&first.entries), ["unset", "z", "t1"]);
+    assert!(store.remove_flow("t1").await.unwrap());
+    let rest = page_through(
+        store,
+        &FlowQuery {
+            after: first.next_after,
+            ..by(FlowOrder::OldestFirst, 1)
+        },
+    )
+    .await;
+    assert_eq!(rest, ["t2", "t3", "b", "a"]);
+
+    for order in [FlowOrder::NewestFirst, FlowOrder::OldestFirst] {
+        for bad in [
+            "a",
+            "t1",
+            "",
+            ":t1",
+            "x:t1",
+            "1.5:t1",
+            "99999999999999999999:t1",
+        ] {
+            let error = store
+                .list_flows(&FlowQuery {
+                    order,
+                    after: Some(bad.to_owned()),
+                    ..FlowQuery::default()
+                })
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(error, StoreError::InvalidCursor(_)),
+                "{order:?} after {bad:?}: {error:?}"
+            );
+        }
+    }
+}
+
+/// The filters (outcome, phases, top level) hold in every order, page by page.
+pub async fn ordered_listing_filters<S: Store>(store: &S) {
+    let flows = [
+        (
+            "p1",
+            None,
+            FlowOutcome::Completed,
+            FlowPhase::Deactivated,
+            100,
+        ),
+        ("p2", None, FlowOutcome::Active, FlowPhase::Active, 600),
+        (
+            "c1",
+            Some("p2"),
+            FlowOutcome::Active,
+            FlowPhase::Active,
+            700,
+        ),
+        ("p3", None, FlowOutcome::Failed, FlowPhase::Deactivated, 300),
+        ("p4", None, FlowOutcome::Completed, FlowPhase::Archived, 400),
+        (
+            "p5",
+            None,
+            FlowOutcome::Completed,
+            FlowPhase::Deactivated,
+            300,
+        ),
+        (
+            "c2",
+            Some("p1"),
+            FlowOutcome::Completed,
+            FlowPhase::Deactivated,
+            200,
+        ),
+        ("p6", None, FlowOutcome::Active, FlowPhase::Active, 50),
+    ];
+    for (id, parent, outcome, phase, millis) in flows {
+        store
+            .insert_flow(FlowIndexEntry {
+                created_at: at(millis),
+                ..entry(id, parent, outcome, phase)
+            })
+            .await
+            .unwrap();
+    }
+    let listed = |order: FlowOrder, limit: usize| FlowQuery {
+        top_level_only: true,
+        phases: vec![FlowPhase::Active, FlowPhase::Deactivated],
+        order,
+        limit,
+        ..FlowQuery::default()
+    };
+    let completed = |order: FlowOrder, limit: usize| FlowQuery {
+        outcome: Some(FlowOutcome::Completed),
+        order,
+        limit,
+        ..FlowQuery::default()
+    };
+    let active = |order: FlowOrder, limit: usize| FlowQuery {
+        phases: vec![FlowPhase::Active],
+        order,
+        limit,
+        ..FlowQuery::default()
+    };
+    for limit in [0, 1, 2, 5] {
+        assert_eq!(
+            page_through(store, &listed(FlowOrder::NewestFirst, limit)).await,
+            ["p2", "p5", "p3", "p1", "p6"],
+            "top level, active or deactivated, newest first, pages of {limit}"
+        );
+        assert_eq!(
+            page_through(store, &listed(FlowOrder::OldestFirst, limit)).await,
+            ["p6", "p1", "p3", "p5", "p2"]
+        );
+        assert_eq!(
+            page_through(store, &completed(FlowOrder::NewestFirst, limit)).await,
+            ["p4", "p5", "c2", "p1"]
+        );
+        assert_eq!(
+            page_through(store, &completed(FlowOrder::OldestFirst, limit)).await,
+            ["p1", "c2", "p5", "p4"]
+        );
+        assert_eq!(
+            page_through(store, &active(FlowOrder::NewestFirst, limit)).await,
+            ["c1", "p2", "p6"]
+        );
+        assert_eq!(
+            page_through(store, &active(FlowOrder::OldestFirst, limit)).await,
+            ["p6", "p2", "c1"]
+        );
+    }
+    // No entry passes: an empty page, in every order.
+    for order in [
+        FlowOrder::ById,
+        FlowOrder::NewestFirst,
+        FlowOrder::OldestFirst,
+    ] {
+        let none = FlowQuery {
+            outcome: Some(FlowOutcome::Failed),
+            phases: vec![FlowPhase::Archived],
+            order,
+            limit: 2,
+            ..FlowQuery::default()
+        };
+        let page = store.list_flows(&none).await.unwrap();
+        assert_eq!(
+            (page.entries.len(), page.next_after),
+            (0, None),
+            "{order:?}"
+        );
+    }
+}
+
+/// An id prefix in every order: only ids that start with it, also when other ids share a
+/// shorter prefix or sort right after it ("ab", "ab1", "abz" against "aa", "ac", "a"); a prefix
+/// no id has lists nothing; a cursor before, inside or past the prefix's ids.
+pub async fn flow_id_prefix<S: Store>(store: &S) {
+    for (id, millis) in [
+        ("a", 50),
+        ("aa", 400),
+        ("ab", 300),
+        ("ab1", 100),
+        ("ab2", 500),
+        ("abz", 200),
+        ("ac", 250),
+        ("b", 350),
+    ] {
+        store.insert_flow(created(id, millis)).await.unwrap();
+    }
+    store
+        .put_flow(FlowIndexEntry {
+            outcome: FlowOutcome::Failed,
+            phase: FlowPhase::Deactivated,
+            ..created("ab2", 500)
+        })
+        .await
+        .unwrap();
+    let with = |prefix: &str, order: FlowOrder, limit: usize| FlowQuery {
+        prefix: Some(prefix.to_owned()),
+        order,
+        limit,
+        ..FlowQuery::default()
+    };
+    let cases: [(&str, FlowOrder, &[&str]); 12] = [
+        ("ab", FlowOrder::ById, &["ab", "ab1", "ab2", "abz"]),
+        ("ab", FlowOrder::OldestFirst, &["ab1", "abz", "ab", "ab2"]),
+        ("ab", FlowOrder::NewestFirst, &["ab2", "ab", "abz", "ab1"]),
+        ("ab1", FlowOrder::ById, &["ab1"]),
+        ("ab1", FlowOrder::NewestFirst, &["ab1"]),
+        (
+            "a",
+            FlowOrder::ById,
+            &["a", "aa", "ab", "ab1", "ab2", "abz", "ac"],
+        ),
+        (
+            "a",
+            FlowOrder::NewestFirst,
+            &["ab2", "aa", "ab", "ac", "abz", "ab1", "a"],
+        ),
+        (
+            "",
+            FlowOrder::ById,
+            &["a", "aa", "ab", "ab1", "ab2", "abz", "ac", "b"],
+        ),
+        ("abx", FlowOrder::ById, &[]),
+        ("abx", FlowOrder::OldestFirst, &[]),
+        ("zz", FlowOrder::ById, &[]),
+        ("zz", FlowOrder::NewestFirst, &[]),
+    ];
+    for (prefix, order, expected) in cases {
+        for limit in [0, 1, 2, 3, 10] {
+            assert_eq!(
+                page_through(store, &with(prefix, order, limit)).await,
+                expected,
+                "prefix {prefix:?}, {order:?}, pages of {limit}"
+            );
+        }
+    }
+    let by_id_after = |after: &str| FlowQuery {
+        after: Some(after.to_owned()),
+        ..with("ab", FlowOrder::ById, 0)
+    };
+    for (after, expected) in [
+        ("", &["ab", "ab1", "ab2", "abz"][..]),
+        ("aa", &["ab", "ab1", "ab2", "abz"]),
+        ("ab", &["ab1", "ab2", "abz"]),
+        ("ab1", &["ab2", "abz"]),
+        ("ab15", &["ab2", "abz"]),
+        ("abz", &[]),
+        ("ac", &[]),
+    ] {
+        assert_eq!(
+            flow_ids(&store.list_flows(&by_id_after(after)).await.unwrap().entries),
+            expected,
+            "prefix ab after {after:?}"
+        );
+    }
+    // With the other filters.
+    let failed = FlowQuery {
+        outcome: Some(FlowOutcome::Failed),
+        ..with("ab", FlowOrder::NewestFirst, 1)
+    };
+    assert_eq!(page_through(store, &failed).await, ["ab2"]);
+    let active = FlowQuery {
+        phases: vec![FlowPhase::Active],
+        ..with("ab", FlowOrder::ById, 1)
+    };
+    assert_eq!(page_through(store, &active).await, ["ab", "ab1", "abz"]);
+}
+
+/// Paging in every order while flows are added between pages (earlier, later and equal
+/// creation times, ids before and after the cursor): every flow that existed before the first
+/// page is listed exactly once, and no flow twice.
+pub async fn paging_while_flows_are_added<S: Store>(store: &S) {
+    for (n, order) in [
+        FlowOrder::ById,
+        FlowOrder::NewestFirst,
+        FlowOrder::OldestFirst,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let prefix = format!("r{n}-");
+        let mut existing = BTreeSet::new();
+        for i in 0..20 {
+            let id = format!("{prefix}{i:02}");
+            store
+                .insert_flow(created(&id, 1_000 + (i % 5) * 10))
+                .await
+                .unwrap();
+            existing.insert(id);
+        }
+        let mut query = FlowQuery {
+            prefix: Some(prefix.clone()),
+            order,
+            limit: 3,
+            ..FlowQuery::default()
+        };
+        let mut listed = Vec::new();
+        let mut added = 0;
+        for round in 0..1_000 {
+            let page = store.list_flows(&query).await.unwrap();
+            listed.extend(flow_ids(&page.entries));
+            // New flows everywhere in every order: the first and last ids, the times of
+            // existing flows, and before and after them all.
+            for (id, millis) in [
+                (format!("{prefix}-{round}"), 1_020),
+                (format!("{prefix}a{round}"), 500),
+                (format!("{prefix}z{round}"), 5_000),
+                (format!("{prefix}{round:02}5"), 1_000),
+            ] {
+                assert!(store.insert_flow(created(&id, millis)).await.unwrap());
+                added += 1;
+            }
+            match page.next_after {
+                Some(after) => query.after = Some(after),
+                None => break,
+            }
+        }
+        assert!(added > 0);
+        let unique: BTreeSet<&String> = listed.iter().collect();
+        assert_eq!(
+            unique.len(),
+            listed.len(),
+            "{order:?}: no flow twice: {listed:?}"
+        );
+        for id in &existing {
+            assert_eq!(
+                listed.iter().filter(|listed| *listed == id).count(),
+                1,
+                "{order:?}: {id} existed before the first page"
+            );
+        }
+    }
 }
 
 /// Leases: one owner at a time, renewable by the owner, free after lapsing or release.
@@ -1030,6 +1487,10 @@ macro_rules! for_each_conformance_check {
             flow_index,
             recently_deactivated,
             deactivated_before,
+            flows_by_creation_time,
+            ordered_listing_filters,
+            flow_id_prefix,
+            paging_while_flows_are_added,
             leases,
             many_leases,
             lease_races,
@@ -1056,6 +1517,10 @@ where
     flow_index(&make().await).await;
     recently_deactivated(&make().await).await;
     deactivated_before(&make().await).await;
+    flows_by_creation_time(&make().await).await;
+    ordered_listing_filters(&make().await).await;
+    flow_id_prefix(&make().await).await;
+    paging_while_flows_are_added(&make().await).await;
     leases(&make().await).await;
     many_leases(&make().await).await;
     lease_races(&make().await).await;

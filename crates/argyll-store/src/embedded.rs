@@ -1,9 +1,12 @@
 //! The embedded store: everything in memory, shared by every engine handle in the process.
 //!
 //! Logs, index entries and leases live in shards keyed by hash, so concurrent flows never wait
-//! on one global lock; events are kept as shared envelopes and never re-serialised.
+//! on one global lock; events are kept as shared envelopes and never re-serialised. Each index
+//! shard keeps its entries by id and, beside them, their (creation time, id) keys in order, so
+//! a page in any order reads about `limit` entries of each shard and merges them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,8 +19,8 @@ use crate::error::{StoreError, check_events_belong};
 use crate::memory::{LeaseTable, TimerQueue};
 use crate::sharded::Sharded;
 use crate::traits::{
-    EventFeed, EventLog, FlowIndex, FlowIndexEntry, FlowPage, FlowPhase, FlowQuery, Lease, Leases,
-    Loaded, MemoryUsage, Snapshot, StoreInfo, Timer, Timers,
+    EventFeed, EventLog, FlowIndex, FlowIndexEntry, FlowOrder, FlowPage, FlowPhase, FlowQuery,
+    Lease, Leases, Loaded, MemoryUsage, Snapshot, StoreInfo, TimeCursor, Timer, Timers,
 };
 
 const SHARDS: usize = 64;
@@ -30,9 +33,85 @@ struct Log {
     snapshot: Option<Snapshot>,
 }
 
+/// One shard of the flow index: the entries by id, and their keys by creation time.
+#[derive(Default)]
+struct IndexShard {
+    by_id: BTreeMap<String, FlowIndexEntry>,
+    /// `(created_at in nanoseconds, id)` of every entry in `by_id`.
+    by_created: BTreeSet<(i64, String)>,
+}
+
+impl IndexShard {
+    fn insert(&mut self, entry: FlowIndexEntry) {
+        let key = time_key(&entry);
+        if let Some(old) = self.by_id.insert(entry.flow_id.clone(), entry) {
+            self.by_created.remove(&time_key(&old));
+        }
+        self.by_created.insert(key);
+    }
+
+    fn remove(&mut self, flow_id: &str) -> bool {
+        match self.by_id.remove(flow_id) {
+            Some(old) => {
+                self.by_created.remove(&time_key(&old));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Up to `count` entries matching `query` after its cursor, in its order.
+    fn page(
+        &self,
+        query: &FlowQuery,
+        cursor: Option<&(i64, String)>,
+        count: usize,
+    ) -> Vec<FlowIndexEntry> {
+        let matching = |id: &String| self.by_id.get(id).filter(|entry| query.matches(entry));
+        match query.order {
+            FlowOrder::ById => {
+                let prefix = query.id_prefix();
+                let start = query.id_start().map(str::to_owned);
+                self.by_id
+                    .range::<String, _>((start, Bound::Unbounded))
+                    .take_while(|(id, _)| id.starts_with(prefix))
+                    .map(|(_, entry)| entry)
+                    .filter(|entry| query.matches(entry))
+                    .take(count)
+                    .cloned()
+                    .collect()
+            }
+            FlowOrder::NewestFirst => {
+                let end = cursor.map_or(Bound::Unbounded, Bound::Excluded);
+                self.by_created
+                    .range((Bound::Unbounded, end))
+                    .rev()
+                    .filter_map(|(_, id)| matching(id))
+                    .take(count)
+                    .cloned()
+                    .collect()
+            }
+            FlowOrder::OldestFirst => {
+                let start = cursor.map_or(Bound::Unbounded, Bound::Excluded);
+                self.by_created
+                    .range((start, Bound::Unbounded))
+                    .filter_map(|(_, id)| matching(id))
+                    .take(count)
+                    .cloned()
+                    .collect()
+            }
+        }
+    }
+}
+
+/// An entry's key in the by-creation order.
+fn time_key(entry: &FlowIndexEntry) -> (i64, String) {
+    (crate::nanos_of(entry.created_at), entry.flow_id.clone())
+}
+
 struct Inner {
     logs: Sharded<HashMap<AggregateId, Log>>,
-    index: Sharded<BTreeMap<String, FlowIndexEntry>>,
+    index: Sharded<IndexShard>,
     leases: LeaseTable,
     timers: Mutex<TimerQueue>,
     feed: broadcast::Sender<Arc<EventEnvelope>>,
@@ -202,50 +281,53 @@ impl StoreInfo for EmbeddedStore {
 impl FlowIndex for EmbeddedStore {
     async fn put_flow(&self, entry: FlowIndexEntry) -> Result<(), StoreError> {
         let mut shard = self.inner.index.lock(entry.flow_id.as_str());
-        shard.insert(entry.flow_id.clone(), entry);
+        shard.insert(entry);
         Ok(())
     }
 
     async fn insert_flow(&self, entry: FlowIndexEntry) -> Result<bool, StoreError> {
         let mut shard = self.inner.index.lock(entry.flow_id.as_str());
-        if shard.contains_key(&entry.flow_id) {
+        if shard.by_id.contains_key(&entry.flow_id) {
             return Ok(false);
         }
-        shard.insert(entry.flow_id.clone(), entry);
+        shard.insert(entry);
         Ok(true)
     }
 
     async fn get_flow(&self, flow_id: &str) -> Result<Option<FlowIndexEntry>, StoreError> {
-        Ok(self.inner.index.lock(flow_id).get(flow_id).cloned())
+        Ok(self.inner.index.lock(flow_id).by_id.get(flow_id).cloned())
     }
 
     async fn list_flows(&self, query: &FlowQuery) -> Result<FlowPage, StoreError> {
         let limit = query.page_limit();
+        let cursor = match query.order {
+            FlowOrder::ById => None,
+            FlowOrder::NewestFirst | FlowOrder::OldestFirst => query
+                .time_cursor()?
+                .map(|cursor| (cursor.at, cursor.flow_id)),
+        };
         // Each shard is sorted; take up to `limit + 1` from each after the cursor, then merge.
         let mut candidates = Vec::new();
         for shard in self.inner.index.each() {
-            let range = match &query.after {
-                Some(after) => shard.range::<String, _>((
-                    std::ops::Bound::Excluded(after.clone()),
-                    std::ops::Bound::Unbounded,
-                )),
-                None => shard.range::<String, _>(..),
-            };
-            candidates.extend(
-                range
-                    .map(|(_, entry)| entry)
-                    .filter(|entry| query.matches(entry))
-                    .take(limit.saturating_add(1))
-                    .cloned(),
-            );
+            candidates.extend(shard.page(query, cursor.as_ref(), limit.saturating_add(1)));
         }
-        candidates.sort_by(|a, b| a.flow_id.cmp(&b.flow_id));
+        match query.order {
+            FlowOrder::ById => candidates.sort_by(|a, b| a.flow_id.cmp(&b.flow_id)),
+            FlowOrder::OldestFirst => candidates.sort_by_cached_key(time_key),
+            FlowOrder::NewestFirst => {
+                candidates.sort_by_cached_key(|entry| std::cmp::Reverse(time_key(entry)));
+            }
+        }
         let more = candidates.len() > limit;
         candidates.truncate(limit);
-        let next_after = if more {
-            candidates.last().map(|entry| entry.flow_id.clone())
-        } else {
-            None
+        let next_after = match candidates.last() {
+            Some(last) if more => Some(match query.order {
+                FlowOrder::ById => last.flow_id.clone(),
+                FlowOrder::NewestFirst | FlowOrder::OldestFirst => {
+                    TimeCursor::of_entry(last).encode()
+                }
+            }),
+            _ => None,
         };
         Ok(FlowPage {
             entries: candidates,
@@ -254,7 +336,7 @@ impl FlowIndex for EmbeddedStore {
     }
 
     async fn remove_flow(&self, flow_id: &str) -> Result<bool, StoreError> {
-        Ok(self.inner.index.lock(flow_id).remove(flow_id).is_some())
+        Ok(self.inner.index.lock(flow_id).remove(flow_id))
     }
 
     /// A scan of the index keeping the newest `limit`: in process a scan is cheap (a few ms
@@ -270,7 +352,7 @@ impl FlowIndex for EmbeddedStore {
         let mut newest: BinaryHeap<Reverse<(Timestamp, String)>> = BinaryHeap::new();
         let mut entries: HashMap<String, FlowIndexEntry> = HashMap::new();
         for shard in self.inner.index.each() {
-            for entry in shard.values() {
+            for entry in shard.by_id.values() {
                 if entry.phase != FlowPhase::Deactivated {
                     continue;
                 }
@@ -321,7 +403,7 @@ impl EmbeddedStore {
         let mut oldest: BinaryHeap<(Timestamp, String)> = BinaryHeap::new();
         let mut entries: HashMap<String, FlowIndexEntry> = HashMap::new();
         for shard in self.inner.index.each() {
-            for entry in shard.values() {
+            for entry in shard.by_id.values() {
                 let finished = entry.completed_at.unwrap_or(entry.created_at);
                 if entry.phase != FlowPhase::Deactivated || finished >= before {
                     continue;

@@ -46,6 +46,10 @@ pub enum StoreError {
     /// The store is configured wrongly (a malformed address or database number).
     #[error("store misconfigured: {0}")]
     Misconfigured(String),
+    /// A listing's cursor is not one the store gave out for that order (a caller's mistake:
+    /// the server answers 400).
+    #[error("invalid cursor: {0}")]
+    InvalidCursor(String),
     /// Stored data could not be decoded.
     #[error("corrupt stored data: {0}")]
     Corrupt(String),

@@ -4,7 +4,8 @@
 //! implementation and a conformance kit.
 //!
 //! **Owns**: the traits — per-aggregate event logs with optimistic append and snapshots
-//! ([`EventLog`]), the flow index with filters and paging ([`FlowIndex`]), the feed of committed
+//! ([`EventLog`]), the flow index with filters, an id prefix and paging by id or by creation
+//! time, newest or oldest first ([`FlowIndex`], [`FlowQuery`]), the feed of committed
 //! events every instance subscribes to ([`EventFeed`]), leases on in-flight work ([`Leases`]) and
 //! durable timers ([`Timers`]), together [`Store`]; the [`EmbeddedStore`]; and, behind the
 //! `conformance` feature, the checks every adapter must pass (the Redis adapter runs the same
@@ -58,7 +59,7 @@ pub use error::{StoreError, check_events_belong};
 pub use memory::{LeaseTable, TimerQueue};
 pub use sharded::Sharded;
 pub use traits::{
-    EventFeed, EventLog, FlowIndex, FlowIndexEntry, FlowOutcome, FlowPage, FlowPhase, FlowQuery,
-    Lease, Leases, Loaded, MemoryUsage, Snapshot, Store, StoreInfo, Timer, Timers,
-    read_newer_by_reading,
+    EventFeed, EventLog, FlowIndex, FlowIndexEntry, FlowOrder, FlowOutcome, FlowPage, FlowPhase,
+    FlowQuery, Lease, Leases, Loaded, MemoryUsage, Snapshot, Store, StoreInfo, TimeCursor, Timer,
+    Timers, nanos_of, read_newer_by_reading,
 };

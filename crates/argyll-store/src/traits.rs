@@ -2,6 +2,7 @@
 //! stores fit; the embedded store answers immediately.
 
 use std::future::Future;
+use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -161,9 +162,31 @@ pub struct FlowIndexEntry {
     pub completed_at: Option<Timestamp>,
     /// The failure message.
     pub error: Option<String>,
+    /// The flow's goals (empty in entries written before they were recorded).
+    pub goals: Vec<String>,
 }
 
-/// A page request over the flow index; results are sorted by flow id.
+/// The order of a [`FlowQuery`]'s results.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum FlowOrder {
+    /// By flow id, ascending; the cursor is the last id of the previous page.
+    #[default]
+    ById,
+    /// By `created_at`, newest first, ties by flow id descending; the cursor is a
+    /// [`TimeCursor`].
+    NewestFirst,
+    /// By `created_at`, oldest first, ties by flow id ascending; the cursor is a
+    /// [`TimeCursor`].
+    OldestFirst,
+}
+
+/// A page request over the flow index: results in [`FlowQuery::order`], after the cursor
+/// `after`, filtered.
+///
+/// Paging holds while flows are added and changed: a page continues exactly after the last
+/// entry of the previous one (its position, not an offset), so an entry that existed when the
+/// first page was read is listed once, never repeated or skipped. An entry's `created_at`
+/// never changes once it is indexed, so its place in the time orders is fixed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FlowQuery {
     /// Only flows with this outcome.
@@ -172,18 +195,32 @@ pub struct FlowQuery {
     pub phases: Vec<FlowPhase>,
     /// Only flows without a parent.
     pub top_level_only: bool,
-    /// Only flows whose id sorts after this one (the previous page's cursor).
+    /// Only flows whose id starts with this (none when empty). By id this is a range of the
+    /// index, not a scan of it.
+    pub prefix: Option<String>,
+    /// The order of the results.
+    pub order: FlowOrder,
+    /// The previous page's cursor (its `next_after`): only flows after it in `order`. By id,
+    /// an id (any text); in a time order, a [`TimeCursor`] — anything else is
+    /// [`StoreError::InvalidCursor`].
     pub after: Option<String>,
     /// At most this many (0 means no limit).
     pub limit: usize,
 }
 
 impl FlowQuery {
-    /// Whether `entry` passes the query's filters (outcome, phases, top level); paging aside.
+    /// Whether `entry` passes the query's filters (outcome, phases, top level, id prefix);
+    /// paging aside.
     pub fn matches(&self, entry: &FlowIndexEntry) -> bool {
         self.outcome.is_none_or(|outcome| entry.outcome == outcome)
             && (self.phases.is_empty() || self.phases.contains(&entry.phase))
             && !(self.top_level_only && entry.parent_flow_id.is_some())
+            && entry.flow_id.starts_with(self.id_prefix())
+    }
+
+    /// The id prefix every listed flow has (`""` without one).
+    pub fn id_prefix(&self) -> &str {
+        self.prefix.as_deref().unwrap_or_default()
     }
 
     /// The page size, with 0 meaning unlimited.
@@ -194,12 +231,80 @@ impl FlowQuery {
             self.limit
         }
     }
+
+    /// The cursor of a time order, decoded (`None` on the first page).
+    pub fn time_cursor(&self) -> Result<Option<TimeCursor>, StoreError> {
+        self.after.as_deref().map(TimeCursor::decode).transpose()
+    }
+
+    /// Where a page by id starts: just after the cursor, but not before the prefix (the
+    /// first id that can match).
+    pub fn id_start(&self) -> Bound<&str> {
+        let prefix = self.id_prefix();
+        match self.after.as_deref() {
+            Some(after) if after >= prefix => Bound::Excluded(after),
+            _ if prefix.is_empty() => Bound::Unbounded,
+            _ => Bound::Included(prefix),
+        }
+    }
+}
+
+/// The position of an entry in a time order ([`FlowOrder::NewestFirst`],
+/// [`FlowOrder::OldestFirst`]): its creation time as the store sorts it and its flow id, which
+/// breaks ties. Encoded as `<at>:<flow id>` with `at` a decimal integer; the unit of `at` is the
+/// store's (nanoseconds since the epoch in the embedded and local stores, with the unset time
+/// as `i64::MIN`; microseconds on Redis), so a cursor is only meaningful to the store that made
+/// it — opaque to everyone else.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TimeCursor {
+    /// The creation time in the store's unit.
+    pub at: i64,
+    /// The flow id.
+    pub flow_id: String,
+}
+
+impl TimeCursor {
+    /// The cursor of an entry in a store that sorts by nanoseconds.
+    pub fn of_entry(entry: &FlowIndexEntry) -> Self {
+        TimeCursor {
+            at: nanos_of(entry.created_at),
+            flow_id: entry.flow_id.clone(),
+        }
+    }
+
+    /// The cursor's text (a page's `next_after`).
+    pub fn encode(&self) -> String {
+        format!("{}:{}", self.at, self.flow_id)
+    }
+
+    /// Reads a cursor made by [`TimeCursor::encode`]; anything else is
+    /// [`StoreError::InvalidCursor`].
+    pub fn decode(text: &str) -> Result<Self, StoreError> {
+        let invalid = || {
+            StoreError::InvalidCursor(format!(
+                "{text:?} is not a cursor of a time order (expected <time>:<flow id>, as a \
+                 page's next cursor gives it)"
+            ))
+        };
+        let (at, flow_id) = text.split_once(':').ok_or_else(invalid)?;
+        let at = at.parse::<i64>().map_err(|_| invalid())?;
+        Ok(TimeCursor {
+            at,
+            flow_id: flow_id.to_owned(),
+        })
+    }
+}
+
+/// A timestamp as nanoseconds since the epoch, the unset time as `i64::MIN` (before every
+/// instant, as [`Timestamp`] orders it).
+pub fn nanos_of(at: Timestamp) -> i64 {
+    at.unix_nanos().unwrap_or(i64::MIN)
 }
 
 /// A page of the flow index.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FlowPage {
-    /// The entries, sorted by flow id.
+    /// The entries, in the query's order.
     pub entries: Vec<FlowIndexEntry>,
     /// The cursor of the next page, when there may be more.
     pub next_after: Option<String>,
@@ -226,7 +331,9 @@ pub trait FlowIndex: Send + Sync + 'static {
         flow_id: &str,
     ) -> impl Future<Output = Result<Option<FlowIndexEntry>, StoreError>> + Send;
 
-    /// A page of entries matching `query`.
+    /// A page of entries matching `query`, in its order. A page costs about `limit` entries
+    /// (plus those its filters skip), not the whole index: by id with a prefix it starts at the
+    /// prefix; the time orders read an index by creation time.
     fn list_flows(
         &self,
         query: &FlowQuery,

@@ -21,6 +21,7 @@ pub(crate) fn index_entry(state: &FlowState) -> FlowIndexEntry {
     let parent = ParentLink::parent_flow_id(&state.metadata);
     FlowIndexEntry {
         flow_id: state.id.clone(),
+        goals: state.plan.goals.iter().map(ToString::to_string).collect(),
         parent_flow_id: parent,
         outcome: outcome_of(state.status),
         phase: if is_settled(state) {
@@ -123,5 +124,6 @@ pub fn flow_digest(entry: &FlowIndexEntry) -> FlowDigest {
         created_at: entry.created_at,
         completed_at: entry.completed_at.unwrap_or_default(),
         error: entry.error.clone().unwrap_or_default(),
+        goals: entry.goals.clone(),
     }
 }
