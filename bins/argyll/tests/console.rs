@@ -15,154 +15,13 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use argyll_testkit::Chromedriver;
+use fantoccini::Locator;
 use fantoccini::actions::{InputSource, KeyAction, KeyActions};
-use fantoccini::wd::WebDriverCompatibleCommand;
-use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
+use support::browser::{Browser, LIVE};
 use support::{EngineProcess, register_step, send};
-
-/// How long a live change may take to reach the page before the test fails.
-const LIVE: Duration = Duration::from_secs(20);
-
-/// `POST /session/{id}/se/log {"type": "browser"}`: the page's console messages since the
-/// last read (chromedriver's log endpoint).
-#[derive(Debug)]
-struct BrowserLog;
-
-impl WebDriverCompatibleCommand for BrowserLog {
-    fn endpoint(
-        &self,
-        base_url: &url::Url,
-        session_id: Option<&str>,
-    ) -> Result<url::Url, url::ParseError> {
-        base_url.join(&format!(
-            "session/{}/se/log",
-            session_id.unwrap_or_default()
-        ))
-    }
-
-    fn method_and_body(&self, _request_url: &url::Url) -> (http::Method, Option<String>) {
-        (http::Method::POST, Some(r#"{"type":"browser"}"#.into()))
-    }
-}
-
-struct Browser {
-    client: Client,
-    _driver: Chromedriver,
-    base: String,
-}
-
-impl Browser {
-    async fn open(base: &str, width: u32, height: u32) -> Browser {
-        let driver = Chromedriver::start().unwrap();
-        let capabilities = json!({
-            "browserName": "chrome",
-            "goog:loggingPrefs": {"browser": "ALL"},
-            "goog:chromeOptions": {
-                "binary": argyll_testkit::chromium_binary(),
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                         "--disable-dev-shm-usage", "--no-first-run",
-                         format!("--window-size={width},{height}")],
-            },
-        });
-        let Value::Object(capabilities) = capabilities else {
-            unreachable!()
-        };
-        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(capabilities)
-            .connect(&driver.url())
-            .await
-            .unwrap();
-        Browser {
-            client,
-            _driver: driver,
-            base: base.to_owned(),
-        }
-    }
-
-    async fn goto(&self, path: &str) {
-        self.client
-            .goto(&format!("{}{path}", self.base))
-            .await
-            .unwrap();
-    }
-
-    /// The text of the first element matching `css`, read in one step (a live refresh may
-    /// replace the element between a find and a read); the text as rendered, or the text
-    /// content of what is not rendered (closed details, SVG).
-    async fn text(&self, css: &str) -> String {
-        let script = format!(
-            "const e = document.querySelector({css:?}); \
-             return e === null ? null : (e.innerText || e.textContent);"
-        );
-        match self.eval(&script).await {
-            Value::String(text) => text.trim().to_owned(),
-            other => panic!("{css}: {other}"),
-        }
-    }
-
-    async fn count(&self, css: &str) -> usize {
-        self.client.find_all(Locator::Css(css)).await.unwrap().len()
-    }
-
-    async fn eval(&self, script: &str) -> Value {
-        self.client.execute(script, vec![]).await.unwrap()
-    }
-
-    /// Waits until `css` matches `wanted` elements.
-    async fn wait_count(&self, css: &str, wanted: usize) {
-        let deadline = tokio::time::Instant::now() + LIVE;
-        loop {
-            let found = self.count(css).await;
-            if found == wanted {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{css}: {found} elements, waited for {wanted}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// A screenshot of the top of the page.
-    async fn screenshot(&self, name: &str) {
-        self.eval("window.scrollTo(0, 0); return null;").await;
-        let png = self.client.screenshot().await.unwrap();
-        let dir = screenshot_dir();
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
-    }
-
-    /// The console's messages at level SEVERE (errors, failed loads) since the last call,
-    /// except those `expected` (substrings).
-    async fn errors(&self, expected: &[&str]) -> Vec<String> {
-        let entries = self.client.issue_cmd(BrowserLog).await.unwrap();
-        entries
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|entry| entry["level"] == "SEVERE")
-            .map(|entry| entry["message"].as_str().unwrap_or_default().to_owned())
-            .filter(|message| !expected.iter().any(|e| message.contains(e)))
-            .collect()
-    }
-
-    async fn close(self) {
-        self.client.close().await.unwrap();
-    }
-}
-
-fn screenshot_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"))
-        .join("console-screenshots")
-}
 
 async fn start_engine(name: &str) -> (EngineProcess, reqwest::Client) {
     let engine = EngineProcess::launch(
@@ -828,5 +687,478 @@ async fn the_flow_view_shows_the_plan_steps_values_events_and_follows_the_flow_l
             .await,
         Vec::<String>::new()
     );
+    browser.close().await;
+}
+
+// ------------------------------------------------------------------ forms
+
+/// Replaces the text of the field `css` by typing `text` into it (real key events).
+async fn type_into(browser: &Browser, css: &str, text: &str) {
+    let field = browser.client.find(Locator::Css(css)).await.unwrap();
+    field.clear().await.unwrap();
+    field.send_keys(text).await.unwrap();
+}
+
+/// Waits until the text of `css` contains `wanted`; the text.
+async fn wait_text(browser: &Browser, css: &str, wanted: &str) -> String {
+    let deadline = tokio::time::Instant::now() + LIVE;
+    loop {
+        let text = browser
+            .eval(&format!(
+                "const e = document.querySelector({css:?}); return e ? (e.innerText || e.textContent || '') : '';"
+            ))
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if text.contains(wanted) {
+            return text;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{css}: {text:?} never contained {wanted:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn wait_path(browser: &Browser, wanted: &str) {
+    let deadline = tokio::time::Instant::now() + LIVE;
+    loop {
+        let url = browser.client.current_url().await.unwrap();
+        if url.path() == wanted {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "at {url}, waited for {wanted}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn click(browser: &Browser, css: &str) {
+    browser
+        .client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .click()
+        .await
+        .unwrap();
+}
+
+async fn choose_template(browser: &Browser, label: &str) {
+    browser
+        .client
+        .find(Locator::Css("#step-template"))
+        .await
+        .unwrap()
+        .select_by_label(label)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steps_are_registered_and_edited_and_flows_started_from_the_console() {
+    let (engine, client) = start_engine("console-forms").await;
+    let base = engine.base.clone();
+    register_step(&client, &base, &greet()).await;
+    let browser = Browser::open(&base, 1280, 800).await;
+
+    // The editor checks the JSON as it is typed.
+    browser.goto("/ui/steps").await;
+    click(&browser, "#register-step").await;
+    wait_path(&browser, "/ui/steps/new").await;
+    type_into(&browser, "#step-json", r#"{"id": "shout""#).await;
+    wait_text(&browser, "#step-errors", "Not valid JSON").await;
+    // The server's validation message comes back next to the editor.
+    let refused = json!({"id": "shout", "name": "Shout", "type": "script",
+                         "script": {"language": "cobol", "script": "x"}});
+    let answer: Value = client
+        .post(format!("{base}/engine/step"))
+        .json(&refused)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let message = answer["error"].as_str().unwrap().to_owned();
+    type_into(&browser, "#step-json", &refused.to_string()).await;
+    assert_eq!(browser.text("#step-errors").await, "");
+    click(&browser, "#step-save").await;
+    wait_text(
+        &browser,
+        "#step-errors",
+        &format!("The server refused the step: {message}"),
+    )
+    .await;
+    // A script step (Lua) typed in, an HTTP step and a flow step from the templates.
+    let shout = json!({"id": "shout", "name": "Shout", "type": "script",
+                       "attributes": {"greeting": {"role": "required", "type": "string"},
+                                      "loud": {"role": "output", "type": "string"}},
+                       "script": {"language": "lua", "script": "return {loud = string.upper(greeting)}"}});
+    type_into(&browser, "#step-json", &shout.to_string()).await;
+    click(&browser, "#step-save").await;
+    wait_path(&browser, "/ui/steps").await;
+    browser.wait_count("svg.graph [data-step=shout]", 1).await;
+    for (template, id) in [
+        ("HTTP step (sync)", "my-step"),
+        ("Script step (Ale)", "my-ale-step"),
+        ("Flow step (runs a child flow)", "my-flow-step"),
+    ] {
+        browser.goto("/ui/steps/new").await;
+        choose_template(&browser, template).await;
+        assert!(
+            browser
+                .eval("return document.getElementById('step-json').value;")
+                .await
+                .as_str()
+                .unwrap()
+                .contains(&format!("\"{id}\""))
+        );
+        click(&browser, "#step-save").await;
+        wait_path(&browser, "/ui/steps").await;
+        browser
+            .wait_count(&format!("svg.graph [data-step={id:?}]"), 1)
+            .await;
+        let registered = client
+            .get(format!("{base}/engine/step/{id}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(registered.status(), 200, "{template}");
+    }
+    // Editing: the step's JSON, changed and saved.
+    click(&browser, "tr[data-step=shout] a.edit").await;
+    wait_path(&browser, "/ui/steps/shout/edit").await;
+    let current = browser
+        .eval("return document.getElementById('step-json').value;")
+        .await;
+    let mut edited: Value = serde_json::from_str(current.as_str().unwrap()).unwrap();
+    assert_eq!(edited["id"], "shout");
+    edited["name"] = json!("Shout it out");
+    type_into(&browser, "#step-json", &edited.to_string()).await;
+    click(&browser, "#step-save").await;
+    wait_path(&browser, "/ui/steps").await;
+    wait_text(&browser, "tr[data-step=shout]", "Shout it out").await;
+    browser.goto("/ui/steps/no-such-step/edit").await;
+    assert_eq!(browser.text("h1").await, "Step not found");
+    browser.screenshot("step-editor").await;
+
+    // Starting a flow: goals, the plan and what it needs (as the API plans it).
+    browser.goto("/ui/start").await;
+    click(&browser, "input[name=goal][value=shout]").await;
+    let plan: Value = client
+        .post(format!("{base}/engine/plan"))
+        .json(&json!({"goals": ["shout"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let required: Vec<&str> = plan["required"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|name| name.as_str().unwrap())
+        .collect();
+    wait_text(&browser, "#plan-preview", "steps will run").await;
+    assert_eq!(
+        browser.count("#plan-preview svg.graph [data-step]").await,
+        plan["steps"].as_object().unwrap().len()
+    );
+    assert_eq!(
+        browser.count("#required-attributes li").await,
+        required.len()
+    );
+    for name in &required {
+        assert_eq!(
+            browser
+                .count(&format!("#required-attributes li[data-attribute={name:?}]"))
+                .await,
+            1
+        );
+    }
+    // Another goal instead: the editor is prefilled for it and checks the values as typed.
+    click(&browser, "input[name=goal][value=shout]").await;
+    click(&browser, "input[name=goal][value=greet]").await;
+    wait_text(&browser, "#required-attributes", "name: string").await;
+    assert_eq!(
+        browser.count("#plan-preview svg.graph [data-step]").await,
+        1
+    );
+    let template = browser
+        .eval("return document.getElementById('init').value;")
+        .await;
+    assert_eq!(
+        serde_json::from_str::<Value>(template.as_str().unwrap()).unwrap(),
+        json!({"name": ""})
+    );
+    type_into(&browser, "#init", r#"{"name": 5}"#).await;
+    wait_text(&browser, "#init-errors", "name: must be a string").await;
+    type_into(&browser, "#init", "{}").await;
+    wait_text(&browser, "#init-errors", "name: required by the plan").await;
+    type_into(&browser, "#init", "[1, ").await;
+    wait_text(&browser, "#init-errors", "Not valid JSON").await;
+    type_into(&browser, "#init", r#"{"name": "Ada"}"#).await;
+    assert_eq!(browser.text("#init-errors").await, "");
+    browser.screenshot("start").await;
+    type_into(&browser, "#flow-id", "ui-flow-1").await;
+    click(&browser, "#start-button").await;
+    wait_path(&browser, "/ui/flow/ui-flow-1").await;
+    wait_text(&browser, "#flow-status", "completed").await;
+    wait_text(&browser, "tr[data-attribute=greeting]", "hi Ada").await;
+    // A start the server refuses (a blank id) shows the server's message.
+    browser.goto("/ui/start").await;
+    click(&browser, "input[name=goal][value=greet]").await;
+    wait_text(&browser, "#required-attributes", "name").await;
+    type_into(&browser, "#init", r#"{"name": "Bo"}"#).await;
+    type_into(&browser, "#flow-id", "   ").await;
+    click(&browser, "#start-button").await;
+    wait_text(&browser, "#start-error", "Valid Flow ID is required").await;
+
+    // The refused requests above are the only failed loads.
+    assert_eq!(
+        browser
+            .errors(&[
+                "/engine/step - Failed to load resource: the server responded with a status of 400",
+                "/engine/flow - Failed to load resource: the server responded with a status of 400",
+                "no-such-step/edit - Failed to load resource: the server responded with a status of 404",
+            ])
+            .await,
+        Vec::<String>::new()
+    );
+    browser.close().await;
+}
+
+// ------------------------------------------------------------------ archived flows
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_archived_flow_is_read_back_the_same_way_and_read_only() {
+    let moto = argyll_testkit::MotoServer::start().unwrap();
+    moto.create_bucket("flows").unwrap();
+    let engine = EngineProcess::launch(
+        "console-archive",
+        &[
+            ("ARCHIVE_BUCKET_URL", "s3://flows".into()),
+            ("ARCHIVE_MAX_AGE", "1s".into()),
+            ("ARCHIVE_SWEEP_INTERVAL", "1s".into()),
+            ("AWS_ENDPOINT_URL", moto.endpoint()),
+            ("AWS_ALLOW_HTTP", "true".into()),
+            ("AWS_ACCESS_KEY_ID", "test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "test".into()),
+            ("AWS_DEFAULT_REGION", "us-east-1".into()),
+        ],
+        None,
+        &[],
+    );
+    let client = reqwest::Client::new();
+    engine.wait_healthy(&client).await;
+    let base = engine.base.clone();
+    register_step(&client, &base, &greet()).await;
+    let (status, body) = send(
+        &client,
+        reqwest::Method::POST,
+        &format!("{base}/engine/flow"),
+        &json!({"id": "kept-1", "goals": ["greet"], "init": {"name": "Ada"}}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    // Wait for the archiver: the API then reads the flow back from the bucket.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let events: Value = client
+            .get(format!("{base}/engine/flow/kept-1/events?limit=1"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if events["archived"] == true {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never archived: {events}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let browser = Browser::open(&base, 1280, 800).await;
+    browser.goto("/ui/flow/kept-1").await;
+    assert_eq!(browser.text("#flow-status").await, "completed");
+    assert!(browser.text("dl.facts").await.contains("read-only"));
+    assert!(
+        class_of(&browser, "svg.graph [data-step=greet]")
+            .await
+            .contains("status-completed")
+    );
+    assert!(
+        browser
+            .text("tr[data-attribute=greeting]")
+            .await
+            .contains("hi Ada")
+    );
+    assert!(browser.count("ol.timeline li").await >= 4);
+    // Nothing changes an archived flow: the page does not subscribe.
+    assert_eq!(browser.count("main[data-live]").await, 0);
+    browser.screenshot("flow-archived").await;
+    assert_eq!(browser.errors(&[]).await, Vec::<String>::new());
+    browser.close().await;
+}
+
+// ------------------------------------------------------------------ the flows list
+
+/// The ids of the rows of the flows table, top to bottom.
+async fn listed(browser: &Browser) -> Vec<String> {
+    browser
+        .eval("return [...document.querySelectorAll('table.flows tbody tr')].map((r) => r.dataset.flow);")
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| id.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The ids of a page of `GET /engine/flow` (and its next cursor).
+async fn api_page(
+    client: &reqwest::Client,
+    base: &str,
+    query: &str,
+) -> (Vec<String>, Option<String>) {
+    let page: Value = client
+        .get(format!("{base}/engine/flow?{query}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids = page["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap().to_owned())
+        .collect();
+    (ids, page["next_cursor"].as_str().map(str::to_owned))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_flows_list_is_newest_first_filtered_paged_and_live() {
+    let (engine, client) = start_engine("console-flows").await;
+    let base = engine.base.clone();
+    let webhooks = Webhooks::default();
+    let steps = order_steps(webhooks.clone()).await;
+    register_order_steps(&client, &base, &steps).await;
+    register_step(&client, &base, &greet()).await;
+    for n in 0..120 {
+        let (status, body) = send(
+            &client,
+            reqwest::Method::POST,
+            &format!("{base}/engine/flow"),
+            &json!({"id": format!("batch-{n:03}"), "goals": ["greet"], "init": {"name": "x"}}),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    for n in 0..3 {
+        start_flow(&client, &base, &format!("bad-{n}"), &["explode"]).await;
+        wait_flow(&client, &base, &format!("bad-{n}"), "failed").await;
+    }
+    wait_flow(&client, &base, "batch-119", "completed").await;
+    let browser = Browser::open(&base, 1280, 800).await;
+
+    // Newest first, 50 a page, as the API's cursor pages them.
+    browser.goto("/ui/").await;
+    let first = listed(&browser).await;
+    assert_eq!(first.len(), 50);
+    assert_eq!(first[0], "bad-2");
+    let (api_first, cursor) = api_page(&client, &base, "sort=recent&limit=50").await;
+    assert_eq!(first, api_first);
+    let row = browser.text("tr[data-flow=batch-119]").await;
+    assert!(row.contains("completed") && row.contains("greet"), "{row}");
+    assert!(
+        row.contains(" ms") || row.contains(" s"),
+        "a duration: {row}"
+    );
+    assert!(browser.text("tr[data-flow=bad-2]").await.contains("boom"));
+    click(&browser, "#older").await;
+    let second = listed(&browser).await;
+    let (api_second, _) = api_page(
+        &client,
+        &base,
+        &format!(
+            "sort=recent&limit=50&cursor={}",
+            cursor.unwrap().replace(':', "%3A")
+        ),
+    )
+    .await;
+    assert_eq!(second, api_second);
+    click(&browser, "#older").await;
+    let third = listed(&browser).await;
+    assert_eq!(first.len() + second.len() + third.len(), 123);
+    assert_eq!(browser.count("#older").await, 0);
+    assert_eq!(third.last().map(String::as_str), Some("batch-000"));
+    click(&browser, "#newest").await;
+    assert_eq!(listed(&browser).await, first);
+    browser.screenshot("flows").await;
+
+    // Filters: status, id prefix, both.
+    browser
+        .client
+        .find(Locator::Css("#status"))
+        .await
+        .unwrap()
+        .select_by_value("failed")
+        .await
+        .unwrap();
+    click(&browser, "form.filters button").await;
+    wait_path(&browser, "/ui/flows").await;
+    assert_eq!(listed(&browser).await, vec!["bad-2", "bad-1", "bad-0"]);
+    browser.goto("/ui/flows?prefix=batch-11").await;
+    let prefixed = listed(&browser).await;
+    assert_eq!(prefixed.len(), 10);
+    assert!(
+        prefixed.iter().all(|id| id.starts_with("batch-11")),
+        "{prefixed:?}"
+    );
+    assert_eq!(prefixed[0], "batch-119");
+    browser.goto("/ui/flows?prefix=nothing-like-this").await;
+    assert_eq!(browser.text("#no-flows").await, "No flows match.");
+
+    // Live: a flow started by another client appears at the top, and its status changes
+    // when it finishes, without a reload.
+    browser.goto("/ui/flows").await;
+    browser.wait_count("main[data-live-state=open]", 1).await;
+    browser.eval("window.argyllMarker = 3; return null;").await;
+    start_flow(&client, &base, "held-1", &["notify"]).await;
+    browser
+        .wait_count("tr[data-flow=held-1][data-status=active]", 1)
+        .await;
+    assert_eq!(listed(&browser).await[0], "held-1");
+    let deadline = tokio::time::Instant::now() + LIVE;
+    while webhooks.lock().unwrap().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "approve was never called"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let url = webhooks.lock().unwrap()[0].clone();
+    client
+        .post(url)
+        .json(&json!({"success": true, "outputs": {"approved": true}}))
+        .send()
+        .await
+        .unwrap();
+    browser
+        .wait_count("tr[data-flow=held-1][data-status=completed]", 1)
+        .await;
+    assert_eq!(browser.eval("return window.argyllMarker;").await, json!(3));
+    assert_eq!(browser.errors(&[]).await, Vec::<String>::new());
     browser.close().await;
 }

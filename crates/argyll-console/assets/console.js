@@ -1,7 +1,8 @@
 // Argyll console: the theme switch, and live pages. A page whose <main> carries data-live
 // subscribes on the engine's WebSocket (data-live-subscribe is the subscribe message's data)
 // and, after any of the events in data-live-events, fetches itself again with ?fragment=1 and
-// swaps the new content in. Refreshes are coalesced (at most one in flight, one queued);
+// swaps the new content in. Refreshes are coalesced (at most one in flight, one queued) and
+// spaced by data-live-interval milliseconds;
 // after a reconnect the page is refreshed once, since events may have been missed meanwhile.
 
 const THEME_KEY = "argyll-theme";
@@ -37,14 +38,26 @@ function setUpLive(region) {
   const events = new Set((region.dataset.liveEvents || "").split(",").filter(Boolean));
   let subscription;
   try { subscription = JSON.parse(region.dataset.liveSubscribe || "{}"); } catch { return; }
+  const interval = Number(region.dataset.liveInterval || 0);
   let running = false;
   let queued = false;
+  let last = 0;
   let connectedBefore = false;
   let delay = 500;
 
+  // Someone typing in a field of the region (a filter) would lose it to a swap: wait.
+  const typing = () => {
+    const active = document.activeElement;
+    return active && region.contains(active) && active.matches("input, textarea, select");
+  };
+
   async function refresh() {
     if (running) { queued = true; return; }
+    if (typing()) { setTimeout(refresh, 1000); return; }
     running = true;
+    const wait = last + interval - Date.now();
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+    last = Date.now();
     try {
       const url = new URL(location.href);
       url.searchParams.set("fragment", "1");
@@ -113,7 +126,8 @@ function setUpLive(region) {
 
 // A link to a step's details (#exec-<step>) opens them.
 function openTarget() {
-  const id = decodeURIComponent(location.hash.slice(1));
+  let id = "";
+  try { id = decodeURIComponent(location.hash.slice(1)); } catch { return; }
   const target = id ? document.getElementById(id) : null;
   if (target instanceof HTMLDetailsElement) {
     target.open = true;
@@ -121,7 +135,146 @@ function openTarget() {
   }
 }
 
+// ---------------------------------------------------------------- forms
+
+function showErrors(list, messages) {
+  list.replaceChildren(...messages.map((message) => {
+    const item = document.createElement(list.tagName === "UL" ? "li" : "span");
+    item.textContent = message;
+    return item;
+  }));
+}
+
+function parseObject(text, what) {
+  let value;
+  try { value = JSON.parse(text); } catch (error) { return [null, `Not valid JSON: ${error.message}`]; }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    return [null, `${what} must be a JSON object`];
+  }
+  return [value, null];
+}
+
+function typeProblem(value, type) {
+  const is = {
+    string: typeof value === "string",
+    number: typeof value === "number",
+    boolean: typeof value === "boolean",
+    object: typeof value === "object" && value !== null && !Array.isArray(value),
+    array: Array.isArray(value),
+  };
+  return type in is && !is[type] ? `must be ${type === "array" || type === "object" ? "an" : "a"} ${type}` : null;
+}
+
+// The start form: goals → plan preview (rendered by the server) → init values checked as they
+// are typed → POST /engine/flow → the flow view.
+function setUpStartForm(form) {
+  const preview = document.getElementById("plan-preview");
+  const init = document.getElementById("init");
+  const initErrors = document.getElementById("init-errors");
+  const startError = document.getElementById("start-error");
+  const flowId = document.getElementById("flow-id");
+  if (!flowId.value) {
+    flowId.value = `flow-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 7)}`;
+  }
+  let required = {};
+  let edited = false;
+
+  function check() {
+    const [value, error] = parseObject(init.value, "The init values");
+    const messages = error ? [error] : [];
+    if (value) {
+      for (const [name, type] of Object.entries(required)) {
+        if (!(name in value)) messages.push(`${name}: required by the plan`);
+        else {
+          const problem = typeProblem(value[name], type);
+          if (problem) messages.push(`${name}: ${problem}`);
+        }
+      }
+    }
+    showErrors(initErrors, messages);
+    init.setAttribute("aria-invalid", String(messages.length > 0));
+    return messages.length === 0 ? value : null;
+  }
+
+  async function loadPreview() {
+    const url = new URL("/ui/start/preview", location.href);
+    for (const input of form.querySelectorAll("input[name=goal]:checked")) {
+      url.searchParams.append("goal", input.value);
+    }
+    const response = await fetch(url, { cache: "no-store" });
+    preview.innerHTML = await response.text();
+    const plan = preview.querySelector("#plan");
+    try { required = plan ? JSON.parse(plan.dataset.required || "{}") : {}; } catch { required = {}; }
+    if (plan && !edited) init.value = plan.dataset.template || "{}";
+    preview.dataset.goals = url.searchParams.getAll("goal").join(",");
+    check();
+  }
+
+  form.addEventListener("change", (event) => {
+    if (event.target.name === "goal") loadPreview();
+  });
+  init.addEventListener("input", () => { edited = true; check(); });
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    showErrors(startError, []);
+    const goals = [...form.querySelectorAll("input[name=goal]:checked")].map((i) => i.value);
+    if (goals.length === 0) { showErrors(startError, ["Pick at least one goal."]); return; }
+    const value = check();
+    if (!value) return;
+    const id = flowId.value.trim();
+    const response = await fetch("/engine/flow", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ id, goals, init: value }),
+    });
+    if (response.ok) { location.href = `/ui/flow/${encodeURIComponent(id)}`; return; }
+    let message = `${response.status} ${response.statusText}`;
+    try { message = (await response.json()).error || message; } catch { /* not JSON */ }
+    // Messages about the init values go next to the editor, others next to the button.
+    if (/required inputs|attribute|init/i.test(message)) showErrors(initErrors, [message]);
+    else showErrors(startError, [message]);
+  });
+}
+
+// The step editor: templates, JSON checked as it is typed, the server's 400 message shown.
+function setUpStepEditor(form) {
+  const text = document.getElementById("step-json");
+  const errors = document.getElementById("step-errors");
+  const template = document.getElementById("step-template");
+  const check = () => {
+    const [value, error] = parseObject(text.value, "A step");
+    showErrors(errors, error ? [error] : []);
+    text.setAttribute("aria-invalid", String(Boolean(error)));
+    return value;
+  };
+  if (template) template.addEventListener("change", () => { text.value = template.value; check(); });
+  text.addEventListener("input", check);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const step = check();
+    if (!step) return;
+    const editing = form.dataset.editing;
+    const response = await fetch(editing ? `/engine/step/${encodeURIComponent(editing)}` : "/engine/step", {
+      method: editing ? "PUT" : "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(step),
+    });
+    if (response.ok) {
+      location.href = `/ui/steps#step-${encodeURIComponent(step.id ?? editing)}`;
+      return;
+    }
+    let message = `${response.status} ${response.statusText}`;
+    try { message = (await response.json()).error || message; } catch { /* not JSON */ }
+    showErrors(errors, [`The server refused the step: ${message}`]);
+    text.setAttribute("aria-invalid", "true");
+  });
+}
+
 setUpTheme();
+const startForm = document.querySelector("form[data-start]");
+if (startForm) setUpStartForm(startForm);
+const stepEditor = document.querySelector("form[data-step-editor]");
+if (stepEditor) setUpStepEditor(stepEditor);
 addEventListener("hashchange", openTarget);
 openTarget();
 const live = document.querySelector("main[data-live]");

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use argyll_model::{FlowState, HealthState, Step};
+use argyll_model::{ExecutionPlan, FlowState, HealthState, Step};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -50,6 +50,14 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// What the API said (its error message), or why it could not be read.
+    pub fn message(&self) -> String {
+        match self {
+            ApiError::Status { message, .. } => message.clone(),
+            other => other.to_string(),
+        }
+    }
+
     /// The HTTP status of the API's answer, when it answered with an error.
     pub fn status(&self) -> Option<u16> {
         match self {
@@ -88,6 +96,52 @@ pub(crate) struct EngineInfo {
     /// The longest id (child flow ids longer than this are hashed).
     #[serde(default)]
     pub max_id_length: usize,
+}
+
+/// One flow of `GET /engine/flow`.
+#[derive(Clone, Debug, Deserialize)]
+pub(crate) struct FlowSummary {
+    /// The flow's id.
+    pub id: String,
+    /// Its digest.
+    pub digest: Digest,
+}
+
+/// A flow's digest as the list gives it.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub(crate) struct Digest {
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub created_at: Option<argyll_model::Timestamp>,
+    #[serde(default)]
+    pub completed_at: Option<argyll_model::Timestamp>,
+    #[serde(default)]
+    pub error: String,
+    #[serde(default)]
+    pub goals: Vec<String>,
+}
+
+/// A page of `GET /engine/flow`.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub(crate) struct FlowList {
+    #[serde(default)]
+    pub flows: Vec<FlowSummary>,
+    #[serde(default)]
+    pub next_cursor: Option<String>,
+}
+
+/// What the flows page asks `GET /engine/flow` for.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct FlowFilter {
+    /// `active`, `completed`, `failed`, or all when empty.
+    pub status: String,
+    /// Only ids starting with this.
+    pub prefix: String,
+    /// The page after this cursor.
+    pub cursor: String,
+    /// Flows per page.
+    pub limit: usize,
 }
 
 /// A page of `GET /engine/flow/{id}/events`.
@@ -147,6 +201,21 @@ impl Api {
         self.get("/engine/info").await
     }
 
+    /// A page of flows, newest first.
+    pub(crate) async fn flows(&self, filter: &FlowFilter) -> Result<FlowList, ApiError> {
+        let mut path = format!("/engine/flow?sort=recent&limit={}", filter.limit.max(1));
+        for (name, value) in [
+            ("status", &filter.status),
+            ("prefix", &filter.prefix),
+            ("cursor", &filter.cursor),
+        ] {
+            if !value.is_empty() {
+                path.push_str(&format!("&{name}={}", query_value(value)));
+            }
+        }
+        self.get(&path).await
+    }
+
     /// A flow's state; `None` when the API does not know it (404).
     pub(crate) async fn flow(&self, id: &str) -> Result<Option<FlowState>, ApiError> {
         match self
@@ -157,6 +226,29 @@ impl Api {
             Err(ApiError::Status { status: 404, .. }) => Ok(None),
             Err(other) => Err(other),
         }
+    }
+
+    /// One registered step; `None` when there is none with that id.
+    pub(crate) async fn step(&self, id: &str) -> Result<Option<Step>, ApiError> {
+        match self
+            .get(&format!("/engine/step/{}", path_segment(id)))
+            .await
+        {
+            Ok(step) => Ok(Some(step)),
+            Err(ApiError::Status { status: 404, .. }) => Ok(None),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// The plan for `goals` (`POST /engine/plan`).
+    pub(crate) async fn plan(&self, goals: &[String]) -> Result<ExecutionPlan, ApiError> {
+        self.send(
+            self.client
+                .post(format!("{}/engine/plan", self.base))
+                .json(&serde_json::json!({ "goals": goals })),
+            "/engine/plan",
+        )
+        .await
     }
 
     /// Up to `limit` of a flow's events from sequence `from`.
@@ -174,12 +266,21 @@ impl Api {
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ApiError> {
+        self.send(self.client.get(format!("{}{path}", self.base)), path)
+            .await
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+        path: &str,
+    ) -> Result<T, ApiError> {
         let url = format!("{}{path}", self.base);
         let unreachable = |e: reqwest::Error| ApiError::Unreachable {
             url: url.clone(),
             reason: e.to_string(),
         };
-        let mut response = self.client.get(&url).send().await.map_err(unreachable)?;
+        let mut response = request.send().await.map_err(unreachable)?;
         let status = response.status();
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(unreachable)? {
@@ -217,6 +318,11 @@ pub(crate) fn path_segment(text: &str) -> String {
         }
     }
     encoded
+}
+
+/// `text` as a query parameter value (percent-encoded).
+pub(crate) fn query_value(text: &str) -> String {
+    path_segment(text).replace(':', "%3A")
 }
 
 #[cfg(test)]

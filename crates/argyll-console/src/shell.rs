@@ -10,7 +10,12 @@ use serde::Deserialize;
 use crate::assets;
 
 /// The navigation's entries: (path, label).
-const NAVIGATION: &[(&str, &str)] = &[("/ui/steps", "Steps"), ("/ui/engine", "Engine")];
+const NAVIGATION: &[(&str, &str)] = &[
+    ("/ui/flows", "Flows"),
+    ("/ui/steps", "Steps"),
+    ("/ui/start", "Start a flow"),
+    ("/ui/engine", "Engine"),
+];
 
 /// `?fragment=1`: only the live region.
 #[derive(Debug, Default, Deserialize)]
@@ -39,6 +44,9 @@ impl Fragment {
 pub(crate) struct Live {
     pub subscribe: String,
     pub events: &'static [&'static str],
+    /// Least time between two refreshes (a busy engine would otherwise keep the page
+    /// reloading its region back to back).
+    pub min_interval_ms: u32,
 }
 
 /// A page: `title`, the navigation entry it belongs to, and its live region `body`.
@@ -86,7 +94,8 @@ pub(crate) fn page(
                 @if let Some(live) = live {
                     main #live data-live=""
                         data-live-subscribe=(live.subscribe)
-                        data-live-events=(live.events.join(",")) {
+                        data-live-events=(live.events.join(","))
+                        data-live-interval=(live.min_interval_ms) {
                         (body)
                     }
                 } @else {

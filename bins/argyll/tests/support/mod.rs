@@ -12,6 +12,7 @@
     missing_docs
 )]
 
+pub mod browser;
 pub mod chain;
 
 use std::path::PathBuf;

@@ -11,6 +11,7 @@ use axum::response::Response;
 use maud::{Markup, html};
 
 use crate::Console;
+use crate::api::path_segment;
 use crate::graph::{Decoration, StepGraph};
 use crate::shell::{self, Fragment, Live};
 
@@ -35,6 +36,7 @@ pub(crate) async fn page(
             serde_json::to_string(EVENTS).unwrap_or_default()
         ),
         events: EVENTS,
+        min_interval_ms: 0,
     };
     let (status, body) = match read_catalog(&console).await {
         Ok((steps, health)) => (StatusCode::OK, catalog(&steps, &health)),
@@ -54,7 +56,10 @@ async fn read_catalog(
 fn catalog(steps: &[Step], health: &BTreeMap<String, HealthState>) -> Markup {
     html! {
         h1 { "Steps" }
-        p.summary { (steps.len()) " registered" }
+        div.actions {
+            p.summary { (steps.len()) " registered" }
+            a.button #register-step href="/ui/steps/new" { "Register a step" }
+        }
         @if steps.is_empty() {
             p.empty { "No steps are registered yet." }
         } @else {
@@ -93,7 +98,10 @@ fn row(step: &Step, health: Option<&HealthState>) -> Markup {
     let status = health.map_or(HealthStatus::Unknown, |h| h.status);
     html! {
         tr #{ "step-" (step.id) } data-step=(step.id) {
-            td { strong { (step.name) } br; code { (step.id) } }
+            td {
+                strong { (step.name) } br; code { (step.id) } br;
+                a.edit href={ "/ui/steps/" (path_segment(step.id.as_str())) "/edit" } { "Edit" }
+            }
             td { (step.step_type.as_str()) }
             td.runs { (runs(step)) }
             td {

@@ -28,6 +28,7 @@ pub(crate) async fn page(
             serde_json::to_string(EVENTS).unwrap_or_default()
         ),
         events: EVENTS,
+        min_interval_ms: 0,
     };
     let read = async {
         let info = console.api.info().await?;

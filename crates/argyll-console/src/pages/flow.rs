@@ -40,6 +40,7 @@ pub(crate) async fn page(
     let live = Live {
         subscribe: serde_json::json!({ "aggregate_id": ["flow", id] }).to_string(),
         events: &[],
+        min_interval_ms: 250,
     };
     let from = query.events_from.unwrap_or(0);
     let read = async {
@@ -58,7 +59,7 @@ pub(crate) async fn page(
                 StatusCode::OK,
                 &fragment,
                 &title,
-                "/ui/",
+                "/ui/flows",
                 live,
                 flow(&state, &events, from, max_id_length),
             )
@@ -67,7 +68,7 @@ pub(crate) async fn page(
             StatusCode::NOT_FOUND,
             &fragment,
             "Flow not found",
-            "/ui/",
+            "/ui/flows",
             None,
             html! {
                 h1 { "Flow not found" }
@@ -78,7 +79,7 @@ pub(crate) async fn page(
             StatusCode::BAD_GATEWAY,
             &fragment,
             &title,
-            "/ui/",
+            "/ui/flows",
             Some(&live),
             shell::api_error(&error),
         ),
@@ -265,7 +266,7 @@ fn short(token: &str) -> &str {
     token.get(..8).unwrap_or(token)
 }
 
-fn duration_text(ms: i64) -> String {
+pub(crate) fn duration_text(ms: i64) -> String {
     if ms < 1_000 {
         format!("{ms} ms")
     } else if ms < 60_000 {

@@ -3,6 +3,9 @@
 pub(crate) mod catalog;
 pub(crate) mod engine;
 pub(crate) mod flow;
+pub(crate) mod flows;
+pub(crate) mod start;
+pub(crate) mod step_editor;
 
 use axum::extract::Query;
 use axum::http::StatusCode;
