@@ -337,8 +337,23 @@ async fn the_engine_page_deep_links_not_found_keyboard_themes_and_a_phone() {
 
     // A phone-sized window: the page does not scroll sideways (the graph scrolls in its box),
     // the navigation stays visible.
+    let (status, body) = send(
+        &client,
+        reqwest::Method::POST,
+        &format!("{base}/engine/flow"),
+        &json!({"id": "phone-1", "goals": ["greet"], "init": {"name": "a rather long name to wrap"}}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
     browser.client.set_window_size(390, 844).await.unwrap();
-    for page in ["/ui/steps", "/ui/engine"] {
+    for page in [
+        "/ui/flows",
+        "/ui/flow/phone-1",
+        "/ui/steps",
+        "/ui/engine",
+        "/ui/start",
+        "/ui/steps/new",
+    ] {
         browser.goto(page).await;
         let overflow = browser
             .eval("return document.documentElement.scrollWidth - window.innerWidth;")
@@ -358,7 +373,10 @@ async fn the_engine_page_deep_links_not_found_keyboard_themes_and_a_phone() {
                 .unwrap()
         );
         browser
-            .screenshot(&format!("phone-{}", page.trim_start_matches("/ui/")))
+            .screenshot(&format!(
+                "phone-{}",
+                page.trim_start_matches("/ui/").replace('/', "-")
+            ))
             .await;
     }
 
