@@ -21,7 +21,7 @@ use fantoccini::Locator;
 use fantoccini::actions::{InputSource, KeyAction, KeyActions};
 use serde_json::{Value, json};
 use support::browser::{Browser, LIVE};
-use support::{EngineProcess, register_step, send};
+use support::{EngineProcess, get_json, register_step, send};
 
 async fn start_engine(name: &str) -> (EngineProcess, reqwest::Client) {
     let engine = EngineProcess::launch(
@@ -55,14 +55,7 @@ fn shout() -> Value {
 async fn wait_unhealthy(client: &reqwest::Client, base: &str, step: &str) {
     let deadline = tokio::time::Instant::now() + LIVE;
     loop {
-        let health: Value = client
-            .get(format!("{base}/engine/health/{step}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let health: Value = get_json(client, &format!("{base}/engine/health/{step}")).await;
         if health["status"] == "unhealthy" {
             return;
         }
@@ -212,14 +205,7 @@ async fn the_engine_page_deep_links_not_found_keyboard_themes_and_a_phone() {
     register_step(&client, &base, &greet()).await;
     register_step(&client, &base, &shout()).await;
     wait_unhealthy(&client, &base, "shout").await;
-    let info: Value = client
-        .get(format!("{base}/engine/info"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let info: Value = get_json(&client, &format!("{base}/engine/info")).await;
     assert_eq!(info["store"], "local", "{info}");
     let browser = Browser::open(&base, 1280, 800).await;
 
@@ -289,14 +275,7 @@ async fn the_engine_page_deep_links_not_found_keyboard_themes_and_a_phone() {
         .eval("return getComputedStyle(document.body).backgroundColor;")
         .await;
     for theme in ["dark", "light"] {
-        browser
-            .client
-            .find(Locator::Css("[data-theme-toggle]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        browser.click("[data-theme-toggle]").await;
         assert_eq!(
             browser
                 .eval("return document.documentElement.dataset.theme;")
@@ -476,14 +455,7 @@ async fn start_flow(client: &reqwest::Client, base: &str, id: &str, goals: &[&st
 
 /// Waits until the API says `flow` has `status`.
 async fn wait_flow(client: &reqwest::Client, base: &str, flow: &str, status: &str) -> Value {
-    let state: Value = client
-        .get(format!("{base}/engine/flow/{flow}?wait=20s"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let state: Value = get_json(client, &format!("{base}/engine/flow/{flow}?wait=20s")).await;
     assert_eq!(state["status"], status, "{state}");
     state
 }
@@ -541,14 +513,7 @@ async fn the_flow_view_shows_the_plan_steps_values_events_and_follows_the_flow_l
     );
     assert_eq!(browser.count("svg.graph [data-attribute]").await, 7);
     // Selecting a step opens its details: inputs, outputs, work items with attempts.
-    browser
-        .client
-        .find(Locator::Css("svg.graph a[href='#exec-pack']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click("svg.graph a[href='#exec-pack']").await;
     assert_eq!(
         browser
             .eval("return document.getElementById('exec-pack').open;")
@@ -593,14 +558,7 @@ async fn the_flow_view_shows_the_plan_steps_values_events_and_follows_the_flow_l
             .contains("[\"cup\",\"pot\",\"jar\"]")
     );
     // The timeline: every event so far, expandable to its payload.
-    let events = client
-        .get(format!("{base}/engine/flow/order-1/events"))
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
+    let events = get_json(&client, &format!("{base}/engine/flow/order-1/events")).await;
     assert_eq!(
         browser.count("ol.timeline li").await,
         events["count"].as_u64().unwrap() as usize
@@ -668,25 +626,11 @@ async fn the_flow_view_shows_the_plan_steps_values_events_and_follows_the_flow_l
     start_flow(&client, &base, "parent-1", &["wrap"]).await;
     wait_flow(&client, &base, "parent-1", "completed").await;
     browser.goto("/ui/flow/parent-1#exec-wrap").await;
-    browser
-        .client
-        .find(Locator::Css("#exec-wrap a.child-link"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click("#exec-wrap a.child-link").await;
     let child = browser.text("#flow-id").await;
     assert!(child.starts_with("parent-1:wrap:"), "{child}");
     assert_eq!(browser.text("#flow-status").await, "completed");
-    browser
-        .client
-        .find(Locator::Css("#parent-link"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click("#parent-link").await;
     assert_eq!(browser.text("#flow-id").await, "parent-1");
 
     // A flow nobody knows: "not found" (404), not a spinner.
@@ -755,17 +699,6 @@ async fn wait_path(browser: &Browser, wanted: &str) {
     }
 }
 
-async fn click(browser: &Browser, css: &str) {
-    browser
-        .client
-        .find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"))
-        .click()
-        .await
-        .unwrap();
-}
-
 async fn choose_template(browser: &Browser, label: &str) {
     browser
         .client
@@ -786,7 +719,7 @@ async fn steps_are_registered_and_edited_and_flows_started_from_the_console() {
 
     // The editor checks the JSON as it is typed.
     browser.goto("/ui/steps").await;
-    click(&browser, "#register-step").await;
+    browser.click("#register-step").await;
     wait_path(&browser, "/ui/steps/new").await;
     type_into(&browser, "#step-json", r#"{"id": "shout""#).await;
     wait_text(&browser, "#step-errors", "Not valid JSON").await;
@@ -805,7 +738,7 @@ async fn steps_are_registered_and_edited_and_flows_started_from_the_console() {
     let message = answer["error"].as_str().unwrap().to_owned();
     type_into(&browser, "#step-json", &refused.to_string()).await;
     assert_eq!(browser.text("#step-errors").await, "");
-    click(&browser, "#step-save").await;
+    browser.click("#step-save").await;
     wait_text(
         &browser,
         "#step-errors",
@@ -818,7 +751,7 @@ async fn steps_are_registered_and_edited_and_flows_started_from_the_console() {
                                       "loud": {"role": "output", "type": "string"}},
                        "script": {"language": "lua", "script": "return {loud = string.upper(greeting)}"}});
     type_into(&browser, "#step-json", &shout.to_string()).await;
-    click(&browser, "#step-save").await;
+    browser.click("#step-save").await;
     wait_path(&browser, "/ui/steps").await;
     browser.wait_count("svg.graph [data-step=shout]", 1).await;
     for (template, id) in [
@@ -836,7 +769,7 @@ async fn steps_are_registered_and_edited_and_flows_started_from_the_console() {
                 .unwrap()
                 .contains(&format!("\"{id}\""))
         );
-        click(&browser, "#step-save").await;
+        browser.click("#step-save").await;
         wait_path(&browser, "/ui/steps").await;
         browser
             .wait_count(&format!("svg.graph [data-step={id:?}]"), 1)
@@ -849,7 +782,7 @@ async fn steps_are_registered_and_edited_and_flows_started_from_the_console() {
         assert_eq!(registered.status(), 200, "{template}");
     }
     // Editing: the step's JSON, changed and saved.
-    click(&browser, "tr[data-step=shout] a.edit").await;
+    browser.click("tr[data-step=shout] a.edit").await;
     wait_path(&browser, "/ui/steps/shout/edit").await;
     let current = browser
         .eval("return document.getElementById('step-json').value;")
@@ -858,7 +791,7 @@ async fn steps_are_registered_and_edited_and_flows_started_from_the_console() {
     assert_eq!(edited["id"], "shout");
     edited["name"] = json!("Shout it out");
     type_into(&browser, "#step-json", &edited.to_string()).await;
-    click(&browser, "#step-save").await;
+    browser.click("#step-save").await;
     wait_path(&browser, "/ui/steps").await;
     wait_text(&browser, "tr[data-step=shout]", "Shout it out").await;
     browser.goto("/ui/steps/no-such-step/edit").await;
@@ -867,7 +800,7 @@ async fn steps_are_registered_and_edited_and_flows_started_from_the_console() {
 
     // Starting a flow: goals, the plan and what it needs (as the API plans it).
     browser.goto("/ui/start").await;
-    click(&browser, "input[name=goal][value=shout]").await;
+    browser.click("input[name=goal][value=shout]").await;
     let plan: Value = client
         .post(format!("{base}/engine/plan"))
         .json(&json!({"goals": ["shout"]}))
@@ -901,8 +834,8 @@ async fn steps_are_registered_and_edited_and_flows_started_from_the_console() {
         );
     }
     // Another goal instead: the editor is prefilled for it and checks the values as typed.
-    click(&browser, "input[name=goal][value=shout]").await;
-    click(&browser, "input[name=goal][value=greet]").await;
+    browser.click("input[name=goal][value=shout]").await;
+    browser.click("input[name=goal][value=greet]").await;
     wait_text(&browser, "#required-attributes", "name: string").await;
     assert_eq!(
         browser.count("#plan-preview svg.graph [data-step]").await,
@@ -925,17 +858,17 @@ async fn steps_are_registered_and_edited_and_flows_started_from_the_console() {
     assert_eq!(browser.text("#init-errors").await, "");
     browser.screenshot("start").await;
     type_into(&browser, "#flow-id", "ui-flow-1").await;
-    click(&browser, "#start-button").await;
+    browser.click("#start-button").await;
     wait_path(&browser, "/ui/flow/ui-flow-1").await;
     wait_text(&browser, "#flow-status", "completed").await;
     wait_text(&browser, "tr[data-attribute=greeting]", "hi Ada").await;
     // A start the server refuses (a blank id) shows the server's message.
     browser.goto("/ui/start").await;
-    click(&browser, "input[name=goal][value=greet]").await;
+    browser.click("input[name=goal][value=greet]").await;
     wait_text(&browser, "#required-attributes", "name").await;
     type_into(&browser, "#init", r#"{"name": "Bo"}"#).await;
     type_into(&browser, "#flow-id", "   ").await;
-    click(&browser, "#start-button").await;
+    browser.click("#start-button").await;
     wait_text(&browser, "#start-error", "Valid Flow ID is required").await;
 
     // The refused requests above are the only failed loads.
@@ -988,14 +921,11 @@ async fn an_archived_flow_is_read_back_the_same_way_and_read_only() {
     // Wait for the archiver: the API then reads the flow back from the bucket.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let events: Value = client
-            .get(format!("{base}/engine/flow/kept-1/events?limit=1"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let events: Value = get_json(
+            &client,
+            &format!("{base}/engine/flow/kept-1/events?limit=1"),
+        )
+        .await;
         if events["archived"] == true {
             break;
         }
@@ -1048,14 +978,7 @@ async fn api_page(
     base: &str,
     query: &str,
 ) -> (Vec<String>, Option<String>) {
-    let page: Value = client
-        .get(format!("{base}/engine/flow?{query}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = get_json(client, &format!("{base}/engine/flow?{query}")).await;
     let ids = page["flows"]
         .as_array()
         .unwrap()
@@ -1104,7 +1027,7 @@ async fn the_flows_list_is_newest_first_filtered_paged_and_live() {
         "a duration: {row}"
     );
     assert!(browser.text("tr[data-flow=bad-2]").await.contains("boom"));
-    click(&browser, "#older").await;
+    browser.click("#older").await;
     let second = listed(&browser).await;
     let (api_second, _) = api_page(
         &client,
@@ -1116,12 +1039,12 @@ async fn the_flows_list_is_newest_first_filtered_paged_and_live() {
     )
     .await;
     assert_eq!(second, api_second);
-    click(&browser, "#older").await;
+    browser.click("#older").await;
     let third = listed(&browser).await;
     assert_eq!(first.len() + second.len() + third.len(), 123);
     assert_eq!(browser.count("#older").await, 0);
     assert_eq!(third.last().map(String::as_str), Some("batch-000"));
-    click(&browser, "#newest").await;
+    browser.click("#newest").await;
     assert_eq!(listed(&browser).await, first);
     browser.screenshot("flows").await;
 
@@ -1134,8 +1057,11 @@ async fn the_flows_list_is_newest_first_filtered_paged_and_live() {
         .select_by_value("failed")
         .await
         .unwrap();
-    click(&browser, "form.filters button").await;
-    wait_path(&browser, "/ui/flows").await;
+    browser.click("form.filters button").await;
+    // The list was at /ui/flows already: wait for the filtered page itself.
+    browser
+        .wait_count("select#status option[value=failed][selected]", 1)
+        .await;
     assert_eq!(listed(&browser).await, vec!["bad-2", "bad-1", "bad-0"]);
     browser.goto("/ui/flows?prefix=batch-11").await;
     let prefixed = listed(&browser).await;

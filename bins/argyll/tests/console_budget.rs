@@ -25,7 +25,7 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 use support::browser::Browser;
-use support::{EngineProcess, register_step, send};
+use support::{EngineProcess, get_json, register_step, send};
 
 const FLOWS: usize = 100_000;
 const STEPS: usize = 100;
@@ -141,14 +141,7 @@ async fn console_page_budgets() {
     )
     .await;
     assert_eq!(status, 201, "{body}");
-    let state: Value = client
-        .get(format!("{base}/engine/flow/big?wait=60s"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let state: Value = get_json(&client, &format!("{base}/engine/flow/big?wait=60s")).await;
     assert_eq!(state["status"], "completed");
     assert_eq!(state["executions"].as_object().unwrap().len(), STEPS);
 

@@ -49,6 +49,27 @@ pub(crate) struct Live {
     pub min_interval_ms: u32,
 }
 
+/// Events that change what the catalog and the engine page show.
+pub(crate) const CATALOG_EVENTS: &[&str] = &[
+    "step_registered",
+    "step_updated",
+    "step_unregistered",
+    "step_health_changed",
+];
+
+impl Live {
+    /// Live on these events of the engine aggregate, refreshed at most every
+    /// `min_interval_ms`.
+    pub(crate) fn engine(events: &'static [&'static str], min_interval_ms: u32) -> Live {
+        Live {
+            subscribe: serde_json::json!({"aggregate_id": ["engine"], "event_types": events})
+                .to_string(),
+            events,
+            min_interval_ms,
+        }
+    }
+}
+
 /// A page: `title`, the navigation entry it belongs to, and its live region `body`.
 pub(crate) fn page(
     status: StatusCode,

@@ -204,6 +204,11 @@ pub async fn serve_steps(app: axum::Router) -> String {
     base
 }
 
+/// `GET url` as JSON (any status).
+pub async fn get_json(client: &reqwest::Client, url: &str) -> Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
+}
+
 /// Registers (or updates) `step` on `engine`, failing the test unless it is accepted.
 pub async fn register_step(client: &reqwest::Client, engine: &str, step: &Value) {
     let (status, body) = send(

@@ -16,12 +16,7 @@ use crate::graph::{Decoration, StepGraph};
 use crate::shell::{self, Fragment, Live};
 
 /// Events after which the page is fetched again.
-const EVENTS: &[&str] = &[
-    "step_registered",
-    "step_updated",
-    "step_unregistered",
-    "step_health_changed",
-];
+const EVENTS: &[&str] = shell::CATALOG_EVENTS;
 
 /// Characters of a script shown in the table.
 const SCRIPT_CHARS: usize = 80;
@@ -30,14 +25,7 @@ pub(crate) async fn page(
     State(console): State<Console>,
     Query(fragment): Query<Fragment>,
 ) -> Response {
-    let live = Live {
-        subscribe: format!(
-            r#"{{"aggregate_id":["engine"],"event_types":{}}}"#,
-            serde_json::to_string(EVENTS).unwrap_or_default()
-        ),
-        events: EVENTS,
-        min_interval_ms: 0,
-    };
+    let live = Live::engine(EVENTS, 0);
     let (status, body) = match read_catalog(&console).await {
         Ok((steps, health)) => (StatusCode::OK, catalog(&steps, &health)),
         Err(error) => (StatusCode::BAD_GATEWAY, shell::api_error(&error)),

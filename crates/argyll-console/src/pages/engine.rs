@@ -11,25 +11,14 @@ use crate::Console;
 use crate::api::EngineInfo;
 use crate::shell::{self, Fragment, Live};
 
-const EVENTS: &[&str] = &[
-    "step_registered",
-    "step_updated",
-    "step_unregistered",
-    "step_health_changed",
-];
+/// Events after which the page is fetched again.
+const EVENTS: &[&str] = shell::CATALOG_EVENTS;
 
 pub(crate) async fn page(
     State(console): State<Console>,
     Query(fragment): Query<Fragment>,
 ) -> Response {
-    let live = Live {
-        subscribe: format!(
-            r#"{{"aggregate_id":["engine"],"event_types":{}}}"#,
-            serde_json::to_string(EVENTS).unwrap_or_default()
-        ),
-        events: EVENTS,
-        min_interval_ms: 0,
-    };
+    let live = Live::engine(EVENTS, 0);
     let read = async {
         let info = console.api.info().await?;
         let steps = console.api.steps().await?;

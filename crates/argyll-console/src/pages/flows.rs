@@ -50,14 +50,7 @@ pub(crate) async fn page(
         cursor: bounded(query.cursor),
         limit: PAGE,
     };
-    let live = Live {
-        subscribe: format!(
-            r#"{{"aggregate_id":["engine"],"event_types":{}}}"#,
-            serde_json::to_string(EVENTS).unwrap_or_default()
-        ),
-        events: EVENTS,
-        min_interval_ms: 1000,
-    };
+    let live = Live::engine(EVENTS, 1000);
     let (status, body) = match console.api.flows(&filter).await {
         Ok(list) => (StatusCode::OK, flows(&filter, &list)),
         Err(error) if error.status() == Some(400) => (
