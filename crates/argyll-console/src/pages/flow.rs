@@ -219,7 +219,7 @@ fn flow(state: &FlowState, events: &EventPage, from: u64, max_id_length: usize) 
 
 fn timeline(events: &EventPage, from: u64) -> Markup {
     html! {
-        ol.timeline start=(from + 1) {
+        ol.timeline start=(from.saturating_add(1)) {
             @for event in &events.events {
                 @let kind = text_at(event, &["type"]);
                 li data-type=(kind) {
