@@ -41,6 +41,7 @@ function setUpLive(region) {
   const interval = Number(region.dataset.liveInterval || 0);
   let running = false;
   let queued = false;
+  let waiting = false;
   let last = 0;
   let connectedBefore = false;
   let delay = 500;
@@ -53,7 +54,10 @@ function setUpLive(region) {
 
   async function refresh() {
     if (running) { queued = true; return; }
-    if (typing()) { setTimeout(refresh, 1000); return; }
+    if (typing()) {
+      if (!waiting) { waiting = true; setTimeout(() => { waiting = false; refresh(); }, 1000); }
+      return;
+    }
     running = true;
     const wait = last + interval - Date.now();
     if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
@@ -196,13 +200,27 @@ function setUpStartForm(form) {
     return messages.length === 0 ? value : null;
   }
 
+  let previews = 0;
   async function loadPreview() {
+    const mine = ++previews;
     const url = new URL("/ui/start/preview", location.href);
     for (const input of form.querySelectorAll("input[name=goal]:checked")) {
       url.searchParams.append("goal", input.value);
     }
-    const response = await fetch(url, { cache: "no-store" });
-    preview.innerHTML = await response.text();
+    let html;
+    try {
+      const response = await fetch(url, { cache: "no-store" });
+      html = response.ok ? await response.text() : null;
+    } catch {
+      html = null;
+    }
+    if (mine !== previews) return; // a newer choice of goals is on its way
+    if (html === null) {
+      showErrors(startError, ["Could not load the plan: the server did not answer."]);
+      return;
+    }
+    showErrors(startError, []);
+    preview.innerHTML = html;
     const plan = preview.querySelector("#plan");
     try { required = plan ? JSON.parse(plan.dataset.required || "{}") : {}; } catch { required = {}; }
     if (plan && !edited) init.value = plan.dataset.template || "{}";
@@ -222,12 +240,24 @@ function setUpStartForm(form) {
     const value = check();
     if (!value) return;
     const id = flowId.value.trim();
-    const response = await fetch("/engine/flow", {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ id, goals, init: value }),
-    });
-    if (response.ok) { location.href = `/ui/flow/${encodeURIComponent(id)}`; return; }
+    let response;
+    try {
+      response = await fetch("/engine/flow", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ id, goals, init: value }),
+      });
+    } catch {
+      showErrors(startError, ["The server did not answer: nothing was started."]);
+      return;
+    }
+    if (response.ok) {
+      // The server may have cleaned the id up (sanitize_flow_id): go to the one it started.
+      let started = id;
+      try { started = (await response.json()).flow_id || id; } catch { /* keep the typed id */ }
+      location.href = `/ui/flow/${encodeURIComponent(started)}`;
+      return;
+    }
     let message = `${response.status} ${response.statusText}`;
     try { message = (await response.json()).error || message; } catch { /* not JSON */ }
     // Messages about the init values go next to the editor, others next to the button.
@@ -254,11 +284,17 @@ function setUpStepEditor(form) {
     const step = check();
     if (!step) return;
     const editing = form.dataset.editing;
-    const response = await fetch(editing ? `/engine/step/${encodeURIComponent(editing)}` : "/engine/step", {
-      method: editing ? "PUT" : "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify(step),
-    });
+    let response;
+    try {
+      response = await fetch(editing ? `/engine/step/${encodeURIComponent(editing)}` : "/engine/step", {
+        method: editing ? "PUT" : "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(step),
+      });
+    } catch {
+      showErrors(errors, ["The server did not answer: the step was not saved."]);
+      return;
+    }
     if (response.ok) {
       location.href = `/ui/steps#step-${encodeURIComponent(step.id ?? editing)}`;
       return;

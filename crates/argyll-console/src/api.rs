@@ -168,7 +168,9 @@ pub(crate) struct Api {
 impl Api {
     pub(crate) fn new(config: &ConsoleConfig) -> Api {
         Api {
+            // Loopback reads must not go through an HTTP proxy from the environment.
             client: reqwest::Client::builder()
+                .no_proxy()
                 .timeout(config.api_timeout)
                 .build()
                 .unwrap_or_default(),

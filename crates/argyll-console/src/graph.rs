@@ -13,6 +13,9 @@ use crate::layout::{Graph, Layout, Point, Size, Spacing, layered};
 const STEP_WIDTH: f64 = 220.0;
 /// Height of a step's title and of each attribute line.
 const LINE: f64 = 16.0;
+/// Steps beyond which a graph is not drawn (the layout's cost grows with layers × nodes; a
+/// page shows its table instead).
+pub(crate) const MAX_DRAWN_STEPS: usize = 300;
 /// Characters of an attribute or step name shown before it is cut.
 const NAME_CHARS: usize = 26;
 
@@ -64,11 +67,15 @@ impl<'a> StepGraph<'a> {
                 });
             }
         }
-        let graph = Graph {
-            nodes: nodes.iter().map(size_of).collect(),
-            edges: edges.iter().map(|&(from, to, _)| (from, to)).collect(),
+        let layout = if steps.len() > MAX_DRAWN_STEPS {
+            Layout::default()
+        } else {
+            let graph = Graph {
+                nodes: nodes.iter().map(size_of).collect(),
+                edges: edges.iter().map(|&(from, to, _)| (from, to)).collect(),
+            };
+            layered(&graph, &Spacing::default())
         };
-        let layout = layered(&graph, &Spacing::default());
         StepGraph {
             nodes,
             edges,
@@ -78,6 +85,16 @@ impl<'a> StepGraph<'a> {
 
     /// The SVG drawing; `decorate` says how each step is shown (its state and link).
     pub(crate) fn svg(&self, decorate: &dyn Fn(&Step) -> Decoration) -> Markup {
+        let steps = self
+            .nodes
+            .iter()
+            .filter(|n| matches!(n, Node::Step(_)))
+            .count();
+        if steps > MAX_DRAWN_STEPS {
+            return html! {
+                p.summary { (steps) " steps are more than the " (MAX_DRAWN_STEPS) " a graph is drawn for: see the list." }
+            };
+        }
         let (width, height) = (self.layout.width.ceil(), self.layout.height.ceil());
         html! {
             svg.graph xmlns="http://www.w3.org/2000/svg" role="img"
@@ -263,6 +280,22 @@ mod tests {
         // The producer is left of its output, the output left of its consumer.
         let x = |n: usize| graph.layout.nodes[n].x;
         assert!(x(0) < x(2) && x(2) < x(1));
+    }
+
+    #[test]
+    fn a_graph_too_large_to_draw_says_so() {
+        let steps: Vec<Step> = (0..=MAX_DRAWN_STEPS)
+            .map(|i| {
+                step(serde_json::json!({"id": format!("s{i}"), "name": "S", "type": "script"}))
+            })
+            .collect();
+        let svg = StepGraph::new(&steps)
+            .svg(&|_| Decoration::default())
+            .into_string();
+        assert!(
+            svg.contains("more than the 300") && !svg.contains("<svg"),
+            "{svg}"
+        );
     }
 
     #[test]

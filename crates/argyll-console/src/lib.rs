@@ -3,8 +3,9 @@
 //! The web console the `argyll` binary serves at `/ui/`: pages rendered on the server from
 //! the public HTTP API, kept live in the browser by a small ES module that listens on the
 //! public WebSocket and fetches the changed part of the page again. It reads nothing but the
-//! public API, so any instance can serve it and it can be pointed at any instance
-//! ([`ConsoleConfig::api_url`]).
+//! public API, so any instance can serve it; the server-side reads go to
+//! [`ConsoleConfig::api_url`], while the browser's WebSocket and its two writes (starting a
+//! flow, saving a step) go to the instance that served the page.
 //!
 //! **Owns**: the console's routes ([`router`]), its pages (`pages`), the page shell and
 //! themes (`shell`), the embedded assets with content-hashed names (`assets`), the API reads

@@ -1,4 +1,4 @@
-//! `/ui/steps` (and `/ui/`): every registered step as a graph of the attributes it produces
+//! `/ui/steps`: every registered step as a graph of the attributes it produces
 //! and consumes, and as a table with its type, endpoint or script and health. Live: steps
 //! registered, updated or removed elsewhere and health changes refresh it.
 

@@ -19,6 +19,8 @@ use crate::shell::{self, Live};
 
 /// Events shown per page of the timeline.
 const EVENTS_PER_PAGE: usize = 200;
+/// Work items listed per step (a fan-out can have a hundred thousand).
+const WORK_ITEMS_SHOWN: usize = 1_000;
 /// Characters of a value shown before it is cut (the full value is in the event timeline).
 const VALUE_CHARS: usize = 2_000;
 
@@ -160,11 +162,14 @@ fn flow(state: &FlowState, events: &EventPage, from: u64, max_id_length: usize) 
                     }
                     @if !execution.work_items.is_empty() {
                         h3 { "Work items (" (execution.work_items.len()) ")" }
+                        @if execution.work_items.len() > WORK_ITEMS_SHOWN {
+                            p.summary { "The first " (WORK_ITEMS_SHOWN) " are shown; the step's events list all of them." }
+                        }
                         div.table-box {
                             table.work-items {
                                 thead { tr { th { "Item" } th { "Status" } th { "Attempts" } th { "Next retry" } th { "Error" } } }
                                 tbody {
-                                    @for (token, item) in execution.work_items.iter() {
+                                    @for (token, item) in execution.work_items.iter().take(WORK_ITEMS_SHOWN) {
                                         tr data-token=(token) {
                                             td {
                                                 code { (short(token)) }
@@ -222,8 +227,9 @@ fn timeline(events: &EventPage, from: u64) -> Markup {
         ol.timeline start=(from.saturating_add(1)) {
             @for event in &events.events {
                 @let kind = text_at(event, &["type"]);
+                @let sequence = event.get("sequence").and_then(Value::as_u64).unwrap_or_default();
                 li data-type=(kind) {
-                    details {
+                    details #{ "event-" (sequence) } {
                         summary {
                             span.time { (text_at(event, &["timestamp"])) }
                             " " code { (kind) }
