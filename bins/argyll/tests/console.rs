@@ -405,6 +405,21 @@ async fn order_steps(webhooks: Webhooks) -> String {
     support::serve_steps(app).await
 }
 
+/// Waits until the step service saw an `approve` call; its webhook URL.
+async fn first_webhook(webhooks: &Webhooks) -> String {
+    let deadline = tokio::time::Instant::now() + LIVE;
+    loop {
+        if let Some(url) = webhooks.lock().unwrap().first() {
+            return url.clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "approve was never called"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn register_order_steps(client: &reqwest::Client, base: &str, steps: &str) {
     for step in [
         json!({"id": "prep", "name": "Prepare", "type": "script",
@@ -480,14 +495,7 @@ async fn the_flow_view_shows_the_plan_steps_values_events_and_follows_the_flow_l
     register_order_steps(&client, &base, &steps).await;
     start_flow(&client, &base, "order-1", &["notify", "audit"]).await;
     // The flow waits for `approve`'s webhook: the step service has been called.
-    let deadline = tokio::time::Instant::now() + LIVE;
-    while webhooks.lock().unwrap().is_empty() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "approve was never called"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    first_webhook(&webhooks).await;
     let browser = Browser::open(&base, 1280, 800).await;
     browser.goto("/ui/flow/order-1").await;
     assert_eq!(browser.text("#flow-status").await, "active");
@@ -575,7 +583,7 @@ async fn the_flow_view_shows_the_plan_steps_values_events_and_follows_the_flow_l
     // Another client completes the async step: the open page follows to the end, no reload.
     browser.wait_count("main[data-live-state=open]", 1).await;
     browser.eval("window.argyllMarker = 7; return null;").await;
-    let url = webhooks.lock().unwrap()[0].clone();
+    let url = first_webhook(&webhooks).await;
     let done = client
         .post(url)
         .json(&json!({"success": true, "outputs": {"approved": true}}))
@@ -1084,15 +1092,7 @@ async fn the_flows_list_is_newest_first_filtered_paged_and_live() {
         .wait_count("tr[data-flow=held-1][data-status=active]", 1)
         .await;
     assert_eq!(listed(&browser).await[0], "held-1");
-    let deadline = tokio::time::Instant::now() + LIVE;
-    while webhooks.lock().unwrap().is_empty() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "approve was never called"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let url = webhooks.lock().unwrap()[0].clone();
+    let url = first_webhook(&webhooks).await;
     client
         .post(url)
         .json(&json!({"success": true, "outputs": {"approved": true}}))
