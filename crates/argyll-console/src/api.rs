@@ -163,6 +163,8 @@ pub(crate) struct EventPage {
 pub(crate) struct Api {
     client: reqwest::Client,
     base: String,
+    /// The API's id length limit, read once: it is the instance's configuration.
+    max_id_length: std::sync::OnceLock<usize>,
 }
 
 impl Api {
@@ -175,6 +177,7 @@ impl Api {
                 .build()
                 .unwrap_or_default(),
             base: config.api_url.trim_end_matches('/').to_owned(),
+            max_id_length: std::sync::OnceLock::new(),
         }
     }
 
@@ -220,26 +223,23 @@ impl Api {
 
     /// A flow's state; `None` when the API does not know it (404).
     pub(crate) async fn flow(&self, id: &str) -> Result<Option<FlowState>, ApiError> {
-        match self
-            .get(&format!("/engine/flow/{}", path_segment(id)))
+        self.get_if_found(&format!("/engine/flow/{}", path_segment(id)))
             .await
-        {
-            Ok(state) => Ok(Some(state)),
-            Err(ApiError::Status { status: 404, .. }) => Ok(None),
-            Err(other) => Err(other),
-        }
     }
 
     /// One registered step; `None` when there is none with that id.
     pub(crate) async fn step(&self, id: &str) -> Result<Option<Step>, ApiError> {
-        match self
-            .get(&format!("/engine/step/{}", path_segment(id)))
+        self.get_if_found(&format!("/engine/step/{}", path_segment(id)))
             .await
-        {
-            Ok(step) => Ok(Some(step)),
-            Err(ApiError::Status { status: 404, .. }) => Ok(None),
-            Err(other) => Err(other),
+    }
+
+    /// The longest id the API accepts (child flow ids beyond it are hashed), read once.
+    pub(crate) async fn max_id_length(&self) -> Result<usize, ApiError> {
+        if let Some(&length) = self.max_id_length.get() {
+            return Ok(length);
         }
+        let length = self.info().await?.max_id_length;
+        Ok(*self.max_id_length.get_or_init(|| length))
     }
 
     /// The plan for `goals` (`POST /engine/plan`).
@@ -265,6 +265,15 @@ impl Api {
             path_segment(id)
         ))
         .await
+    }
+
+    /// `GET path`, with a 404 answer as `None`.
+    async fn get_if_found<T: DeserializeOwned>(&self, path: &str) -> Result<Option<T>, ApiError> {
+        match self.get(path).await {
+            Ok(value) => Ok(Some(value)),
+            Err(ApiError::Status { status: 404, .. }) => Ok(None),
+            Err(other) => Err(other),
+        }
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ApiError> {

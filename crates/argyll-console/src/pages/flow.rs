@@ -50,8 +50,8 @@ pub(crate) async fn page(
             return Ok(None);
         };
         let events = console.api.events(&id, from, EVENTS_PER_PAGE).await?;
-        let info = console.api.info().await?;
-        Ok::<_, crate::ApiError>(Some((state, events, info.max_id_length)))
+        let max_id_length = console.api.max_id_length().await?;
+        Ok::<_, crate::ApiError>(Some((state, events, max_id_length)))
     };
     let title = format!("Flow {id}");
     match read.await {
